@@ -1,0 +1,19 @@
+"""The admin site: platform admins (staff) and approvers share it.
+
+Approvers are not staff. They get in because they belong to an approver group, and lose
+access the moment they leave it; nothing has to be kept in sync.
+"""
+
+from django.contrib import admin
+
+
+class AirlockAdminSite(admin.AdminSite):
+    site_header = "Airlock administration"
+    site_title = "Airlock"
+    index_title = "Access requests, policies and audit"
+
+    def has_permission(self, request):
+        from requests_app.selectors import user_is_approver
+
+        user = request.user
+        return user.is_active and (user.is_staff or user_is_approver(user=user))

@@ -1,0 +1,5 @@
+from django.contrib.admin.apps import AdminConfig
+
+
+class AirlockAdminConfig(AdminConfig):
+    default_site = "portal.admin_site.AirlockAdminSite"

@@ -1,0 +1,12 @@
+"""Why a request transition was refused. The web, admin and API map these to messages,
+403 and 409 respectively; the rule that raised them lives in services.py."""
+
+from django.core.exceptions import PermissionDenied
+
+
+class NotAllowed(PermissionDenied):
+    """The user may not do this to this request (self-approval, not an approver, ...)."""
+
+
+class WrongState(Exception):
+    """The request is no longer in a state that allows this (decided, cancelled, ...)."""

@@ -1,0 +1,240 @@
+"""Who may get access to what: approver groups, access policies, secret definitions,
+access requests and their approvals."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from requests_app.crypto import decrypt_value, encrypt_value
+
+
+class AccessKind(models.TextChoices):
+    REVIEWER = "reviewer", "Required reviewer"
+    SECRET = "secret", "Secret"
+
+
+class ApproverGroup(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # "org/team-slug": members can be synced from this GitHub team (see the grant engine).
+    github_team = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def member_logins(self) -> list[str]:
+        return sorted(self.members.values_list("login", flat=True))
+
+
+class ApproverGroupMember(models.Model):
+    """A GitHub login in a group. Kept as a login, not a user, so that people can be made
+    approvers before they first sign in; they are matched to users by username."""
+
+    group = models.ForeignKey(ApproverGroup, on_delete=models.CASCADE, related_name="members")
+    login = models.CharField(max_length=100, help_text="GitHub login (the portal username)")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["login"]
+        constraints = [
+            # apply_policies and team sync add members idempotently relying on this.
+            models.UniqueConstraint(
+                models.functions.Lower("login"), "group", name="unique_login_per_group"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.login} in {self.group}"
+
+
+class SecretDefinition(models.Model):
+    class Kind(models.TextChoices):
+        ENVIRONMENT = "environment", "Environment secret (value held by Airlock)"
+        ORGANIZATION = "organization", "Organization secret (repository added while granted)"
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="The secret's name on GitHub, e.g. DEPLOY_TOKEN",
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    org = models.CharField(max_length=100, blank=True, help_text="Organization secrets only")
+    # Fernet token of the value; never shown back (environment secrets only).
+    encrypted_value = models.BinaryField(blank=True, default=b"", editable=False)
+    value_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # The grant engine needs an org to add repositories to an organization secret.
+            models.CheckConstraint(
+                condition=Q(kind="environment") | ~Q(org=""),
+                name="organization_secret_has_org",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def has_value(self) -> bool:
+        return bool(self.encrypted_value)
+
+    def set_value(self, value: str) -> None:
+        self.encrypted_value = encrypt_value(value)
+
+    def get_value(self) -> str:
+        return decrypt_value(bytes(self.encrypted_value))
+
+
+class AccessPolicy(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    # Glob patterns (fnmatch, case-insensitive): "acme/*", "production", "prod-*".
+    repository_patterns = models.JSONField(default=list)
+    environment_patterns = models.JSONField(default=list)
+    access_kinds = models.JSONField(default=list, help_text='e.g. ["reviewer", "secret"]')
+    secrets = models.ManyToManyField(SecretDefinition, blank=True, related_name="policies")
+    max_duration = models.DurationField(default=timedelta(hours=4))
+    default_duration = models.DurationField(default=timedelta(hours=1))
+    approvals_required = models.PositiveSmallIntegerField(
+        default=1, help_text="Distinct approvals needed; 0 approves automatically (audited)"
+    )
+    approver_groups = models.ManyToManyField(ApproverGroup, blank=True, related_name="policies")
+    reason_min_length = models.PositiveSmallIntegerField(default=10)
+    pending_ttl = models.DurationField(default=timedelta(hours=24))
+    break_glass = models.BooleanField(default=False, help_text="Allow break-glass access")
+    break_glass_max_duration = models.DurationField(default=timedelta(hours=1))
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "access policies"
+        constraints = [
+            # Routing and the request form rely on a default that fits within the maximum.
+            models.CheckConstraint(
+                condition=Q(default_duration__lte=models.F("max_duration")),
+                name="default_duration_within_max",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_duration__gt=timedelta(0)), name="max_duration_positive"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class AccessRequest(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        ACTIVE = "active"
+        EXPIRED = "expired"
+        REVOKED = "revoked"
+        DENIED = "denied"
+        CANCELLED = "cancelled"
+        TIMED_OUT = "timed_out"
+        FAILED = "failed"
+
+    OPEN_STATUSES = (Status.PENDING, Status.APPROVED, Status.ACTIVE)
+
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"
+    )
+    repository = models.CharField(max_length=200, db_index=True, help_text="owner/repo")
+    environment = models.CharField(max_length=255, db_index=True)
+    access = models.CharField(max_length=20, choices=AccessKind.choices)
+    secret = models.ForeignKey(
+        SecretDefinition, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField()
+    duration_minutes = models.PositiveIntegerField()
+    policy = models.ForeignKey(AccessPolicy, on_delete=models.PROTECT, related_name="requests")
+    # Copied from the policy when the request is made, so editing a policy never changes
+    # what an open request needs.
+    approvals_required = models.PositiveSmallIntegerField()
+    break_glass = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    starts_at = models.DateTimeField(null=True, blank=True)
+    pending_until = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Who closed the request without granting it (deny, cancel), and why.
+    closed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    close_comment = models.TextField(blank=True)
+    # Set by the grant engine when access is really granted on GitHub, and when it ends.
+    granted_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["repository", "environment", "status"], name="request_target"),
+        ]
+        constraints = [
+            # The engine and the API's check rely on a secret request naming its secret.
+            models.CheckConstraint(
+                condition=Q(access="reviewer", secret__isnull=True)
+                | Q(access="secret", secret__isnull=False),
+                name="secret_given_iff_secret_access",
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_minutes__gt=0), name="duration_positive"
+            ),
+            # "Active" means granted and timed: the check answers from expires_at.
+            models.CheckConstraint(
+                condition=~Q(status="active")
+                | Q(granted_at__isnull=False, expires_at__isnull=False),
+                name="active_has_grant_times",
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.access} on {self.target}"
+
+    @property
+    def target(self) -> str:
+        return f"{self.repository}:{self.environment}"
+
+    @property
+    def duration(self) -> timedelta:
+        return timedelta(minutes=self.duration_minutes)
+
+
+class Approval(models.Model):
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="approvals")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals_given"
+    )
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Approvals are counted per distinct approver; access_request_approve relies on it.
+            models.UniqueConstraint(fields=["request", "approver"], name="one_approval_each"),
+        ]
+
+    def __str__(self):
+        return f"{self.approver} approved #{self.request_id}"

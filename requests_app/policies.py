@@ -1,0 +1,50 @@
+"""Routing a target to its access policy.
+
+A policy matches when one of its repository patterns matches the repository, one of its
+environment patterns matches the environment, and it allows the access kind. Patterns are
+shell globs (`*`, `?`, `[...]`), compared case-insensitively because GitHub names are.
+
+When several policies match, the most specific wins:
+1. the repository pattern that matched: an exact name beats any glob, and among globs the
+   one with more literal characters wins ("acme/api-*" beats "acme/*");
+2. then the environment pattern, by the same rule;
+3. then, to stay deterministic, the policy name in alphabetical order.
+"""
+
+from fnmatch import fnmatchcase
+
+from requests_app.models import AccessPolicy
+
+WILDCARDS = set("*?[")
+
+
+def pattern_specificity(pattern: str) -> tuple[int, int]:
+    literal = sum(1 for char in pattern if char not in WILDCARDS and char != "]")
+    return (0 if WILDCARDS & set(pattern) else 1, literal)
+
+
+def best_match(patterns: list[str], value: str) -> tuple[int, int] | None:
+    value = value.lower()
+    scores = [
+        pattern_specificity(pattern)
+        for pattern in patterns
+        if fnmatchcase(value, str(pattern).lower())
+    ]
+    return max(scores) if scores else None
+
+
+def policy_for_target(*, repository: str, environment: str, access: str) -> AccessPolicy | None:
+    candidates = []
+    for policy in AccessPolicy.objects.prefetch_related("secrets", "approver_groups"):
+        if access not in policy.access_kinds:
+            continue
+        repository_score = best_match(policy.repository_patterns, repository)
+        environment_score = best_match(policy.environment_patterns, environment)
+        if repository_score is None or environment_score is None:
+            continue
+        candidates.append(((repository_score, environment_score), policy))
+    if not candidates:
+        return None
+    # Highest specificity first; among equals, the alphabetically first name.
+    candidates.sort(key=lambda pair: (tuple(-n for s in pair[0] for n in s), pair[1].name))
+    return candidates[0][1]

@@ -1,0 +1,346 @@
+"""Every change to an access request happens here, once, atomically, and audited.
+
+Transitions are compare-and-set on the status (or run under a row lock and check again),
+so two people acting at the same moment can never both win. Anything that reaches outside
+the database (granting on GitHub, notifications) is enqueued after the commit.
+"""
+
+import re
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+import audit
+from requests_app.exceptions import NotAllowed, WrongState
+from requests_app.models import AccessKind, AccessRequest, Approval
+from requests_app.policies import policy_for_target
+from requests_app.selectors import request_refusal_for_decider
+
+Status = AccessRequest.Status
+
+REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+# GitHub environment names: up to 255 characters, no control characters; "/" is allowed.
+ENVIRONMENT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+
+
+def _validate_target(*, repository: str, environment: str, access: str) -> dict:
+    errors = {}
+    if not REPOSITORY_RE.match(repository):
+        errors["repository"] = "Give the repository as owner/name, for example acme/api."
+    if not environment.strip() or not ENVIRONMENT_RE.match(environment):
+        errors["environment"] = "Give the environment's name, for example production."
+    if access not in AccessKind.values:
+        errors["access"] = f"Access must be one of: {', '.join(AccessKind.values)}."
+    return errors
+
+
+def access_request_create(
+    *,
+    requester,
+    repository: str,
+    environment: str,
+    access: str,
+    reason: str,
+    duration_minutes: int | None = None,
+    secret_name: str | None = None,
+    starts_at: datetime | None = None,
+    break_glass: bool = False,
+) -> AccessRequest:
+    """File a request. Raises ValidationError (with field errors) for anything the policy
+    or the target refuses; nothing is saved then."""
+    repository = repository.strip()
+    environment = environment.strip()
+    reason = reason.strip()
+    errors = _validate_target(repository=repository, environment=environment, access=access)
+    if errors:
+        raise ValidationError(errors)
+
+    policy = policy_for_target(repository=repository, environment=environment, access=access)
+    if policy is None:
+        raise ValidationError(
+            {
+                "__all__": (
+                    f"No access policy covers {access} access to {repository} environment "
+                    f"'{environment}'. Ask a platform admin to add one."
+                )
+            }
+        )
+
+    now = timezone.now()
+    errors = {}
+    secret = None
+    if access == AccessKind.SECRET:
+        secret = next((s for s in policy.secrets.all() if s.name == secret_name), None)
+        allowed = ", ".join(s.name for s in policy.secrets.all()) or "none"
+        if not secret_name:
+            errors["secret"] = f"Choose the secret to grant (policy allows: {allowed})."
+        elif secret is None:
+            errors["secret"] = (
+                f"Policy '{policy.name}' does not grant the secret {secret_name} "
+                f"(it allows: {allowed})."
+            )
+        elif secret.kind == secret.Kind.ENVIRONMENT and not secret.has_value:
+            errors["secret"] = f"The secret {secret.name} has no value yet; ask an admin."
+    elif secret_name:
+        errors["secret"] = "Only secret access takes a secret."
+
+    if break_glass and not policy.break_glass:
+        errors["break_glass"] = f"Policy '{policy.name}' does not allow break-glass access."
+    max_duration = policy.break_glass_max_duration if break_glass else policy.max_duration
+    if duration_minutes is None:
+        duration_minutes = int(min(policy.default_duration, max_duration).total_seconds() // 60)
+    if duration_minutes <= 0:
+        errors["duration_minutes"] = "The duration must be at least one minute."
+    elif timedelta(minutes=duration_minutes) > max_duration:
+        errors["duration_minutes"] = (
+            f"At most {_minutes(max_duration)} minutes under policy '{policy.name}'"
+            f"{' for break-glass' if break_glass else ''}."
+        )
+    if len(reason) < policy.reason_min_length:
+        errors["reason"] = (
+            f"Give a reason of at least {policy.reason_min_length} characters "
+            f"(policy '{policy.name}')."
+        )
+    if starts_at is not None:
+        if break_glass:
+            errors["starts_at"] = "Break-glass access starts at once; leave the start empty."
+        elif starts_at < now - timedelta(minutes=1):
+            errors["starts_at"] = "The start must be in the future."
+        elif starts_at > now + MAX_SCHEDULE_AHEAD:
+            errors["starts_at"] = "The start can be at most 30 days ahead."
+    if errors:
+        raise ValidationError(errors)
+
+    with transaction.atomic():
+        duplicate = AccessRequest.objects.filter(
+            requester=requester,
+            repository__iexact=repository,
+            environment__iexact=environment,
+            access=access,
+            secret=secret,
+            status=Status.PENDING,
+        ).first()
+        if duplicate is not None:
+            raise ValidationError(
+                {"__all__": f"You already have a pending request #{duplicate.pk} for this."}
+            )
+        access_request = AccessRequest.objects.create(
+            requester=requester,
+            repository=repository,
+            environment=environment,
+            access=access,
+            secret=secret,
+            reason=reason,
+            duration_minutes=duration_minutes,
+            policy=policy,
+            approvals_required=0 if break_glass else policy.approvals_required,
+            break_glass=break_glass,
+            starts_at=starts_at,
+            pending_until=now + policy.pending_ttl,
+        )
+        audit.log_event(
+            action="request.created",
+            actor=requester,
+            target=access_request,
+            reason=reason,
+            detail=_request_detail(access_request),
+        )
+        if break_glass:
+            _mark_approved(access_request, actor=requester, action="request.break_glass")
+        elif access_request.approvals_required == 0:
+            _mark_approved(access_request, actor=None, action="request.auto_approved")
+    return access_request
+
+
+def access_request_approve(*, access_request: AccessRequest, approver, comment: str = ""):
+    """Add one approval; the approval that reaches the policy's count approves the request.
+
+    The row lock makes concurrent approvals queue: each sees the approvals before it, so N
+    approvers at once give N approvals and exactly one transition to approved.
+    """
+    with transaction.atomic():
+        locked = _lock(access_request)
+        _require_pending(locked, "approve")
+        refusal = request_refusal_for_decider(access_request=locked, user=approver)
+        if refusal:
+            raise NotAllowed(refusal)
+        try:
+            with transaction.atomic():
+                Approval.objects.create(request=locked, approver=approver, comment=comment)
+        except IntegrityError:
+            raise WrongState("You have already approved this request.") from None
+        count = locked.approvals.count()
+        audit.log_event(
+            action="request.approval_added",
+            actor=approver,
+            target=locked,
+            reason=comment,
+            detail={"approvals": count, "approvals_required": locked.approvals_required},
+        )
+        if count >= locked.approvals_required:
+            _mark_approved(locked, actor=approver, action="request.approved")
+    _refresh(access_request, locked)
+    return access_request
+
+
+def access_request_deny(*, access_request: AccessRequest, approver, comment: str = ""):
+    with transaction.atomic():
+        locked = _lock(access_request)
+        _require_pending(locked, "deny")
+        refusal = request_refusal_for_decider(access_request=locked, user=approver)
+        if refusal:
+            raise NotAllowed(refusal)
+        _transition(
+            locked,
+            to=Status.DENIED,
+            actor=approver,
+            action="request.denied",
+            reason=comment,
+            closed_by=approver,
+            close_comment=comment,
+            decided_at=timezone.now(),
+        )
+    _refresh(access_request, locked)
+    return access_request
+
+
+def access_request_cancel(*, access_request: AccessRequest, user, comment: str = ""):
+    """The requester withdraws a pending request. No approval can follow a cancel."""
+    with transaction.atomic():
+        locked = _lock(access_request)
+        if locked.requester_id != user.pk:
+            raise NotAllowed("Only the requester can cancel a request.")
+        _require_pending(locked, "cancel")
+        _transition(
+            locked,
+            to=Status.CANCELLED,
+            actor=user,
+            action="request.cancelled",
+            reason=comment,
+            closed_by=user,
+            close_comment=comment,
+            decided_at=timezone.now(),
+        )
+    _refresh(access_request, locked)
+    return access_request
+
+
+def access_request_time_out(*, access_request: AccessRequest) -> bool:
+    """Close a request left pending past its policy's pending TTL. False if it was decided
+    (or timed out by someone else) first."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = AccessRequest.objects.filter(
+            pk=access_request.pk, status=Status.PENDING, pending_until__lte=now
+        ).update(status=Status.TIMED_OUT, decided_at=now)
+        if updated != 1:
+            return False
+        audit.log_event(
+            action="request.timed_out",
+            actor=None,
+            target=access_request,
+            detail={"pending_until": access_request.pending_until},
+        )
+    access_request.status = Status.TIMED_OUT
+    access_request.decided_at = now
+    return True
+
+
+def access_requests_time_out_overdue() -> int:
+    """Time out every request pending past its TTL (called by the beat sweep)."""
+    overdue = AccessRequest.objects.filter(
+        status=Status.PENDING, pending_until__lte=timezone.now()
+    )
+    return sum(access_request_time_out(access_request=r) for r in overdue.iterator())
+
+
+# --- internals -----------------------------------------------------------------------------
+
+
+def _lock(access_request: AccessRequest) -> AccessRequest:
+    return (
+        AccessRequest.objects.select_for_update(of=("self",))
+        .select_related("policy", "requester")
+        .get(pk=access_request.pk)
+    )
+
+
+def _require_pending(access_request: AccessRequest, verb: str) -> None:
+    if access_request.status != Status.PENDING:
+        raise WrongState(
+            f"Request #{access_request.pk} is {access_request.status}; only a pending "
+            f"request can be {_past(verb)}."
+        )
+
+
+def _transition(access_request, *, to, actor, action, reason="", **fields) -> None:
+    """Compare-and-set from the status we read to `to`, and audit it in the same
+    transaction. A row count other than 1 means someone else moved it first."""
+    updated = AccessRequest.objects.filter(
+        pk=access_request.pk, status=access_request.status
+    ).update(status=to, **fields)
+    if updated != 1:
+        raise WrongState(f"Request #{access_request.pk} was changed by someone else; reload.")
+    before = access_request.status
+    access_request.status = to
+    for name, value in fields.items():
+        setattr(access_request, name, value)
+    audit.log_event(
+        action=action,
+        actor=actor,
+        target=access_request,
+        reason=reason,
+        detail={"from": before, "to": to},
+    )
+
+
+def _mark_approved(access_request: AccessRequest, *, actor, action: str) -> None:
+    _transition(
+        access_request,
+        to=Status.APPROVED,
+        actor=actor,
+        action=action,
+        reason=access_request.reason if access_request.break_glass else "",
+        decided_at=timezone.now(),
+    )
+    request_id = access_request.pk
+    transaction.on_commit(lambda: _enqueue_grant(request_id))
+
+
+def _enqueue_grant(request_id: int) -> None:
+    # The grant engine picks approved requests up; the beat sweep is the guarantee when
+    # this message is lost.
+    from grants.tasks import enqueue_grant_for_request
+
+    enqueue_grant_for_request(request_id)
+
+
+def _refresh(target: AccessRequest, source: AccessRequest) -> None:
+    for field in ("status", "decided_at", "closed_by_id", "close_comment"):
+        setattr(target, field, getattr(source, field))
+
+
+def _request_detail(access_request: AccessRequest) -> dict:
+    return {
+        "repository": access_request.repository,
+        "environment": access_request.environment,
+        "access": access_request.access,
+        "secret": access_request.secret.name if access_request.secret else None,
+        "duration_minutes": access_request.duration_minutes,
+        "policy": access_request.policy.name,
+        "approvals_required": access_request.approvals_required,
+        "break_glass": access_request.break_glass,
+        "starts_at": access_request.starts_at,
+    }
+
+
+def _minutes(duration: timedelta) -> int:
+    return int(duration.total_seconds() // 60)
+
+
+def _past(verb: str) -> str:
+    return {"approve": "approved", "deny": "denied", "cancel": "cancelled"}[verb]
+
