@@ -1,0 +1,290 @@
+"""The policy file (policies as code): parsing and validation, before anything is saved.
+
+Every problem is reported with its place in the file (`policies[0].max_duration, line 23`),
+and a file with any problem is refused whole. See PRODUCT.md for the format.
+"""
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import yaml
+
+from portal.env import parse_duration
+from requests_app.models import AccessKind, SecretDefinition
+
+LOGIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+TEAM_RE = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
+SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
+SECRET_NAME_RE = re.compile(r"^(?!GITHUB_)[A-Za-z_][A-Za-z0-9_]*$", re.IGNORECASE)
+
+
+class PolicyFileError(Exception):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class GroupSpec:
+    name: str
+    members: list[str] | None
+    github_team: str
+
+
+@dataclass
+class SecretSpec:
+    name: str
+    kind: str
+    org: str
+    value: str | None  # read from value_from_env; None leaves the stored value alone
+    value_from_env: str
+
+
+@dataclass
+class PolicySpec:
+    name: str
+    repositories: list[str]
+    environments: list[str]
+    access: list[str]
+    secrets: list[str]
+    max_duration: timedelta
+    default_duration: timedelta
+    approvals_required: int
+    approver_groups: list[str]
+    reason_min_length: int
+    pending_ttl: timedelta
+    break_glass: bool
+    break_glass_max_duration: timedelta
+
+
+@dataclass
+class PolicyDocument:
+    groups: list[GroupSpec] = field(default_factory=list)
+    secrets: list[SecretSpec] = field(default_factory=list)
+    policies: list[PolicySpec] = field(default_factory=list)
+
+
+class _Reader:
+    """Turns YAML nodes into values while remembering where each came from."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def fail(self, path: str, node, message: str) -> None:
+        line = f", line {node.start_mark.line + 1}" if node is not None else ""
+        self.problems.append(f"{path}{line}: {message}")
+
+    def mapping(self, node, path: str, allowed: set[str], required: set[str]) -> dict:
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(path, node, "expected a mapping (key: value lines)")
+            return {}
+        items = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                self.fail(f"{path}.{key}", key_node, f"unknown field (known: {known})")
+            elif key in items:
+                self.fail(f"{path}.{key}", key_node, "given twice")
+            else:
+                items[key] = value_node
+        for key in sorted(required - items.keys()):
+            self.fail(f"{path}.{key}", node, "is required")
+        return items
+
+    def sequence(self, node, path: str) -> list:
+        if node is None:
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(path, node, "expected a list")
+            return []
+        return node.value
+
+    def scalar(self, node, path: str) -> str | None:
+        if node is None:
+            return None
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(path, node, "expected a single value")
+            return None
+        return node.value
+
+    def text(self, items, key, path, *, pattern=None, hint="", default="") -> str:
+        node = items.get(key)
+        value = self.scalar(node, f"{path}.{key}")
+        if value is None:
+            return default
+        value = value.strip()
+        if pattern is not None and not pattern.match(value):
+            self.fail(f"{path}.{key}", node, f"{value!r} is not valid{hint}")
+        return value
+
+    def strings(self, items, key, path, *, pattern=None, hint="", nonempty=False) -> list[str]:
+        node = items.get(key)
+        values = []
+        for index, item in enumerate(self.sequence(node, f"{path}.{key}")):
+            value = self.scalar(item, f"{path}.{key}[{index}]")
+            if value is None:
+                continue
+            if pattern is not None and not pattern.match(value):
+                self.fail(f"{path}.{key}[{index}]", item, f"{value!r} is not valid{hint}")
+            values.append(value)
+        if nonempty and node is not None and not values:
+            self.fail(f"{path}.{key}", node, "must list at least one")
+        return values
+
+    def duration(self, items, key, path, default: timedelta) -> timedelta:
+        node = items.get(key)
+        value = self.scalar(node, f"{path}.{key}")
+        if value is None:
+            return default
+        try:
+            duration = parse_duration(value)
+        except ValueError as exc:
+            self.fail(f"{path}.{key}", node, str(exc))
+            return default
+        if duration <= timedelta(0):
+            self.fail(f"{path}.{key}", node, "must be longer than zero")
+        return duration
+
+    def integer(self, items, key, path, default: int, *, minimum=0, maximum=1000) -> int:
+        node = items.get(key)
+        value = self.scalar(node, f"{path}.{key}")
+        if value is None:
+            return default
+        if not re.fullmatch(r"\d+", value.strip()) or not minimum <= int(value) <= maximum:
+            self.fail(f"{path}.{key}", node, f"must be a whole number from {minimum} to {maximum}")
+            return default
+        return int(value)
+
+    def boolean(self, items, key, path, default: bool) -> bool:
+        node = items.get(key)
+        value = self.scalar(node, f"{path}.{key}")
+        if value is None:
+            return default
+        if value.lower() not in {"true", "false", "yes", "no"}:
+            self.fail(f"{path}.{key}", node, "must be true or false")
+            return default
+        return value.lower() in {"true", "yes"}
+
+
+def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
+    reader = _Reader()
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise PolicyFileError([f"not valid YAML: {exc}"]) from None
+    if root is None:
+        raise PolicyFileError(["the file is empty"])
+    top = reader.mapping(root, "file", {"approver_groups", "secrets", "policies"}, set())
+    document = PolicyDocument()
+
+    for index, node in enumerate(reader.sequence(top.get("approver_groups"), "approver_groups")):
+        path = f"approver_groups[{index}]"
+        items = reader.mapping(node, path, {"name", "members", "github_team"}, {"name"})
+        members = None
+        if "members" in items:
+            members = reader.strings(items, "members", path, pattern=LOGIN_RE, hint=" (a GitHub login)")
+        document.groups.append(
+            GroupSpec(
+                name=reader.text(items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"),
+                members=members,
+                github_team=reader.text(items, "github_team", path, pattern=TEAM_RE, hint=" (org/team-slug)"),
+            )
+        )
+
+    for index, node in enumerate(reader.sequence(top.get("secrets"), "secrets")):
+        path = f"secrets[{index}]"
+        items = reader.mapping(node, path, {"name", "kind", "org", "value_from_env"}, {"name", "kind"})
+        kind = reader.text(items, "kind", path)
+        if kind and kind not in SecretDefinition.Kind.values:
+            reader.fail(f"{path}.kind", items["kind"], "must be environment or organization")
+        org = reader.text(items, "org", path, pattern=LOGIN_RE, hint=" (an organization login)")
+        if kind == SecretDefinition.Kind.ORGANIZATION and not org:
+            reader.fail(f"{path}.org", node, "is required for an organization secret")
+        variable = reader.text(items, "value_from_env", path)
+        value = None
+        if variable:
+            if kind == SecretDefinition.Kind.ORGANIZATION:
+                reader.fail(f"{path}.value_from_env", items["value_from_env"],
+                            "organization secrets keep their value on GitHub")
+            elif not environ.get(variable):
+                reader.fail(f"{path}.value_from_env", items["value_from_env"],
+                            f"the environment variable {variable} is not set")
+            else:
+                value = environ[variable]
+        document.secrets.append(
+            SecretSpec(
+                name=reader.text(items, "name", path, pattern=SECRET_NAME_RE,
+                                 hint=" (letters, digits and _, not starting with GITHUB_)"),
+                kind=kind, org=org, value=value, value_from_env=variable,
+            )
+        )
+
+    policy_fields = {
+        "name", "repositories", "environments", "access", "secrets", "max_duration",
+        "default_duration", "approvals_required", "approver_groups", "reason_min_length",
+        "pending_ttl", "break_glass", "break_glass_max_duration",
+    }
+    for index, node in enumerate(reader.sequence(top.get("policies"), "policies")):
+        path = f"policies[{index}]"
+        items = reader.mapping(node, path, policy_fields,
+                               {"name", "repositories", "environments", "access"})
+        access = reader.strings(items, "access", path, nonempty=True)
+        for position, kind in enumerate(access):
+            if kind not in AccessKind.values:
+                reader.fail(f"{path}.access[{position}]", items["access"],
+                            f"{kind!r} is not an access kind (reviewer, secret)")
+        max_duration = reader.duration(items, "max_duration", path, timedelta(hours=4))
+        default_duration = reader.duration(
+            items, "default_duration", path, min(timedelta(hours=1), max_duration)
+        )
+        if default_duration > max_duration:
+            reader.fail(f"{path}.default_duration", items.get("default_duration"),
+                        "must not be longer than max_duration")
+        secrets = reader.strings(items, "secrets", path)
+        if secrets and AccessKind.SECRET not in access:
+            reader.fail(f"{path}.secrets", items["secrets"], "secrets need 'secret' in access")
+        approvals_required = reader.integer(items, "approvals_required", path, 1, maximum=10)
+        groups = reader.strings(items, "approver_groups", path)
+        if approvals_required > 0 and not groups:
+            reader.fail(f"{path}.approver_groups", node,
+                        "is required when approvals_required is above 0")
+        document.policies.append(
+            PolicySpec(
+                name=reader.text(items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"),
+                repositories=reader.strings(items, "repositories", path, nonempty=True),
+                environments=reader.strings(items, "environments", path, nonempty=True),
+                access=access,
+                secrets=secrets,
+                max_duration=max_duration,
+                default_duration=default_duration,
+                approvals_required=approvals_required,
+                approver_groups=groups,
+                reason_min_length=reader.integer(items, "reason_min_length", path, 10),
+                pending_ttl=reader.duration(items, "pending_ttl", path, timedelta(hours=24)),
+                break_glass=reader.boolean(items, "break_glass", path, False),
+                break_glass_max_duration=reader.duration(
+                    items, "break_glass_max_duration", path, timedelta(hours=1)
+                ),
+            )
+        )
+
+    _check_names(reader, document)
+    if reader.problems:
+        raise PolicyFileError(reader.problems)
+    return document
+
+
+def _check_names(reader: _Reader, document: PolicyDocument) -> None:
+    for label, specs in (
+        ("approver_groups", document.groups),
+        ("secrets", document.secrets),
+        ("policies", document.policies),
+    ):
+        seen = set()
+        for index, spec in enumerate(specs):
+            if spec.name in seen:
+                reader.fail(f"{label}[{index}].name", None, f"{spec.name!r} is defined twice")
+            seen.add(spec.name)

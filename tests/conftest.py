@@ -1,0 +1,40 @@
+"""Shared test set-up: the faithful local GitHub and the database checks CI relies on."""
+
+import os
+
+import pytest
+
+pytest_plugins = ["tests.github_fake_plugin"]
+
+
+def pytest_collection_modifyitems(config, items):
+    # In CI's PostgreSQL leg a skipped PostgreSQL test would hide a broken guarantee, so
+    # AIRLOCK_REQUIRE_POSTGRES turns "skip" into a failure.
+    if not os.environ.get("AIRLOCK_REQUIRE_POSTGRES"):
+        return
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise pytest.UsageError("AIRLOCK_REQUIRE_POSTGRES is set but DATABASE_URL is not PostgreSQL")
+
+
+@pytest.fixture
+def on_postgres():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    return connection
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # CI's service legs set AIRLOCK_FORBID_SKIPS: there every test must really run.
+    if not os.environ.get("AIRLOCK_FORBID_SKIPS") or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for report in skipped:
+            reporter.write_line(f"SKIPPED IN CI: {report.nodeid}: {report.longrepr}")
+        reporter.write_line(f"{len(skipped)} test(s) skipped where none may be; failing.")
+        session.exitstatus = 1

@@ -1,0 +1,157 @@
+"""manage.py apply_policies: idempotent loading, and refusal of a bad file as a whole."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from audit.models import AuditEvent
+from requests_app.models import AccessPolicy, ApproverGroup, SecretDefinition
+
+pytestmark = pytest.mark.django_db
+
+POLICY_FILE = """\
+approver_groups:
+  - name: prod-approvers
+    members: [alice, bob, carol]
+    github_team: acme/sre
+secrets:
+  - name: DEPLOY_TOKEN
+    kind: environment
+    value_from_env: AIRLOCK_SECRET_DEPLOY_TOKEN
+  - name: NPM_PUBLISH_TOKEN
+    kind: organization
+    org: acme
+policies:
+  - name: production
+    repositories: ["acme/*"]
+    environments: ["production", "prod-*"]
+    access: [reviewer, secret]
+    secrets: [DEPLOY_TOKEN]
+    max_duration: 4h
+    default_duration: 1h
+    approvals_required: 2
+    approver_groups: [prod-approvers]
+    reason_min_length: 20
+    pending_ttl: 24h
+    break_glass: false
+"""
+
+
+@pytest.fixture
+def policy_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRLOCK_SECRET_DEPLOY_TOKEN", "ghp_deploy_value")
+    path = tmp_path / "policies.yml"
+    path.write_text(POLICY_FILE)
+    return path
+
+
+def apply(path) -> str:
+    out = StringIO()
+    call_command("apply_policies", str(path), stdout=out)
+    return out.getvalue()
+
+
+def test_applying_the_products_example_creates_everything(policy_file):
+    output = apply(policy_file)
+
+    assert "4 created, 0 changed, 0 unchanged" in output
+    group = ApproverGroup.objects.get(name="prod-approvers")
+    assert group.member_logins() == ["alice", "bob", "carol"]
+    assert group.github_team == "acme/sre"
+    policy = AccessPolicy.objects.get(name="production")
+    assert policy.repository_patterns == ["acme/*"]
+    assert policy.environment_patterns == ["production", "prod-*"]
+    assert policy.max_duration == timedelta(hours=4)
+    assert policy.approvals_required == 2
+    assert list(policy.approver_groups.all()) == [group]
+    assert [s.name for s in policy.secrets.all()] == ["DEPLOY_TOKEN"]
+    deploy = SecretDefinition.objects.get(name="DEPLOY_TOKEN")
+    assert deploy.get_value() == "ghp_deploy_value"
+    assert b"ghp_deploy_value" not in bytes(deploy.encrypted_value)
+    assert SecretDefinition.objects.get(name="NPM_PUBLISH_TOKEN").org == "acme"
+
+
+def test_applying_the_same_file_twice_changes_nothing(policy_file):
+    apply(policy_file)
+    events_before = AuditEvent.objects.count()
+
+    output = apply(policy_file)
+
+    assert "0 created, 0 changed, 4 unchanged" in output
+    assert AuditEvent.objects.count() == events_before
+
+
+def test_a_changed_file_reports_exactly_what_changed(policy_file):
+    apply(policy_file)
+    policy_file.write_text(
+        POLICY_FILE.replace("members: [alice, bob, carol]", "members: [alice, bob, dave]")
+        .replace("max_duration: 4h", "max_duration: 2h")
+    )
+
+    output = apply(policy_file)
+
+    assert "changed  approver group prod-approvers (members added, members removed)" in output
+    assert "changed  policy production (max_duration)" in output
+    assert ApproverGroup.objects.get().member_logins() == ["alice", "bob", "dave"]
+    assert AuditEvent.objects.filter(action="policy_file.changed").count() == 2
+
+
+def test_a_bad_file_is_refused_whole_with_line_and_field(policy_file):
+    policy_file.write_text(
+        POLICY_FILE.replace("max_duration: 4h", "max_duration: forever").replace(
+            "name: prod-approvers", "name: prod approvers"
+        )
+    )
+
+    with pytest.raises(CommandError) as refused:
+        apply(policy_file)
+
+    message = str(refused.value)
+    assert "nothing changed" in message
+    assert "policies[0].max_duration, line 18: 'forever' is not a duration" in message
+    assert "approver_groups[0].name, line 2" in message
+    assert not ApproverGroup.objects.exists()
+    assert not AccessPolicy.objects.exists()
+
+
+def test_a_missing_secret_variable_is_named(policy_file, monkeypatch):
+    monkeypatch.delenv("AIRLOCK_SECRET_DEPLOY_TOKEN")
+
+    with pytest.raises(CommandError, match="AIRLOCK_SECRET_DEPLOY_TOKEN is not set"):
+        apply(policy_file)
+    assert not SecretDefinition.objects.exists()
+
+
+def test_an_unknown_group_reference_rolls_back_everything(policy_file):
+    policy_file.write_text(POLICY_FILE.replace("approver_groups: [prod-approvers]",
+                                               "approver_groups: [nobody]"))
+
+    with pytest.raises(CommandError, match="no group named 'nobody'"):
+        apply(policy_file)
+    assert not ApproverGroup.objects.exists()
+    assert not SecretDefinition.objects.exists()
+
+
+def test_unknown_fields_and_a_default_above_the_maximum_are_refused(policy_file):
+    policy_file.write_text(
+        POLICY_FILE.replace("break_glass: false", "break_glass: false\n    approvers: 3")
+        .replace("default_duration: 1h", "default_duration: 5h")
+    )
+
+    with pytest.raises(CommandError) as refused:
+        apply(policy_file)
+
+    message = str(refused.value)
+    assert "policies[0].approvers, line 25: unknown field" in message
+    assert "policies[0].default_duration, line 19: must not be longer than max_duration" in message
+
+
+def test_a_file_that_is_not_yaml_is_refused(tmp_path):
+    path = tmp_path / "broken.yml"
+    path.write_text("policies: [unclosed\n")
+
+    with pytest.raises(CommandError, match="not valid YAML"):
+        apply(path)
