@@ -1,0 +1,132 @@
+"""The audit log's tables: the events themselves, hash-chained, and the chain's head.
+
+An event is never updated or deleted. The ORM refuses to (see AuditEventQuerySet and
+AuditEvent.save/delete) and on PostgreSQL the table itself refuses (migration 0002).
+"""
+
+import hashlib
+import json
+from datetime import UTC
+
+from django.db import models
+
+# The hash an event links to when it is the first one.
+GENESIS_HASH = ""
+
+
+class AppendOnlyError(Exception):
+    """Raised on an attempt to change or remove an audit event through the ORM."""
+
+
+def canonical_json(value) -> str:
+    """The one byte-exact spelling of a JSON value that hashes are taken over."""
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
+
+
+def chain_hash(fields: dict) -> str:
+    return hashlib.sha256(canonical_json(fields).encode("ascii")).hexdigest()
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("audit log is append-only: events cannot be updated")
+
+    def delete(self):
+        raise AppendOnlyError("audit log is append-only: events cannot be deleted")
+
+
+class AuditEvent(models.Model):
+    """Who did what to which target, when and why. Created only by audit.log_event()."""
+
+    id = models.BigAutoField(primary_key=True)
+    # Position in the chain: 1, 2, 3... without gaps, so a deleted row shows as a gap.
+    # Kept apart from id because the id is only known after the insert and PostgreSQL's
+    # sequences skip numbers on rollback; seq is taken under the chain lock instead.
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    created_at = models.DateTimeField(db_index=True, editable=False)
+    # A plain number, not a foreign key: the row must outlive the user, and a foreign key's
+    # on_delete would have to UPDATE or DELETE it. actor_label keeps the name as it was.
+    actor_id = models.BigIntegerField(null=True, blank=True, db_index=True, editable=False)
+    actor_label = models.CharField(max_length=150, editable=False)
+    action = models.CharField(max_length=100, db_index=True, editable=False)
+    target_type = models.CharField(max_length=100, blank=True, editable=False)
+    target_id = models.CharField(max_length=255, blank=True, editable=False)
+    target_repr = models.CharField(max_length=255, blank=True, editable=False)
+    reason = models.TextField(blank=True, editable=False)
+    detail = models.JSONField(default=dict, blank=True, editable=False)
+    prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [
+            # "Everything that happened to this request/grant" (admin search, target pages).
+            models.Index(fields=["target_type", "target_id"], name="audit_event_target_idx"),
+        ]
+        constraints = [
+            # verify_chain() reads seq 1, 2, 3...; log_event() starts at 1.
+            models.CheckConstraint(condition=models.Q(seq__gte=1), name="audit_event_seq_from_1"),
+        ]
+
+    def __str__(self):
+        return f"#{self.seq} {self.action} {self.target_repr}".rstrip()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError("audit log is append-only: events cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("audit log is append-only: events cannot be deleted")
+
+    def chained_fields(self) -> dict:
+        """What the hash covers: everything but the database id and the hash itself.
+
+        Every value is plain JSON and reads back from the database exactly as written, so a
+        reloaded row hashes the same: created_at is spelled in UTC to the microsecond (what
+        both SQLite and PostgreSQL keep), and detail was made plain JSON by log_event().
+        """
+        return {
+            "seq": self.seq,
+            "created_at": self.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "actor_id": self.actor_id,
+            "actor_label": self.actor_label,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "target_repr": self.target_repr,
+            "reason": self.reason,
+            "detail": self.detail,
+            "prev_hash": self.prev_hash,
+        }
+
+    def compute_hash(self) -> str:
+        return chain_hash(self.chained_fields())
+
+
+class AuditChainHead(models.Model):
+    """The newest event's seq and hash, in a single row.
+
+    log_event() locks this row (SELECT ... FOR UPDATE) to append one event at a time, so
+    concurrent writers queue instead of forking the chain. It also remembers how far the
+    chain reached, so deleting the newest events cannot pass as a shorter, intact chain.
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID)
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True, default=GENESIS_HASH)
+
+    class Meta:
+        constraints = [
+            # log_event() and verify_chain() read "the" head: there is exactly one row.
+            models.CheckConstraint(condition=models.Q(id=1), name="audit_chain_head_singleton"),
+        ]
+
+    def __str__(self):
+        return f"audit chain head at seq {self.seq}"
