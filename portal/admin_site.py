@@ -12,6 +12,13 @@ class AirlockAdminSite(admin.AdminSite):
     site_title = "Airlock"
     index_title = "Access requests, policies and audit"
 
+    @property
+    def login_form(self):
+        # Django's admin login form admits staff only; approvers sign in here too.
+        from requests_app.forms import AdminLoginForm
+
+        return AdminLoginForm
+
     def has_permission(self, request):
         from requests_app.selectors import user_is_approver
 

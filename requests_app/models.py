@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from requests_app.crypto import decrypt_value, encrypt_value
 
@@ -91,6 +92,7 @@ class SecretDefinition(models.Model):
 
     def set_value(self, value: str) -> None:
         self.encrypted_value = encrypt_value(value)
+        self.value_updated_at = timezone.now()
 
     def get_value(self) -> str:
         return decrypt_value(bytes(self.encrypted_value))
@@ -238,3 +240,41 @@ class Approval(models.Model):
 
     def __str__(self):
         return f"{self.approver} approved #{self.request_id}"
+
+
+class ApiToken(models.Model):
+    """A personal API token: acts as its user on the REST API.
+
+    Only the sha256 of the token is stored; the token itself is shown once, when it is
+    made (requests_app.tokens). The prefix (the first characters) is kept to tell tokens
+    apart on the "API tokens" page; it is not enough to use one.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for")
+    prefix = models.CharField(max_length=16, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    # Written at most once a minute (requests_app.tokens), so a busy script costs no write
+    # per call.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.name}) of {self.user}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now=None) -> bool:
+        from django.utils import timezone
+
+        return self.expires_at <= (now or timezone.now())

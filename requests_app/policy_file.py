@@ -185,18 +185,26 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         items = reader.mapping(node, path, {"name", "members", "github_team"}, {"name"})
         members = None
         if "members" in items:
-            members = reader.strings(items, "members", path, pattern=LOGIN_RE, hint=" (a GitHub login)")
+            members = reader.strings(
+                items, "members", path, pattern=LOGIN_RE, hint=" (a GitHub login)"
+            )
         document.groups.append(
             GroupSpec(
-                name=reader.text(items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"),
+                name=reader.text(
+                    items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"
+                ),
                 members=members,
-                github_team=reader.text(items, "github_team", path, pattern=TEAM_RE, hint=" (org/team-slug)"),
+                github_team=reader.text(
+                    items, "github_team", path, pattern=TEAM_RE, hint=" (org/team-slug)"
+                ),
             )
         )
 
     for index, node in enumerate(reader.sequence(top.get("secrets"), "secrets")):
         path = f"secrets[{index}]"
-        items = reader.mapping(node, path, {"name", "kind", "org", "value_from_env"}, {"name", "kind"})
+        items = reader.mapping(
+            node, path, {"name", "kind", "org", "value_from_env"}, {"name", "kind"}
+        )
         kind = reader.text(items, "kind", path)
         if kind and kind not in SecretDefinition.Kind.values:
             reader.fail(f"{path}.kind", items["kind"], "must be environment or organization")
@@ -207,53 +215,87 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         value = None
         if variable:
             if kind == SecretDefinition.Kind.ORGANIZATION:
-                reader.fail(f"{path}.value_from_env", items["value_from_env"],
-                            "organization secrets keep their value on GitHub")
+                reader.fail(
+                    f"{path}.value_from_env",
+                    items["value_from_env"],
+                    "organization secrets keep their value on GitHub",
+                )
             elif not environ.get(variable):
-                reader.fail(f"{path}.value_from_env", items["value_from_env"],
-                            f"the environment variable {variable} is not set")
+                reader.fail(
+                    f"{path}.value_from_env",
+                    items["value_from_env"],
+                    f"the environment variable {variable} is not set",
+                )
             else:
                 value = environ[variable]
         document.secrets.append(
             SecretSpec(
-                name=reader.text(items, "name", path, pattern=SECRET_NAME_RE,
-                                 hint=" (letters, digits and _, not starting with GITHUB_)"),
-                kind=kind, org=org, value=value, value_from_env=variable,
+                name=reader.text(
+                    items,
+                    "name",
+                    path,
+                    pattern=SECRET_NAME_RE,
+                    hint=" (letters, digits and _, not starting with GITHUB_)",
+                ),
+                kind=kind,
+                org=org,
+                value=value,
+                value_from_env=variable,
             )
         )
 
     policy_fields = {
-        "name", "repositories", "environments", "access", "secrets", "max_duration",
-        "default_duration", "approvals_required", "approver_groups", "reason_min_length",
-        "pending_ttl", "break_glass", "break_glass_max_duration",
+        "name",
+        "repositories",
+        "environments",
+        "access",
+        "secrets",
+        "max_duration",
+        "default_duration",
+        "approvals_required",
+        "approver_groups",
+        "reason_min_length",
+        "pending_ttl",
+        "break_glass",
+        "break_glass_max_duration",
     }
     for index, node in enumerate(reader.sequence(top.get("policies"), "policies")):
         path = f"policies[{index}]"
-        items = reader.mapping(node, path, policy_fields,
-                               {"name", "repositories", "environments", "access"})
+        items = reader.mapping(
+            node, path, policy_fields, {"name", "repositories", "environments", "access"}
+        )
         access = reader.strings(items, "access", path, nonempty=True)
         for position, kind in enumerate(access):
             if kind not in AccessKind.values:
-                reader.fail(f"{path}.access[{position}]", items["access"],
-                            f"{kind!r} is not an access kind (reviewer, secret)")
+                reader.fail(
+                    f"{path}.access[{position}]",
+                    items["access"],
+                    f"{kind!r} is not an access kind (reviewer, secret)",
+                )
         max_duration = reader.duration(items, "max_duration", path, timedelta(hours=4))
         default_duration = reader.duration(
             items, "default_duration", path, min(timedelta(hours=1), max_duration)
         )
         if default_duration > max_duration:
-            reader.fail(f"{path}.default_duration", items.get("default_duration"),
-                        "must not be longer than max_duration")
+            reader.fail(
+                f"{path}.default_duration",
+                items.get("default_duration"),
+                "must not be longer than max_duration",
+            )
         secrets = reader.strings(items, "secrets", path)
         if secrets and AccessKind.SECRET not in access:
             reader.fail(f"{path}.secrets", items["secrets"], "secrets need 'secret' in access")
         approvals_required = reader.integer(items, "approvals_required", path, 1, maximum=10)
         groups = reader.strings(items, "approver_groups", path)
         if approvals_required > 0 and not groups:
-            reader.fail(f"{path}.approver_groups", node,
-                        "is required when approvals_required is above 0")
+            reader.fail(
+                f"{path}.approver_groups", node, "is required when approvals_required is above 0"
+            )
         document.policies.append(
             PolicySpec(
-                name=reader.text(items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"),
+                name=reader.text(
+                    items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"
+                ),
                 repositories=reader.strings(items, "repositories", path, nonempty=True),
                 environments=reader.strings(items, "environments", path, nonempty=True),
                 access=access,

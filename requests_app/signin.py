@@ -1,12 +1,164 @@
-"""Sign-in rules (placeholder until the web slice lands)."""
+"""Who may sign in, and how a GitHub account becomes a portal user.
 
+The portal username of a GitHub user is their GitHub login: approver groups list logins,
+and requests, approvals and the audit log show usernames, so the two must stay the same.
+The GitHub numeric id, which survives a rename, is kept in allauth's SocialAccount.uid.
+"""
+
+import logging
+
+import requests
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.models import SocialAccount
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
+
+GITHUB = "github"
+MEMBERSHIP_TIMEOUT_SECONDS = 10
+
+
+def github_user_id(user) -> int | None:
+    """The GitHub numeric id of a user who signed in with GitHub, else None."""
+    if user is None or not user.pk:
+        return None
+    uid = (
+        SocialAccount.objects.filter(user=user, provider=GITHUB)
+        .values_list("uid", flat=True)
+        .first()
+    )
+    return int(uid) if uid and uid.isdigit() else None
+
+
+def org_membership_refusal(*, token: str, org: str) -> str | None:
+    """Why the owner of this OAuth token may not sign in as a member of `org`, or None when
+    they are an active member. Asked with the user's own token: GitHub answers this
+    endpoint only for the token's owner, and private memberships show only to them."""
+    url = f"{settings.GITHUB_API_URL}/user/memberships/orgs/{org}"
+    try:
+        response = requests.get(
+            url,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+            },
+            timeout=MEMBERSHIP_TIMEOUT_SECONDS,
+        )
+    except requests.RequestException as exc:
+        logger.warning("Could not check membership of %s: %s", org, exc)
+        return f"GitHub could not be asked whether you belong to {org}; try again shortly."
+    if response.status_code == 200:
+        state = response.json().get("state")
+        if state == "active":
+            return None
+        if state == "pending":
+            return (
+                f"Your invitation to the {org} organization is still pending. Accept it on "
+                f"GitHub, then sign in again."
+            )
+        return f"Your membership of the {org} organization is not active ({state})."
+    if response.status_code == 404:
+        return f"Your GitHub account is not a member of the {org} organization."
+    if response.status_code in (401, 403):
+        # 403 also comes back when the organization restricts OAuth apps.
+        return (
+            f"GitHub did not let Airlock see your membership of {org} "
+            f"(HTTP {response.status_code}). The organization may need to approve Airlock's "
+            f"OAuth app."
+        )
+    logger.warning("Membership check for %s answered HTTP %s", org, response.status_code)
+    return f"GitHub could not confirm your membership of {org} (HTTP {response.status_code})."
+
+
+def _refuse(request, *, reason: str, org: str = ""):
+    response = render(
+        request,
+        "account/github_refused.html",
+        {"reason": reason, "org": org},
+        status=403,
+    )
+    raise ImmediateHttpResponse(response)
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    pass
+    def is_open_for_signup(self, request) -> bool:
+        # Local accounts are made by platform admins; everyone else signs in with GitHub.
+        return False
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
-    pass
+    def is_open_for_signup(self, request, sociallogin) -> bool:
+        return True
+
+    def pre_social_login(self, request, sociallogin) -> None:
+        if sociallogin.account.provider != GITHUB:
+            return
+        login = sociallogin.account.extra_data.get("login", "")
+        org = settings.AIRLOCK_GITHUB_ORG
+        if org:
+            # Checked at every sign-in, not only the first: people leave organizations.
+            refusal = org_membership_refusal(token=sociallogin.token.token, org=org)
+            if refusal:
+                logger.info("Refused GitHub sign-in of %s: %s", login, refusal)
+                _refuse(request, reason=refusal, org=org)
+        if sociallogin.is_existing:
+            self._follow_rename(sociallogin.user, login)
+            return
+        if self._login_is_taken(login):
+            _refuse(
+                request,
+                reason=(
+                    f"A portal account named {login} already exists and is not linked to "
+                    f"this GitHub account. Ask a platform admin to sort it out."
+                ),
+            )
+        # With a conflicting email allauth would show its signup form, where the person
+        # could pick another username; the username is the identity approver groups match
+        # on, so drop the address instead (it is only used for notifications).
+        User = get_user_model()
+        for address in list(sociallogin.email_addresses):
+            if User.objects.filter(email__iexact=address.email).exists():
+                sociallogin.email_addresses.remove(address)
+                if sociallogin.user.email.lower() == address.email.lower():
+                    sociallogin.user.email = ""
+
+    def is_auto_signup_allowed(self, request, sociallogin) -> bool:
+        # Never the signup form: there is nothing to choose, the username is the login.
+        return True
+
+    def save_user(self, request, sociallogin, form=None):
+        login = sociallogin.account.extra_data.get("login")
+        user = sociallogin.user
+        if login and user.username != login:
+            # allauth blanks a username it finds taken; never sign anyone in under a
+            # name other than their GitHub login.
+            _refuse(request, reason=f"The portal username {login} is not available.")
+        return super().save_user(request, sociallogin, form)
+
+    @staticmethod
+    def _login_is_taken(login: str) -> bool:
+        return get_user_model().objects.filter(username__iexact=login).exists()
+
+    @staticmethod
+    def _follow_rename(user, login: str) -> None:
+        """A GitHub user who renamed their account keeps their portal user (matched by
+        the numeric id); the username follows the new login unless someone holds it."""
+        if not login or user.username == login:
+            return
+        User = get_user_model()
+        if User.objects.filter(username__iexact=login).exclude(pk=user.pk).exists():
+            logger.warning(
+                "GitHub user %s renamed to %s, but that username is taken; keeping %s",
+                user.username,
+                login,
+                user.username,
+            )
+            return
+        logger.info("GitHub user %s renamed to %s", user.username, login)
+        user.username = login
+        user.save(update_fields=["username"])

@@ -6,4 +6,7 @@ app_name = "requests_app"
 
 urlpatterns = [
     path("", views.my_requests, name="my-requests"),
+    path("new/", views.new_request, name="new"),
+    path("<int:pk>/", views.request_detail, name="detail"),
+    path("<int:pk>/cancel/", views.request_cancel, name="cancel"),
 ]

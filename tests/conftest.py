@@ -15,7 +15,9 @@ def pytest_collection_modifyitems(config, items):
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        raise pytest.UsageError("AIRLOCK_REQUIRE_POSTGRES is set but DATABASE_URL is not PostgreSQL")
+        raise pytest.UsageError(
+            "AIRLOCK_REQUIRE_POSTGRES is set but DATABASE_URL is not PostgreSQL"
+        )
 
 
 @pytest.fixture
