@@ -1,6 +1,35 @@
+import logging
+
 from django.apps import AppConfig
+from django.db import DatabaseError
+from django.db.models.signals import post_migrate
+
+logger = logging.getLogger(__name__)
 
 
 class GrantsConfig(AppConfig):
     name = "grants"
     verbose_name = "Grants"
+
+    def ready(self):
+        from celery.signals import beat_init
+
+        post_migrate.connect(_install_after_migrate, sender=self)
+        beat_init.connect(_install_on_beat_start, weak=False)
+
+
+def _install_after_migrate(using="default", **kwargs):
+    from grants.schedule import install_beat_schedule
+
+    try:
+        install_beat_schedule()
+    except DatabaseError:
+        # Migrated only part of the way (django_celery_beat not yet): the next migrate,
+        # or beat's start, installs it.
+        logger.warning("Beat schedule not installed yet: its tables are missing")
+
+
+def _install_on_beat_start(**kwargs):
+    from grants.schedule import install_beat_schedule
+
+    install_beat_schedule()

@@ -6,6 +6,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.env import env_bool, env_int, env_list, env_str, env_url
+from portal.logging import log_format_and_level_from_env, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("AIRLOCK_DATA_DIR", str(BASE_DIR / "data")))
@@ -18,6 +19,24 @@ if not SECRET_KEY:
     SECRET_KEY = "airlock-insecure-development-key-do-not-deploy"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# --- HTTPS and proxies ----------------------------------------------------------------------
+# With DEBUG off everything defaults to HTTPS only; each can be turned off for a deployment
+# that knows better (README "Deployment"). `manage.py check --deploy` passes on the defaults.
+# Behind a TLS-terminating proxy, trust its X-Forwarded-Proto and X-Forwarded-Host. Only
+# then: a client that reaches gunicorn directly could otherwise claim to be on HTTPS.
+AIRLOCK_BEHIND_PROXY = env_bool("AIRLOCK_BEHIND_PROXY", False)
+if AIRLOCK_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+# /healthz is exempt: portal.middleware answers it before this redirect.
+SECURE_SSL_REDIRECT = env_bool("AIRLOCK_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("AIRLOCK_SECURE_COOKIES", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("AIRLOCK_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("AIRLOCK_HSTS_INCLUDE_SUBDOMAINS", True)
+# The preload flag only allows submitting the domain to browsers' preload lists (which
+# requires the apex domain); turn it off where someone else decides that.
+SECURE_HSTS_PRELOAD = env_bool("AIRLOCK_HSTS_PRELOAD", True)
 
 # The public URL people and workflows reach the portal at: links in messages, and the
 # default audience for Actions OIDC tokens.
@@ -43,6 +62,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later log line carries the request id, and /healthz is answered before
+    # host validation and the HTTPS redirect (see portal/middleware.py).
+    "portal.middleware.RequestIdMiddleware",
+    "portal.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -197,33 +220,97 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
+# Run exactly one beat (compose does). Two would each send every sweep: harmless, since
+# the tasks are idempotent, but double the work. The DatabaseScheduler keeps the schedule
+# in PostgreSQL (grants/schedule.py installs it).
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Save each entry's last_run_at as soon as beat sends it (default: every 3 minutes), so
+# /healthz and beat's health check see a sweep interval, not a sync interval.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers a message nobody acknowledged within the visibility timeout, and with
+# acks_late a message is acknowledged only when its task ends. It must therefore outlast
+# the longest ETA plus the task time limit, or a task would run twice. The engine never
+# schedules further ahead than two sweep intervals (grants/reconciler.py: later expiries
+# are scheduled by a later sweep), and tasks stop at CELERY_TASK_TIME_LIMIT, so an hour is
+# ample; a worker that died mid-task has its message delivered again within that hour,
+# and the sweep covers the gap long before. (Only brokers that have a visibility timeout
+# take the option: the SQLite one hands its options to SQLAlchemy, which refuses it.)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://", "sqs://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# When the broker connection drops, its unacknowledged messages go back to the queue and
+# another worker takes them: stop our running copies instead of finishing them twice.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Task processes: two suit a 2-core host shared with web and beat. The work mostly waits
+# on GitHub, so a bigger host can take more than one per core.
+CELERY_WORKER_CONCURRENCY = env_int("AIRLOCK_WORKER_CONCURRENCY", 2, minimum=1)
+# A fresh process now and then bounds what a slow leak can cost.
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
+# Worker and beat log through LOGGING below (JSON, request and task ids, secrets masked)
+# instead of replacing the root logger's handlers with Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# One queue is enough: every task is short and the sweep backs up any of them, so there is
+# nothing to keep apart with CELERY_TASK_ROUTES.
 AIRLOCK_SWEEP_SECONDS = env_int("AIRLOCK_SWEEP_SECONDS", 15, minimum=1)
+# The grant engine (grants/): how long one GitHub call may keep retrying transient errors,
+# the backoff between tries, the reconciler's per-target lease, and how often a grant that
+# cannot be applied is tried again before it fails. Revocations are retried for ever.
+AIRLOCK_GITHUB_TIMEOUT_SECONDS = env_int("AIRLOCK_GITHUB_TIMEOUT_SECONDS", 10, minimum=1)
+AIRLOCK_GITHUB_RETRY_MAX_SECONDS = env_int("AIRLOCK_GITHUB_RETRY_MAX_SECONDS", 60, minimum=0)
+AIRLOCK_GITHUB_RETRY_MAX_ATTEMPTS = env_int("AIRLOCK_GITHUB_RETRY_MAX_ATTEMPTS", 6, minimum=1)
+AIRLOCK_GITHUB_RETRY_BASE_SECONDS = env_int("AIRLOCK_GITHUB_RETRY_BASE_SECONDS", 1, minimum=0)
+AIRLOCK_GITHUB_RETRY_CAP_SECONDS = env_int("AIRLOCK_GITHUB_RETRY_CAP_SECONDS", 20, minimum=0)
+AIRLOCK_LEASE_SECONDS = env_int("AIRLOCK_LEASE_SECONDS", 30, minimum=5)
+AIRLOCK_GRANT_MAX_ATTEMPTS = env_int("AIRLOCK_GRANT_MAX_ATTEMPTS", 8, minimum=1)
+AIRLOCK_GRANT_RETRY_BASE_SECONDS = env_int("AIRLOCK_GRANT_RETRY_BASE_SECONDS", 15, minimum=1)
+AIRLOCK_DRIFT_CHECK_SECONDS = env_int("AIRLOCK_DRIFT_CHECK_SECONDS", 3600, minimum=60)
 
 # --- API -------------------------------------------------------------------------------------
+# Bearer tokens (GitHub Actions OIDC or personal API tokens) first: its challenge makes a
+# missing credential a 401. Browsers use the session, with DRF's CSRF check.
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # OIDC callers are not people: they may only call the grant check, which says so.
+    "DEFAULT_PERMISSION_CLASSES": ["portal.authentication.IsPortalUser"],
+    # JSON only, errors included; people read the API at /api/docs/.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "portal.api_errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Airlock API",
-    "DESCRIPTION": "Just-in-time access to GitHub environments.",
+    "DESCRIPTION": (
+        "Just-in-time access to GitHub environments. Authenticate with "
+        "`Authorization: Bearer <token>`: a personal API token, or (for the grant check only) "
+        "a GitHub Actions OIDC token. Errors are `{\"message\": ..., \"errors\": {field: "
+        "[...]}}`."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN: the
+    # docs work where the portal has no internet access.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PATH_CONVERTER_OVERRIDES": {
+        "object_id": {"type": "integer", "minimum": 0, "maximum": 999999999999999999}
+    },
 }
+INSTALLED_APPS.append("drf_spectacular_sidecar")
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "airlock@localhost")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# --- Logging ---------------------------------------------------------------------------------
+# One JSON object per line (text in DEBUG), with request and task ids; secrets are masked
+# by a filter on the only handler (portal/logging.py).
+LOG_FORMAT, LOG_LEVEL = log_format_and_level_from_env()
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)

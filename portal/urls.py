@@ -2,9 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from requests_app import token_views
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests_app:my-requests"), name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),
+    path("api/", include("portal.api_urls")),
+    path("account/tokens/", token_views.api_tokens, name="api-tokens"),
+    path(
+        "account/tokens/<int:pk>/revoke/", token_views.api_token_revoke, name="api-token-revoke"
+    ),
 ]

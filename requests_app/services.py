@@ -5,8 +5,8 @@ so two people acting at the same moment can never both win. Anything that reache
 the database (granting on GitHub, notifications) is enqueued after the commit.
 """
 
+import dataclasses
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -359,11 +359,11 @@ def _past(verb: str) -> str:
 # --- policies as code ----------------------------------------------------------------------
 
 
-@dataclass
+@dataclasses.dataclass
 class PolicyApplyReport:
-    created: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
+    created: list[str] = dataclasses.field(default_factory=list)
+    changed: list[str] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
 
 
 def policy_file_apply(*, document: PolicyDocument, actor=None) -> PolicyApplyReport:
@@ -447,7 +447,6 @@ def _apply_secret(spec, report, actor) -> SecretDefinition:
     changes = _assign(secret, {"kind": spec.kind, "org": spec.org})
     if spec.value is not None and (not secret.has_value or secret.get_value() != spec.value):
         secret.set_value(spec.value)
-        secret.value_updated_at = timezone.now()
         changes.add("value")
     if created or changes:
         secret.save()
@@ -485,3 +484,117 @@ def _apply_policy(spec, groups, secrets, report, actor) -> AccessPolicy:
         changes.add("secrets")
     _record(report, f"policy {spec.name}", created, changes, policy, actor)
     return policy
+
+
+# --- transitions the grant engine drives (grants/) -----------------------------------------
+#
+# The engine calls these inside the transaction that records what GitHub answered, so the
+# request, the grant and the audit event commit together. They are compare-and-set on the
+# status and return False (rather than raise) when the request had already moved on: the
+# engine's view of GitHub is the truth it records either way.
+
+
+def access_request_activate(
+    *, access_request: AccessRequest, granted_at: datetime, expires_at: datetime
+) -> bool:
+    """approved → active once the grant is on GitHub; expires_at counts from granted_at."""
+    return _engine_transition(
+        access_request,
+        from_statuses=[Status.APPROVED],
+        to=Status.ACTIVE,
+        actor=None,
+        action="request.activated",
+        granted_at=granted_at,
+        expires_at=expires_at,
+    )
+
+
+def access_request_expire(*, access_request: AccessRequest, ended_at: datetime) -> bool:
+    """active → expired once the grant is gone from GitHub at (or after) its expiry."""
+    return _engine_transition(
+        access_request,
+        from_statuses=[Status.ACTIVE],
+        to=Status.EXPIRED,
+        actor=None,
+        action="request.expired",
+        ended_at=ended_at,
+    )
+
+
+def access_request_end_early(*, access_request: AccessRequest, user, comment: str = "") -> None:
+    """approved/active → revoked: access given back by the requester or taken by an admin.
+
+    The request stops counting as active at once (the API's check reads its status); the
+    grant engine then removes the access from GitHub. Raises WrongState if it had ended.
+    """
+    ended = _engine_transition(
+        access_request,
+        from_statuses=[Status.APPROVED, Status.ACTIVE],
+        to=Status.REVOKED,
+        actor=user,
+        action="request.revoked",
+        reason=comment,
+        ended_at=timezone.now(),
+        closed_by=user,
+        close_comment=comment,
+    )
+    if not ended:
+        access_request.refresh_from_db(fields=["status"])
+        raise WrongState(
+            f"Request #{access_request.pk} is {access_request.status}; only an approved or "
+            "active request can be revoked."
+        )
+
+
+def access_request_fail(*, access_request: AccessRequest, reason: str) -> bool:
+    """approved/active → failed: GitHub refused, or retries are spent. reason is GitHub's."""
+    return _engine_transition(
+        access_request,
+        from_statuses=[Status.APPROVED, Status.ACTIVE],
+        to=Status.FAILED,
+        actor=None,
+        action="request.failed",
+        reason=reason,
+        ended_at=timezone.now(),
+        close_comment=reason,
+    )
+
+
+def access_request_retry(*, access_request: AccessRequest, user) -> bool:
+    """failed → approved: an admin asks the engine to try a failed grant again."""
+    return _engine_transition(
+        access_request,
+        from_statuses=[Status.FAILED],
+        to=Status.APPROVED,
+        actor=user,
+        action="request.retried",
+        ended_at=None,
+        close_comment="",
+    )
+
+
+def _engine_transition(
+    access_request, *, from_statuses, to, actor, action, reason="", **fields
+) -> bool:
+    with transaction.atomic():
+        before = (
+            AccessRequest.objects.filter(pk=access_request.pk, status__in=from_statuses)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if before is None:
+            return False
+        updated = AccessRequest.objects.filter(pk=access_request.pk, status=before).update(
+            status=to, **fields
+        )
+        if updated != 1:
+            return False
+        access_request.status = to
+        for name, value in fields.items():
+            setattr(access_request, name, value)
+        detail = {"from": before, "to": to}
+        detail.update({k: v for k, v in fields.items() if k in ("granted_at", "expires_at")})
+        audit.log_event(
+            action=action, actor=actor, target=access_request, reason=reason, detail=detail
+        )
+    return True

@@ -1,0 +1,202 @@
+"""Grants and targets in the admin: read-only records of what Airlock did on GitHub.
+
+Platform admins see each grant's state on GitHub (with GitHub's message when it failed, and
+"revocation overdue since ..." when a revocation keeps failing) and can retry a grant or
+revoke it early. Both actions call the services; nothing here changes a row directly.
+"""
+
+from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.html import format_html
+
+from grants.models import EnvironmentSecret, Grant, OrgSecretTarget, Target
+from grants.services import grant_retry, grant_revoke
+from requests_app.exceptions import NotAllowed, WrongState
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # Read-only: the change view is a view. Actions check their own permission.
+        return False
+
+
+class RevocationOverdueFilter(admin.SimpleListFilter):
+    title = "revocation"
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Overdue"), ("due", "Due now (not yet done)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.revocation_overdue()
+        if self.value() == "due":
+            return queryset.filter(state=Grant.State.APPLIED, expires_at__lte=timezone.now())
+        return queryset
+
+
+@admin.register(Grant)
+class GrantAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "request_link",
+        "kind",
+        "login",
+        "target",
+        "github_state",
+        "applied_at",
+        "expires_at",
+        "revoked_at",
+        "overdue",
+    ]
+    list_filter = [RevocationOverdueFilter, "state", "kind", "target__dry_run"]
+    search_fields = ["login", "target__repository", "target__environment", "secret__name"]
+    list_select_related = ["access_request", "target", "secret", "org_secret"]
+    date_hierarchy = "created_at"
+    actions = ["retry_now", "revoke_now"]
+    readonly_fields = [
+        "access_request",
+        "kind",
+        "target",
+        "org_secret",
+        "secret",
+        "login",
+        "github_user_id",
+        "github_state",
+        "overdue",
+        "created_at",
+        "applied_at",
+        "expires_at",
+        "revoke_requested_at",
+        "revoke_requested_by",
+        "revoked_at",
+        "end_reason",
+        "last_error",
+        "attempts",
+        "next_attempt_at",
+    ]
+    fields = readonly_fields
+
+    @admin.display(description="request", ordering="access_request")
+    def request_link(self, grant):
+        return f"#{grant.access_request_id}"
+
+    @admin.display(description="on GitHub", ordering="state")
+    def github_state(self, grant):
+        if grant.state == Grant.State.FAILED:
+            return format_html("failed: <span class='airlock-refusal'>{}</span>", grant.last_error)
+        if grant.state == Grant.State.PENDING and grant.last_error:
+            return format_html(
+                "retrying: <span class='airlock-refusal'>{}</span>", grant.last_error
+            )
+        return grant.github_status
+
+    @admin.display(description="revocation overdue since", ordering="revocation_overdue_since")
+    def overdue(self, grant):
+        if not grant.is_revocation_overdue:
+            return "-"
+        return format_html(
+            "<strong class='airlock-refusal'>revocation overdue since {}</strong>",
+            timezone.localtime(grant.revocation_overdue_since).strftime("%Y-%m-%d %H:%M:%S %Z"),
+        )
+
+    @admin.action(description="Retry selected grants now", permissions=["manage"])
+    def retry_now(self, request, queryset):
+        self._act(request, queryset, "retried", lambda g: grant_retry(grant=g, user=request.user))
+
+    @admin.action(description="Revoke selected grants now", permissions=["manage"])
+    def revoke_now(self, request, queryset):
+        self._act(
+            request,
+            queryset,
+            "revoked",
+            lambda g: grant_revoke(grant=g, user=request.user, comment="Revoked in the admin"),
+        )
+
+    def has_manage_permission(self, request):
+        return request.user.is_active and request.user.has_perm("grants.change_grant")
+
+    def _act(self, request, queryset, verb, service):
+        done = 0
+        for grant in queryset.select_related("access_request"):
+            try:
+                service(grant)
+                done += 1
+            except (NotAllowed, WrongState) as exc:
+                self.message_user(request, f"Grant #{grant.pk}: {exc}", messages.WARNING)
+        if done:
+            self.message_user(request, f"{done} grant(s) {verb}; GitHub follows shortly.")
+
+
+class EnvironmentSecretInline(admin.TabularInline):
+    model = EnvironmentSecret
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = [
+        "name",
+        "baseline_present",
+        "baseline_recorded_at",
+        "airlock_wrote",
+        "written_at",
+    ]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Target)
+class TargetAdmin(ReadOnlyAdmin):
+    list_display = [
+        "repository",
+        "environment",
+        "dry_run",
+        "baseline_recorded_at",
+        "last_reconciled_at",
+        "last_checked_at",
+        "last_error",
+    ]
+    list_filter = ["dry_run"]
+    search_fields = ["repository", "environment"]
+    inlines = [EnvironmentSecretInline]
+    fields = readonly_fields = [
+        "repository",
+        "environment",
+        "dry_run",
+        "repository_id",
+        "baseline_reviewers",
+        "baseline_recorded_at",
+        "airlock_reviewers",
+        "observed",
+        "last_reconciled_at",
+        "last_checked_at",
+        "last_error",
+        "lease_owner",
+        "lease_until",
+    ]
+
+
+@admin.register(OrgSecretTarget)
+class OrgSecretTargetAdmin(ReadOnlyAdmin):
+    list_display = ["org", "name", "dry_run", "baseline_recorded_at", "last_reconciled_at"]
+    list_filter = ["dry_run"]
+    search_fields = ["org", "name"]
+    fields = readonly_fields = [
+        "org",
+        "name",
+        "dry_run",
+        "baseline_repository_ids",
+        "baseline_recorded_at",
+        "airlock_repository_ids",
+        "observed",
+        "last_reconciled_at",
+        "last_checked_at",
+        "last_error",
+        "lease_owner",
+        "lease_until",
+    ]

@@ -1,0 +1,131 @@
+"""REST API for grants (/api/v1/grants/): list and read the grants the caller may see
+(their own; platform admins all of them), revoke one early, and the grant check that
+workflows call before a sensitive step (grants.check holds its rules and its audit)."""
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from grants.check import grant_check_answer
+from grants.selectors import grants_visible_to
+from grants.serializers import (
+    GrantCheckQuerySerializer,
+    GrantCheckSerializer,
+    GrantFilterSerializer,
+    GrantSerializer,
+)
+from grants.services import grant_revoke
+from portal.api_errors import error_responses
+from portal.authentication import IsPortalUser
+from requests_app.api import ApiPagination, query_filters
+from requests_app.models import AccessRequest
+from requests_app.serializers import DecisionSerializer
+
+
+def visible_grants(user):
+    return (
+        grants_visible_to(user=user)
+        .select_related("revoke_requested_by")
+        .order_by("-created_at", "-id")
+    )
+
+
+class GrantListApi(GenericAPIView):
+    permission_classes = [IsPortalUser]
+    serializer_class = GrantSerializer
+    pagination_class = ApiPagination
+
+    @extend_schema(
+        operation_id="grants_list",
+        summary="Grants the caller may see: their own; platform admins see all",
+        parameters=[GrantFilterSerializer],
+        responses={200: GrantSerializer(many=True), **error_responses(400, 401, 403)},
+    )
+    def get(self, request):
+        filters = query_filters(GrantFilterSerializer, request)
+        queryset = visible_grants(request.user)
+        if filters.get("state"):
+            queryset = queryset.filter(state=filters["state"])
+        if filters.get("repository"):
+            queryset = queryset.filter(access_request__repository__iexact=filters["repository"])
+        if filters.get("environment"):
+            queryset = queryset.filter(
+                access_request__environment__iexact=filters["environment"]
+            )
+        now = timezone.now()
+        if filters.get("active") is not None:
+            in_force = {
+                "access_request__status": AccessRequest.Status.ACTIVE,
+                "access_request__expires_at__gt": now,
+            }
+            queryset = (
+                queryset.filter(**in_force) if filters["active"] else queryset.exclude(**in_force)
+            )
+        page = self.paginate_queryset(queryset)
+        data = GrantSerializer(page, many=True, context={"now": now}).data
+        return self.get_paginated_response(data)
+
+
+class GrantDetailApi(GenericAPIView):
+    permission_classes = [IsPortalUser]
+    serializer_class = GrantSerializer
+
+    @extend_schema(
+        operation_id="grants_retrieve",
+        summary="One grant",
+        responses={200: GrantSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request, id):
+        grant = get_object_or_404(visible_grants(request.user), pk=id)
+        return Response(GrantSerializer(grant, context={"now": timezone.now()}).data)
+
+
+class GrantRevokeApi(GenericAPIView):
+    permission_classes = [IsPortalUser]
+    serializer_class = DecisionSerializer
+
+    @extend_schema(
+        operation_id="grants_revoke",
+        summary="End a grant early",
+        description="The requester gives access back, or a platform admin takes it away. "
+        "The check says no at once; GitHub follows as soon as the engine has run. 409 when "
+        "the grant has already ended or is being revoked.",
+        request=DecisionSerializer,
+        responses={200: GrantSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, id):
+        grant = get_object_or_404(visible_grants(request.user), pk=id)
+        serializer = DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        grant_revoke(grant=grant, user=request.user, comment=serializer.validated_data["comment"])
+        fresh = visible_grants(request.user).get(pk=grant.pk)
+        return Response(GrantSerializer(fresh, context={"now": timezone.now()}).data)
+
+
+class GrantCheckApi(GenericAPIView):
+    """The one endpoint a workflow's OIDC token may call."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = GrantCheckSerializer
+
+    @extend_schema(
+        operation_id="grants_check",
+        summary="Is a grant in force now?",
+        description=(
+            "Answers from time: a grant counts while its request is active and its "
+            "expires_at is in the future. With a GitHub Actions OIDC token, repository, "
+            "environment and user (the actor) come from the token's claims; parameters may "
+            "only repeat them (403 otherwise). With an API token or a session, repository "
+            "and environment are required and user defaults to the caller; only staff may "
+            "ask about someone else."
+        ),
+        parameters=[GrantCheckQuerySerializer],
+        responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 503)},
+    )
+    def get(self, request):
+        params = query_filters(GrantCheckQuerySerializer, request)
+        answer = grant_check_answer(caller=request.user, **params)
+        return Response(GrantCheckSerializer(answer).data)

@@ -1,0 +1,278 @@
+"""Grants and the GitHub objects they touch.
+
+A Grant is the GitHub side of one approved access request. A Target is an environment
+(repository + environment) Airlock manages; an OrgSecretTarget is an organization secret
+whose selected repositories Airlock manages. Each target remembers its baseline (what was
+there before Airlock first touched it), what Airlock itself added (so that it never removes
+anything else), and a lease so that only one reconcile runs per target at a time.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+class LeasedTarget(models.Model):
+    """Fields shared by everything the reconciler locks.
+
+    The lease is taken by compare-and-set (grants.reconciler), so no database transaction
+    is held open across GitHub calls. generation goes up on every request to reconcile:
+    the lease holder only lets go when the generation is the one it started from, so a
+    change that arrived while it worked is never missed.
+    """
+
+    dry_run = models.BooleanField(
+        default=False,
+        help_text="Created while no GitHub credentials were set: only simulated, never written",
+    )
+    lease_owner = models.CharField(max_length=200, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    generation = models.PositiveBigIntegerField(default=0, editable=False)
+    # What GitHub looked like after our last read or write; the drift check compares.
+    observed = models.JSONField(null=True, blank=True, editable=False)
+    # In dry-run, the simulated GitHub state (grants.github.DryRunGitHub).
+    dry_run_state = models.JSONField(default=dict, blank=True, editable=False)
+    last_reconciled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+
+class Target(LeasedTarget):
+    """An environment: the unit of reviewer and environment-secret reconciliation."""
+
+    repository = models.CharField(max_length=200, help_text="owner/repo")
+    environment = models.CharField(max_length=255)
+    # Cached from GET /repos/{owner}/{repo}: organization secrets select repositories by id.
+    repository_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    # [{"type": "User"|"Team", "id": ..., "login"|"slug": ...}] before Airlock's first write.
+    baseline_reviewers = models.JSONField(default=list, blank=True, editable=False)
+    baseline_recorded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Users Airlock added (or was about to add: written before the PUT, so a crash after
+    # the PUT cannot leave a reviewer Airlock forgets to remove). Only these are removed.
+    airlock_reviewers = models.JSONField(default=list, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["repository", "environment"]
+        constraints = [
+            # grants.services.target_for_request finds-or-creates relying on this: two
+            # requests for "Acme/API" and "acme/api" reconcile the same environment.
+            models.UniqueConstraint(
+                Lower("repository"), Lower("environment"), "dry_run", name="unique_target"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.repository}:{self.environment}{' (dry run)' if self.dry_run else ''}"
+
+
+class EnvironmentSecret(models.Model):
+    """An environment secret Airlock writes while grants last."""
+
+    target = models.ForeignKey(Target, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=100)
+    # Whether the secret existed before Airlock first wanted to write it. None: not yet
+    # looked. A secret that was there first is someone else's: Airlock neither overwrites
+    # nor deletes it, and its grants fail with a message saying so.
+    baseline_present = models.BooleanField(null=True, blank=True, editable=False)
+    baseline_recorded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set before the PUT and cleared after the DELETE, so a crash in between errs on the
+    # side of deleting (Airlock's own) secret rather than leaving it behind.
+    airlock_wrote = models.BooleanField(default=False, editable=False)
+    written_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # sha256 of the encrypted value written, so a changed definition is written again.
+    written_digest = models.CharField(max_length=64, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["target", "name"]
+        constraints = [
+            # The reconciler keeps one row per secret and environment (get_or_create).
+            models.UniqueConstraint(fields=["target", "name"], name="one_secret_row_per_target"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} on {self.target}"
+
+
+class OrgSecretTarget(LeasedTarget):
+    """An organization secret with selected repositories."""
+
+    org = models.CharField(max_length=100)
+    name = models.CharField(max_length=100)
+    baseline_repository_ids = models.JSONField(default=list, blank=True, editable=False)
+    baseline_recorded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Repository ids Airlock added (written before the PUT, like Target.airlock_reviewers).
+    airlock_repository_ids = models.JSONField(default=list, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["org", "name"]
+        verbose_name = "organization secret target"
+        constraints = [
+            # grants.services finds-or-creates relying on this (GitHub names are case-blind).
+            models.UniqueConstraint(
+                Lower("org"), Lower("name"), "dry_run", name="unique_org_secret_target"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.org}/{self.name}{' (dry run)' if self.dry_run else ''}"
+
+
+class GrantQuerySet(models.QuerySet):
+    def revocation_overdue(self):
+        return self.filter(state=Grant.State.APPLIED, revocation_overdue_since__isnull=False)
+
+
+class Grant(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"  # approved, not yet on GitHub
+        APPLIED = "applied", "Applied"  # on GitHub now (or being removed)
+        REVOKED = "revoked", "Revoked"  # removed from GitHub (or never applied)
+        FAILED = "failed", "Failed"  # GitHub refused; never applied
+
+    class Kind(models.TextChoices):
+        REVIEWER = "reviewer", "Required reviewer"
+        ENVIRONMENT_SECRET = "environment_secret", "Environment secret"
+        ORGANIZATION_SECRET = "organization_secret", "Organization secret"
+
+    class EndReason(models.TextChoices):
+        EXPIRED = "expired"
+        REVOKED = "revoked"  # ended early by a person
+        WITHDRAWN = "withdrawn"  # the request was closed before the grant was applied
+
+    OPEN_STATES = (State.PENDING, State.APPLIED)
+
+    access_request = models.OneToOneField(
+        "requests_app.AccessRequest", on_delete=models.PROTECT, related_name="grant"
+    )
+    target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="grants")
+    org_secret = models.ForeignKey(
+        OrgSecretTarget, null=True, blank=True, on_delete=models.PROTECT, related_name="grants"
+    )
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    secret = models.ForeignKey(
+        "requests_app.SecretDefinition",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    login = models.CharField(max_length=100, help_text="GitHub login of the requester")
+    # Resolved once (GET /users/{login}) and kept: the environment API wants ids, and the id
+    # survives a rename.
+    github_user_id = models.BigIntegerField(null=True, blank=True)
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    revoke_requested_at = models.DateTimeField(null=True, blank=True)
+    revoke_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    # GitHub's message for the last failed attempt (or for the failure itself).
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set when a revocation is late (failed, or not done by the sweep after the grace); kept
+    # until it succeeds. Admins see it; the sweep retries it every time.
+    revocation_overdue_since = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The moment a reconcile was last enqueued for (start or expiry), so each sweep does not
+    # enqueue it again.
+    reconcile_scheduled_for = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = GrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "expires_at"], name="grant_state_expiry"),
+        ]
+        constraints = [
+            # "Applied" means on GitHub with a known end: the sweep schedules from
+            # expires_at and the request's API answer is kept in step with it.
+            models.CheckConstraint(
+                condition=~Q(state="applied")
+                | Q(applied_at__isnull=False, expires_at__isnull=False),
+                name="applied_grant_has_times",
+            ),
+            # The requester's page shows "revoked at"; the sweep never looks at it again.
+            models.CheckConstraint(
+                condition=~Q(state="revoked") | Q(revoked_at__isnull=False),
+                name="revoked_grant_has_time",
+            ),
+            # The reconciler picks the secret to write from here, and the org secret
+            # target to lock for organization secrets.
+            models.CheckConstraint(
+                condition=Q(kind="reviewer", secret__isnull=True)
+                | (~Q(kind="reviewer") & Q(secret__isnull=False)),
+                name="grant_secret_iff_secret_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="organization_secret", org_secret__isnull=False)
+                | (~Q(kind="organization_secret") & Q(org_secret__isnull=True)),
+                name="grant_org_secret_iff_org_kind",
+            ),
+        ]
+
+    def __str__(self):
+        what = self.secret.name if self.secret_id else self.login
+        return f"grant #{self.pk}: {self.get_kind_display().lower()} {what} on {self.target}"
+
+    @property
+    def is_revocation_overdue(self) -> bool:
+        return self.state == self.State.APPLIED and self.revocation_overdue_since is not None
+
+    @property
+    def is_active_now(self) -> bool:
+        return (
+            self.state == self.State.APPLIED
+            and self.revoke_requested_at is None
+            and self.expires_at is not None
+            and self.expires_at > timezone.now()
+        )
+
+    @property
+    def waits_for_start(self) -> bool:
+        starts_at = self.access_request.starts_at
+        return self.state == self.State.PENDING and starts_at is not None and (
+            starts_at > timezone.now()
+        )
+
+    @property
+    def github_badge(self) -> str:
+        """The status badge colour (static/airlock.css) for github_status."""
+        return {
+            "pending": "pending",
+            "retrying": "pending",
+            "applied": "active",
+            "being revoked": "approved",
+            "revocation overdue": "failed",
+            "revoked": "expired",
+            "failed": "failed",
+        }[self.github_status]
+
+    @property
+    def github_status(self) -> str:
+        """A short label for people: what GitHub looks like for this grant."""
+        if self.state == self.State.PENDING:
+            return "retrying" if self.last_error else "pending"
+        if self.state == self.State.APPLIED:
+            if self.is_revocation_overdue:
+                return "revocation overdue"
+            if self.revoke_requested_at or (self.expires_at and self.expires_at <= timezone.now()):
+                return "being revoked"
+            return "applied"
+        return self.state

@@ -1,0 +1,77 @@
+"""The beat schedule, declared here and installed into django-celery-beat's tables.
+
+install_beat_schedule() is idempotent. It runs after every migrate (so the admin shows the
+entries from the start), when beat starts (so beat's AIRLOCK_SWEEP_SECONDS is the one in
+force), and from `manage.py install_beat_schedule`. It re-enables an entry someone turned
+off: the sweep is what guarantees that access ends, so it is not optional.
+"""
+
+import json
+import logging
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+def beat_schedule() -> dict[str, dict]:
+    sweep = settings.AIRLOCK_SWEEP_SECONDS
+    drift = settings.AIRLOCK_DRIFT_CHECK_SECONDS
+    return {
+        "airlock: sweep": {
+            "task": "grants.tasks.sweep",
+            "every": sweep,
+            # A sweep nobody ran in time is superseded by the next one: without an expiry,
+            # a worker back after an outage would run a backlog of identical sweeps.
+            "expire_seconds": max(2 * sweep, 10),
+            "description": "Applies approved grants, revokes expired ones, retries failures, "
+            "times out pending requests. Guarantees revocation within one interval.",
+        },
+        "airlock: drift check": {
+            "task": "grants.tasks.drift_check",
+            "every": drift,
+            "expire_seconds": drift,
+            "description": "Compares every managed target on GitHub with its desired state, "
+            "repairs what Airlock manages and audits the drift.",
+        },
+    }
+
+
+def install_beat_schedule() -> list[str]:
+    """Create or update the periodic tasks; returns what changed (empty when nothing)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    changes = []
+    for name, spec in beat_schedule().items():
+        interval = IntervalSchedule.objects.filter(
+            every=spec["every"], period=IntervalSchedule.SECONDS
+        ).first() or IntervalSchedule.objects.create(
+            every=spec["every"], period=IntervalSchedule.SECONDS
+        )
+        wanted = {
+            "task": spec["task"],
+            "interval": interval,
+            "crontab": None,
+            "solar": None,
+            "clocked": None,
+            "one_off": False,
+            "enabled": True,
+            "expire_seconds": spec["expire_seconds"],
+            "description": spec["description"],
+            "args": json.dumps([]),
+            "kwargs": json.dumps({}),
+        }
+        task = PeriodicTask.objects.filter(name=name).first()
+        if task is None:
+            PeriodicTask.objects.create(name=name, **wanted)
+            changes.append(f"created {name} (every {spec['every']}s)")
+            continue
+        differs = [key for key, value in wanted.items() if getattr(task, key) != value]
+        if differs:
+            for key in differs:
+                setattr(task, key, wanted[key])
+            task.save()
+            changes.append(f"updated {name}: {', '.join(differs)}")
+    for change in changes:
+        logger.info("Beat schedule: %s", change)
+    return changes

@@ -1,0 +1,31 @@
+"""Enqueueing the grant engine's Celery tasks.
+
+Publishing can fail (broker down); that must never undo or break the database change that
+asked for it. The beat sweep finds everything that is due from the database alone, so a
+message that is lost, or never sent, delays the work by at most one sweep interval.
+"""
+
+import logging
+from datetime import datetime
+
+logger = logging.getLogger(__name__)
+
+
+def schedule_reconcile(model, pk: int, *, eta: datetime | None = None, check=False) -> None:
+    from grants import tasks
+    from grants.models import Target
+
+    task = tasks.reconcile_target if model is Target else tasks.reconcile_org_secret
+    try:
+        task.apply_async(args=[pk], kwargs={"check": check}, eta=eta)
+    except Exception:  # any broker error; the sweep is the guarantee
+        logger.exception("Could not enqueue %s(%s); the sweep will pick it up", task.name, pk)
+
+
+def schedule_apply(request_id: int) -> None:
+    from grants import tasks
+
+    try:
+        tasks.apply_request.apply_async(args=[request_id])
+    except Exception:
+        logger.exception("Could not enqueue apply_request(%s); the sweep will", request_id)

@@ -1,0 +1,378 @@
+"""Changes to grants: creating them for approved requests, revoking early, retrying, and
+the sweep that finds everything due. GitHub itself is only touched by the reconciler
+(grants.reconciler), never inside a transaction here."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+import audit
+from grants import reconciler
+from grants.models import Grant, OrgSecretTarget, Target
+from grants.scheduling import schedule_reconcile
+from requests_app import services as request_services
+from requests_app.exceptions import NotAllowed, WrongState
+from requests_app.models import AccessKind, AccessRequest, SecretDefinition
+
+logger = logging.getLogger(__name__)
+
+State = Grant.State
+Kind = Grant.Kind
+
+
+# --- creating grants ------------------------------------------------------------------------
+
+
+def _find_or_create(model, lookup: dict, values: dict):
+    """Case-insensitive find-or-create that survives a concurrent create (the unique
+    constraints on Target and OrgSecretTarget are case-insensitive)."""
+    found = model.objects.filter(**lookup).first()
+    if found is not None:
+        return found
+    try:
+        with transaction.atomic():
+            return model.objects.create(**values)
+    except IntegrityError:
+        return model.objects.get(**lookup)
+
+
+def target_for(*, repository: str, environment: str, dry_run: bool) -> Target:
+    return _find_or_create(
+        Target,
+        {
+            "repository__iexact": repository,
+            "environment__iexact": environment,
+            "dry_run": dry_run,
+        },
+        {"repository": repository, "environment": environment, "dry_run": dry_run},
+    )
+
+
+def org_secret_target_for(*, org: str, name: str, dry_run: bool) -> OrgSecretTarget:
+    return _find_or_create(
+        OrgSecretTarget,
+        {"org__iexact": org, "name__iexact": name, "dry_run": dry_run},
+        {"org": org, "name": name, "dry_run": dry_run},
+    )
+
+
+def grant_create_for_request(*, access_request: AccessRequest) -> Grant | None:
+    """The grant of an approved request, created once (idempotent; safe concurrently).
+    None when the request is not approved (any more). In dry-run the grant's targets are
+    dry-run targets: simulated for good, even if credentials are configured later."""
+    existing = Grant.objects.filter(access_request_id=access_request.pk).first()
+    if existing is not None:
+        return existing
+    access_request.refresh_from_db()
+    if access_request.status != AccessRequest.Status.APPROVED:
+        return None
+    dry_run = settings.AIRLOCK_DRY_RUN
+    target = target_for(
+        repository=access_request.repository,
+        environment=access_request.environment,
+        dry_run=dry_run,
+    )
+    kind, org_secret = Kind.REVIEWER, None
+    secret = access_request.secret
+    if access_request.access == AccessKind.SECRET:
+        if secret.kind == SecretDefinition.Kind.ORGANIZATION:
+            kind = Kind.ORGANIZATION_SECRET
+            org_secret = org_secret_target_for(org=secret.org, name=secret.name, dry_run=dry_run)
+        else:
+            kind = Kind.ENVIRONMENT_SECRET
+    try:
+        with transaction.atomic():
+            grant = Grant.objects.create(
+                access_request=access_request,
+                target=target,
+                org_secret=org_secret,
+                kind=kind,
+                secret=secret if access_request.access == AccessKind.SECRET else None,
+                login=access_request.requester.get_username(),
+            )
+            audit.log_event(
+                action="grant.created",
+                target=grant,
+                detail={
+                    "request": access_request.pk,
+                    "kind": kind,
+                    "target": str(org_secret or target),
+                    "dry_run": dry_run,
+                },
+            )
+    except IntegrityError:
+        return Grant.objects.get(access_request_id=access_request.pk)
+    return grant
+
+
+def grant_apply_request(*, request_id: int) -> reconciler.ReconcileResult | None:
+    """Create the grant of an approved request and reconcile its target now."""
+    access_request = AccessRequest.objects.filter(pk=request_id).first()
+    if access_request is None:
+        return None
+    grant = grant_create_for_request(access_request=access_request)
+    if grant is None:
+        return None
+    return grant_reconcile(grant=grant)
+
+
+def grant_reconcile(*, grant: Grant, check: bool = False) -> reconciler.ReconcileResult:
+    """Reconcile the target that carries this grant, in this process."""
+    if grant.kind == Kind.ORGANIZATION_SECRET:
+        return reconciler.reconcile_org_secret(grant.org_secret_id, check=check)
+    return reconciler.reconcile_environment(grant.target_id, check=check)
+
+
+def _enqueue_for(grant: Grant) -> None:
+    if grant.kind == Kind.ORGANIZATION_SECRET:
+        model, pk = OrgSecretTarget, grant.org_secret_id
+    else:
+        model, pk = Target, grant.target_id
+    transaction.on_commit(lambda: schedule_reconcile(model, pk))
+
+
+# --- people acting on grants ---------------------------------------------------------------
+
+
+def _may_manage(user) -> bool:
+    return user.is_active and (user.is_superuser or user.has_perm("grants.change_grant"))
+
+
+def grant_revoke(*, grant: Grant, user, comment: str = "") -> Grant:
+    """End a grant early: the requester gives access back, or an admin takes it away.
+
+    The request is revoked at once (so the API's check says no from now on); removing the
+    access from GitHub follows after the commit, and is retried until it succeeds.
+    """
+    is_requester = grant.access_request.requester_id == user.pk
+    if not (is_requester or _may_manage(user)):
+        raise NotAllowed("Only the requester or a platform admin can revoke this grant.")
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Grant.objects.filter(
+            pk=grant.pk, state__in=Grant.OPEN_STATES, revoke_requested_at__isnull=True
+        ).update(revoke_requested_at=now, revoke_requested_by=user)
+        if updated != 1:
+            grant.refresh_from_db()
+            raise WrongState(
+                f"Grant #{grant.pk} is {grant.state}"
+                f"{' and already being revoked' if grant.revoke_requested_at else ''}; "
+                "there is nothing to revoke."
+            )
+        grant.revoke_requested_at, grant.revoke_requested_by = now, user
+        audit.log_event(
+            action="grant.revoke_requested",
+            actor=user,
+            target=grant,
+            reason=comment,
+            detail={"state": grant.state, "expires_at": grant.expires_at},
+        )
+        request_services.access_request_end_early(
+            access_request=grant.access_request, user=user, comment=comment
+        )
+        _enqueue_for(grant)
+    return grant
+
+
+def grant_retry(*, grant: Grant, user) -> Grant:
+    """Try a grant again now: a failed one is reopened (its request goes back to approved);
+    one waiting for its next attempt, or an overdue revocation, is tried at once."""
+    if not _may_manage(user):
+        raise NotAllowed("Only a platform admin can retry a grant.")
+    with transaction.atomic():
+        grant = Grant.objects.select_for_update().get(pk=grant.pk)
+        if grant.state == State.FAILED:
+            Grant.objects.filter(pk=grant.pk, state=State.FAILED).update(
+                state=State.PENDING, attempts=0, next_attempt_at=None
+            )
+            request_services.access_request_retry(access_request=grant.access_request, user=user)
+            before = State.FAILED
+        elif grant.state in Grant.OPEN_STATES:
+            Grant.objects.filter(pk=grant.pk).update(next_attempt_at=None)
+            before = grant.state
+        else:
+            raise WrongState(f"Grant #{grant.pk} is {grant.state}; there is nothing to retry.")
+        audit.log_event(
+            action="grant.retry_requested",
+            actor=user,
+            target=grant,
+            detail={"state": before, "last_error": grant.last_error},
+        )
+        _enqueue_for(grant)
+    grant.refresh_from_db()
+    return grant
+
+
+# --- the sweep -------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    timed_out: int = 0
+    grants_created: int = 0
+    reconciles: list[str] = field(default_factory=list)
+    scheduled: int = 0
+    newly_overdue: int = 0
+
+    def __str__(self):
+        return (
+            f"{self.timed_out} timed out, {self.grants_created} grant(s) created, "
+            f"{len(self.reconciles)} target(s) to reconcile now, {self.scheduled} scheduled, "
+            f"{self.newly_overdue} newly overdue"
+        )
+
+
+def _unit(grant: Grant):
+    if grant.kind == Kind.ORGANIZATION_SECRET:
+        return (OrgSecretTarget, grant.org_secret_id)
+    return (Target, grant.target_id)
+
+
+def grants_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Find everything due, from the database alone (run by beat every
+    AIRLOCK_SWEEP_SECONDS, so a lost message costs at most one interval):
+
+    - pending requests past their TTL time out;
+    - approved requests get their grant, and pending grants whose start has come (and whose
+      backoff, after a transient failure, is over) are applied;
+    - grants past their expiry, or revoked early, are revoked; those still there one sweep
+      interval after they were due are marked overdue (audited once, shown to admins) and
+      retried by every sweep until GitHub answers;
+    - starts and expiries that fall before the sweep after next are enqueued with that ETA,
+      once, so they happen on time without long-lived ETA messages.
+    """
+    now = now or timezone.now()
+    report = SweepReport()
+    interval = timedelta(seconds=settings.AIRLOCK_SWEEP_SECONDS)
+    horizon = now + 2 * interval
+    report.timed_out = request_services.access_requests_time_out_overdue()
+
+    for access_request in AccessRequest.objects.filter(
+        status=AccessRequest.Status.APPROVED, grant__isnull=True
+    ).select_related("requester", "secret"):
+        if grant_create_for_request(access_request=access_request) is not None:
+            report.grants_created += 1
+
+    units: set = set()
+    may_try = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    started = Q(access_request__starts_at__isnull=True) | Q(access_request__starts_at__lte=now)
+    pending = Grant.objects.filter(state=State.PENDING)
+    for grant in pending.filter(may_try & started).only("kind", "target_id", "org_secret_id"):
+        units.add(_unit(grant))
+    withdrawn = pending.filter(
+        Q(revoke_requested_at__isnull=False)
+        | ~Q(access_request__status=AccessRequest.Status.APPROVED)
+    )
+    for grant in withdrawn.only("kind", "target_id", "org_secret_id"):
+        units.add(_unit(grant))
+
+    applied = Grant.objects.filter(state=State.APPLIED)
+    ending = applied.filter(
+        Q(expires_at__lte=now + reconciler.EXPIRY_TOLERANCE) | Q(revoke_requested_at__isnull=False)
+    )
+    for grant in ending.filter(may_try).only("kind", "target_id", "org_secret_id"):
+        units.add(_unit(grant))
+    report.newly_overdue = _mark_overdue(ending, now - interval)
+
+    later = []
+    for grant in pending.filter(
+        access_request__starts_at__gt=now, access_request__starts_at__lte=horizon
+    ).select_related("access_request"):
+        later.append((grant, grant.access_request.starts_at))
+    for grant in applied.filter(
+        expires_at__gt=now, expires_at__lte=horizon, revoke_requested_at__isnull=True
+    ):
+        later.append((grant, grant.expires_at))
+    for grant, eta in later:
+        if grant.reconcile_scheduled_for == eta:
+            continue
+        Grant.objects.filter(pk=grant.pk).update(reconcile_scheduled_for=eta)
+        model, pk = _unit(grant)
+        schedule_reconcile(model, pk, eta=eta)
+        report.scheduled += 1
+
+    for model, pk in sorted(units, key=lambda unit: (unit[0].__name__, unit[1])):
+        schedule_reconcile(model, pk)
+        report.reconciles.append(f"{model.__name__} {pk}")
+    if report.reconciles or report.grants_created or report.timed_out or report.newly_overdue:
+        logger.info("Sweep: %s", report)
+    return report
+
+
+def _mark_overdue(ending, due_before: datetime) -> int:
+    """Revocations due more than one sweep interval ago and still not done: record since
+    when they are overdue (kept until they succeed) and audit it once."""
+    count = 0
+    late = ending.filter(revocation_overdue_since__isnull=True).filter(
+        Q(expires_at__lt=due_before) | Q(revoke_requested_at__lt=due_before)
+    )
+    for grant in late:
+        due = grant.revoke_requested_at or grant.expires_at
+        with transaction.atomic():
+            updated = Grant.objects.filter(
+                pk=grant.pk, state=State.APPLIED, revocation_overdue_since__isnull=True
+            ).update(revocation_overdue_since=due)
+            if updated == 1:
+                audit.log_event(
+                    action="grant.revocation_overdue",
+                    target=grant,
+                    reason="Not revoked one sweep interval after it was due.",
+                    detail={"due_at": due, "last_error": grant.last_error},
+                )
+                logger.error("Revocation of %s is overdue since %s", grant, due)
+                count += 1
+    return count
+
+
+# --- drift ------------------------------------------------------------------------------------
+
+
+def managed_targets():
+    """Every target Airlock has touched on GitHub (dry-run ones have nothing to compare)."""
+    targets = Target.objects.filter(dry_run=False).filter(
+        Q(baseline_recorded_at__isnull=False) | Q(grants__state__in=Grant.OPEN_STATES)
+    )
+    org_secrets = OrgSecretTarget.objects.filter(dry_run=False).filter(
+        Q(baseline_recorded_at__isnull=False) | Q(grants__state__in=Grant.OPEN_STATES)
+    )
+    return list(targets.distinct()), list(org_secrets.distinct())
+
+
+def grants_drift_check() -> int:
+    """Enqueue a checking reconcile of every managed target (hourly, from beat): each reads
+    GitHub, audits any difference from what Airlock last saw, and repairs what it manages."""
+    targets, org_secrets = managed_targets()
+    for target in targets:
+        schedule_reconcile(Target, target.pk, check=True)
+    for org_secret in org_secrets:
+        schedule_reconcile(OrgSecretTarget, org_secret.pk, check=True)
+    return len(targets) + len(org_secrets)
+
+
+def reconcile_all(*, check: bool = True) -> list[reconciler.ReconcileResult]:
+    """Reconcile every target now, in this process (manage.py reconcile): first whatever
+    the sweep would find, then every managed target, with a drift check."""
+    for access_request in AccessRequest.objects.filter(
+        status=AccessRequest.Status.APPROVED, grant__isnull=True
+    ):
+        grant_create_for_request(access_request=access_request)
+    targets = Target.objects.filter(
+        Q(baseline_recorded_at__isnull=False) | Q(grants__state__in=Grant.OPEN_STATES)
+    ).distinct()
+    org_secrets = OrgSecretTarget.objects.filter(
+        Q(baseline_recorded_at__isnull=False) | Q(grants__state__in=Grant.OPEN_STATES)
+    ).distinct()
+    results = [
+        reconciler.reconcile_environment(t.pk, check=check and not t.dry_run) for t in targets
+    ]
+    results += [
+        reconciler.reconcile_org_secret(o.pk, check=check and not o.dry_run) for o in org_secrets
+    ]
+    return results

@@ -1,0 +1,262 @@
+"""Who is calling the REST API: `Authorization: Bearer <token>`, where the token is either a
+GitHub Actions OIDC ID token (a JWT) or a personal API token (`alk_...`). Browsers use the
+session instead (DRF's SessionAuthentication, with its CSRF check).
+
+The two kinds are told apart by shape: an API token starts with its prefix, a JWT is three
+base64url parts joined by dots. A bearer token that is neither is refused, not ignored.
+
+OIDC tokens are verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUER +
+/.well-known/jwks), RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked
+and a small leeway for clock skew. The key set is cached, and fetched again when a token
+names a kid it does not hold (GitHub rotates its keys). An OIDC caller is not a portal
+user: it becomes an OidcPrincipal carrying the verified claims, and may only call the grant
+check (IsPortalUser keeps it out of everything else).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+import jwt
+from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions, permissions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+
+logger = logging.getLogger(__name__)
+
+OIDC_ALGORITHMS = ["RS256"]
+# Runner and portal clocks differ a little; GitHub's tokens live 5 to 10 minutes.
+OIDC_LEEWAY_SECONDS = 60
+JWKS_CACHE_SECONDS = 300
+JWKS_TIMEOUT_SECONDS = 5
+# A token with a kid we do not hold makes us fetch the key set again, at most this often:
+# a stream of made-up kids must not become a stream of requests to the issuer. Tests set
+# AIRLOCK_OIDC_JWKS_REFRESH_COOLDOWN_SECONDS to 0.
+DEFAULT_JWKS_REFRESH_COOLDOWN_SECONDS = 5
+REQUIRED_CLAIMS = ["iss", "aud", "exp", "nbf", "iat", "repository", "actor"]
+
+
+class OidcUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "The OIDC issuer's signing keys could not be fetched; try again shortly."
+    default_code = "oidc_unavailable"
+
+
+@dataclass(frozen=True, eq=False)
+class OidcPrincipal:
+    """A GitHub Actions job, as its verified ID token describes it. Not a user."""
+
+    claims: dict = field(repr=False)
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = None
+    id = None
+
+    @property
+    def repository(self) -> str:
+        return self.claims["repository"]
+
+    @property
+    def environment(self) -> str:
+        return self.claims.get("environment") or ""
+
+    @property
+    def actor(self) -> str:
+        return self.claims["actor"]
+
+    @property
+    def sub(self) -> str:
+        return self.claims.get("sub", "")
+
+    @property
+    def ref(self) -> str:
+        return self.claims.get("ref", "")
+
+    @property
+    def job_workflow_ref(self) -> str:
+        return self.claims.get("job_workflow_ref", "")
+
+    @property
+    def run(self) -> str:
+        """The workflow run and attempt, e.g. "1234/1": one job run of a workflow."""
+        return f"{self.claims.get('run_id', '')}/{self.claims.get('run_attempt', '')}"
+
+    def get_username(self) -> str:
+        # How logs and the audit log name the caller.
+        return f"oidc:{self.actor}@{self.repository}"
+
+    def has_perm(self, perm, obj=None) -> bool:
+        return False
+
+    def __str__(self):
+        return self.get_username()
+
+
+# --- OIDC verification ----------------------------------------------------------------------
+
+_jwks_clients: dict[tuple[str, float], jwt.PyJWKClient] = {}
+_jwks_clients_lock = threading.Lock()
+
+
+def _jwks_client() -> jwt.PyJWKClient:
+    url = settings.GITHUB_OIDC_ISSUER.rstrip("/") + "/.well-known/jwks"
+    cooldown = float(
+        getattr(
+            settings,
+            "AIRLOCK_OIDC_JWKS_REFRESH_COOLDOWN_SECONDS",
+            DEFAULT_JWKS_REFRESH_COOLDOWN_SECONDS,
+        )
+    )
+    with _jwks_clients_lock:
+        client = _jwks_clients.get((url, cooldown))
+        if client is None:
+            client = jwt.PyJWKClient(
+                url,
+                cache_jwk_set=True,
+                lifespan=JWKS_CACHE_SECONDS,
+                timeout=JWKS_TIMEOUT_SECONDS,
+                cooldown_duration=cooldown,
+            )
+            _jwks_clients[(url, cooldown)] = client
+        return client
+
+
+def oidc_verify(token: str) -> dict:
+    """The verified claims of an Actions ID token; raises AuthenticationFailed saying why."""
+    refuse = exceptions.AuthenticationFailed
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.DecodeError:
+        raise refuse("The bearer token is not a well-formed JWT.") from None
+    algorithm = header.get("alg")
+    # Checked before any key is looked at: "none", and HS256 "signed" with the public key,
+    # are the classic ways to forge a token for a verifier that trusts the header.
+    if algorithm not in OIDC_ALGORITHMS:
+        raise refuse(f"OIDC tokens must be signed with RS256; this one says {algorithm!r}.")
+    kid = header.get("kid")
+    if not kid or not isinstance(kid, str):
+        raise refuse("The OIDC token names no signing key (kid).")
+    try:
+        signing_key = _jwks_client().get_signing_key(kid)
+    except jwt.PyJWKClientConnectionError:
+        logger.warning("Could not fetch the OIDC key set of %s", settings.GITHUB_OIDC_ISSUER)
+        raise OidcUnavailable() from None
+    except jwt.PyJWKClientError:
+        raise refuse(
+            f"The OIDC token's signing key {kid!r} is not published by "
+            f"{settings.GITHUB_OIDC_ISSUER}."
+        ) from None
+    issuer = settings.GITHUB_OIDC_ISSUER
+    audience = settings.AIRLOCK_OIDC_AUDIENCE
+    try:
+        claims = jwt.decode(
+            token,
+            signing_key.key,
+            algorithms=OIDC_ALGORITHMS,
+            audience=audience,
+            issuer=issuer,
+            leeway=OIDC_LEEWAY_SECONDS,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.ExpiredSignatureError:
+        raise refuse("The OIDC token has expired; request a fresh one in the job.") from None
+    except jwt.ImmatureSignatureError:
+        raise refuse("The OIDC token is not valid yet (nbf/iat in the future).") from None
+    except jwt.InvalidAudienceError:
+        raise refuse(
+            f"The OIDC token's audience is not {audience!r}; request the token with that "
+            "audience."
+        ) from None
+    except jwt.InvalidIssuerError:
+        raise refuse(f"The OIDC token was not issued by {issuer}.") from None
+    except jwt.MissingRequiredClaimError as problem:
+        raise refuse(f"The OIDC token lacks the {problem.claim!r} claim.") from None
+    except jwt.InvalidSignatureError:
+        raise refuse("The OIDC token's signature does not verify.") from None
+    except jwt.InvalidTokenError as problem:
+        raise refuse(f"The OIDC token is not valid: {problem}.") from None
+    for name in ("repository", "actor", "environment", "sub", "run_id", "run_attempt"):
+        value = claims.get(name, "")
+        if not isinstance(value, str) or (name in ("repository", "actor") and not value):
+            raise refuse(f"The OIDC token's {name!r} claim is not a non-empty string.")
+    return claims
+
+
+# --- DRF ------------------------------------------------------------------------------------
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <OIDC JWT | alk_ API token>`."""
+
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != self.keyword.encode():
+            return None  # not ours: the session may still authenticate the caller
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed(
+                "Give exactly one token: Authorization: Bearer <token>."
+            )
+        try:
+            token = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("The bearer token is not ASCII.") from None
+        # Imported here: DRF loads this class while the app registry may still be loading.
+        from requests_app.tokens import (
+            ApiTokenRefused,
+            api_token_authenticate,
+            looks_like_api_token,
+        )
+
+        if looks_like_api_token(token):
+            try:
+                api_token = api_token_authenticate(raw=token)
+            except ApiTokenRefused as refusal:
+                raise exceptions.AuthenticationFailed(str(refusal)) from None
+            return api_token.user, api_token
+        if token.count(".") == 2:
+            return OidcPrincipal(claims=oidc_verify(token)), token
+        raise exceptions.AuthenticationFailed(
+            "The bearer token is neither an Airlock API token (alk_...) nor a GitHub "
+            "Actions OIDC token."
+        )
+
+    def authenticate_header(self, request):
+        # Makes DRF answer 401 (with this challenge) rather than 403 to a missing token.
+        return 'Bearer realm="airlock"'
+
+
+class IsPortalUser(permissions.BasePermission):
+    """A signed-in person (session or API token). OIDC callers may only use the check."""
+
+    message = "A workflow's OIDC token may only call the grant check (/api/v1/grants/check)."
+
+    def has_permission(self, request, view):
+        user = request.user
+        if isinstance(user, OidcPrincipal):
+            return False
+        return bool(user and user.is_authenticated)
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "portal.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": (
+                "A personal API token (`alk_...`, from the API tokens page or "
+                "`manage.py createapitoken`), or, for the grant check only, a GitHub Actions "
+                "OIDC ID token requested with the portal's audience."
+            ),
+        }

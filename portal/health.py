@@ -1,0 +1,108 @@
+"""/healthz: can this node serve? The database and the broker answer, and when beat last
+sent the sweep. Unauthenticated and cheap, so it shows no secrets, only exception class
+names when something is down.
+
+200 while the database and the broker answer, 503 when either does not: a load balancer
+takes a web node out only for what that node cannot work without. A stale or missing
+sweep is reported as "degraded" with a 200, because pulling web nodes would not bring
+beat back; compose watches beat with its own health check (`deploy/start healthcheck
+beat`, which uses `beat_status` below).
+"""
+
+import time
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import Q
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+BROKER_TIMEOUT_SECONDS = 3
+
+# Beat is late when the sweep has not been sent for this many sweep intervals.
+STALE_AFTER_SWEEPS = 3
+
+
+def database_status() -> dict:
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception as exc:  # any failure means "not reachable"; the class name says why
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "latency_ms": _milliseconds_since(started)}
+
+
+def broker_status() -> dict:
+    from portal.celery import app
+
+    started = time.monotonic()
+    try:
+        with app.connection_for_write(connect_timeout=BROKER_TIMEOUT_SECONDS) as broker:
+            # One attempt, no back-off sleep: a health check must answer quickly.
+            broker.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0,
+                timeout=BROKER_TIMEOUT_SECONDS,
+            )
+    except Exception as exc:  # kombu raises transport-specific errors
+        return {"ok": False, "error": type(exc).__name__}
+    return {"ok": True, "latency_ms": _milliseconds_since(started)}
+
+
+def beat_status(*, database_ok: bool = True) -> dict:
+    """When beat last sent the sweep (the periodic task whose name or task contains
+    "sweep"), and whether that is recent enough. Null times when it never has, or when
+    the database cannot say."""
+    stale_after = STALE_AFTER_SWEEPS * settings.AIRLOCK_SWEEP_SECONDS
+    status = {
+        "ok": False,
+        "last_sweep_at": None,
+        "age_seconds": None,
+        "stale_after_seconds": stale_after,
+    }
+    if not database_ok:
+        return status | {"error": "database unavailable"}
+    from django_celery_beat.models import PeriodicTask
+
+    try:
+        last_sweep_at = (
+            PeriodicTask.objects.filter(Q(name__icontains="sweep") | Q(task__icontains="sweep"))
+            .filter(enabled=True, last_run_at__isnull=False)
+            .order_by("-last_run_at")
+            .values_list("last_run_at", flat=True)
+            .first()
+        )
+    except DatabaseError as exc:  # e.g. before the first migration
+        return status | {"error": type(exc).__name__}
+    if last_sweep_at is None:
+        return status
+    age = max(0.0, (timezone.now() - last_sweep_at).total_seconds())
+    return status | {
+        "ok": age <= stale_after,
+        "last_sweep_at": last_sweep_at.isoformat(),
+        "age_seconds": round(age, 1),
+    }
+
+
+@never_cache
+def healthz(request):
+    database = database_status()
+    broker = broker_status()
+    beat = beat_status(database_ok=database["ok"])
+    serving = database["ok"] and broker["ok"]
+    if not serving:
+        status = "unavailable"
+    elif beat["ok"]:
+        status = "ok"
+    else:
+        status = "degraded"
+    return JsonResponse(
+        {"status": status, "database": database, "broker": broker, "beat": beat},
+        status=200 if serving else 503,
+    )
+
+
+def _milliseconds_since(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)

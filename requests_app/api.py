@@ -1,0 +1,240 @@
+"""REST API for access requests (/api/v1/requests/): file one, list and read the ones the
+caller may see (own, and those routed to them as an approver), approve, deny, cancel.
+
+Each view checks the input's shape, calls the same service as the web pages and the
+admin, and renders the result; the services' ValidationError, NotAllowed and WrongState
+become 400, 403 and 409 in portal.api_errors.
+"""
+
+from django.db.models import Prefetch, Q
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import GenericAPIView
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+
+from portal.api_errors import error_responses
+from portal.authentication import IsPortalUser
+from requests_app.models import AccessRequest, Approval
+from requests_app.selectors import requests_visible_to
+from requests_app.serializers import (
+    AccessRequestCreateSerializer,
+    AccessRequestFilterSerializer,
+    AccessRequestSerializer,
+    DecisionSerializer,
+)
+from requests_app.services import (
+    access_request_approve,
+    access_request_cancel,
+    access_request_create,
+    access_request_deny,
+)
+
+# The largest offset accepted; a bigger one is refused as input instead of overflowing in
+# the database driver.
+MAX_OFFSET = 2**31 - 1
+
+
+class ApiPagination(LimitOffsetPagination):
+    """?limit= (1..200, default 50) and ?offset=; a bad value is a 400, not ignored."""
+
+    default_limit = 50
+    max_limit = 200
+
+    def _number(self, request, name: str, default: int, minimum: int, maximum: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValidationError({name: ["A whole number is required."]}) from None
+        if not minimum <= value <= maximum:
+            raise ValidationError({name: [f"Must be between {minimum} and {maximum}."]})
+        return value
+
+    def get_limit(self, request):
+        return self._number(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request):
+        return self._number(request, self.offset_query_param, 0, 0, MAX_OFFSET)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit},
+            self.offset_query_param: {"minimum": 0, "maximum": MAX_OFFSET},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
+
+
+def query_filters(serializer_class, request) -> dict:
+    """Validated query parameters (a plain dict: a missing boolean stays missing)."""
+    serializer = serializer_class(data=request.query_params.dict())
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def visible_requests(user):
+    return (
+        requests_visible_to(user=user)
+        .select_related("requester", "secret", "policy", "closed_by", "grant", "grant__target")
+        .prefetch_related(
+            Prefetch("approvals", queryset=Approval.objects.select_related("approver"))
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def in_force(now) -> Q:
+    return Q(status=AccessRequest.Status.ACTIVE, expires_at__gt=now)
+
+
+class AccessRequestListCreateApi(GenericAPIView):
+    permission_classes = [IsPortalUser]
+    serializer_class = AccessRequestSerializer
+    pagination_class = ApiPagination
+
+    @extend_schema(
+        operation_id="requests_list",
+        summary="Requests the caller may see",
+        description="Own requests, and those routed to the caller as an approver; newest "
+        "first.",
+        parameters=[AccessRequestFilterSerializer],
+        responses={200: AccessRequestSerializer(many=True), **error_responses(400, 401, 403)},
+    )
+    def get(self, request):
+        filters = query_filters(AccessRequestFilterSerializer, request)
+        queryset = visible_requests(request.user)
+        if filters.get("status"):
+            queryset = queryset.filter(status=filters["status"])
+        if filters.get("repository"):
+            queryset = queryset.filter(repository__iexact=filters["repository"])
+        if filters.get("environment"):
+            queryset = queryset.filter(environment__iexact=filters["environment"])
+        if filters.get("active") is not None:
+            now = timezone.now()
+            queryset = (
+                queryset.filter(in_force(now)) if filters["active"] else
+                queryset.exclude(in_force(now))
+            )
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(AccessRequestSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="requests_create",
+        summary="File a request",
+        request=AccessRequestCreateSerializer,
+        responses={201: AccessRequestSerializer, **error_responses(400, 401, 403)},
+    )
+    def post(self, request):
+        serializer = AccessRequestCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        access_request = access_request_create(
+            requester=request.user,
+            repository=data["repository"],
+            environment=data["environment"],
+            access=data["access"],
+            reason=data["reason"],
+            duration_minutes=data.get("duration_minutes"),
+            secret_name=data.get("secret") or None,
+            starts_at=data.get("starts_at"),
+            break_glass=data.get("break_glass", False),
+        )
+        fresh = visible_requests(request.user).get(pk=access_request.pk)
+        return Response(AccessRequestSerializer(fresh).data, status=status.HTTP_201_CREATED)
+
+
+class AccessRequestDetailApi(GenericAPIView):
+    permission_classes = [IsPortalUser]
+    serializer_class = AccessRequestSerializer
+
+    @extend_schema(
+        operation_id="requests_retrieve",
+        summary="One request",
+        responses={200: AccessRequestSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request, id):
+        access_request = get_object_or_404(visible_requests(request.user), pk=id)
+        return Response(AccessRequestSerializer(access_request).data)
+
+
+class _RequestTransitionApi(GenericAPIView):
+    """POST {comment?} → the request after the service has acted on it."""
+
+    permission_classes = [IsPortalUser]
+    serializer_class = DecisionSerializer
+
+    def act(self, *, access_request, user, comment):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def post(self, request, id):
+        access_request = get_object_or_404(visible_requests(request.user), pk=id)
+        serializer = DecisionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.act(
+            access_request=access_request,
+            user=request.user,
+            comment=serializer.validated_data["comment"],
+        )
+        fresh = visible_requests(request.user).get(pk=access_request.pk)
+        return Response(AccessRequestSerializer(fresh).data)
+
+
+def _transition_schema(verb: str, description: str):
+    return extend_schema(
+        operation_id=f"requests_{verb}",
+        summary=f"{verb.capitalize()} a request",
+        description=description,
+        request=DecisionSerializer,
+        responses={
+            200: AccessRequestSerializer,
+            **error_responses(400, 401, 403, 404, 409),
+        },
+    )
+
+
+class AccessRequestApproveApi(_RequestTransitionApi):
+    @_transition_schema(
+        "approve",
+        "Add the caller's approval; the one that reaches the policy's count approves the "
+        "request. 403 for one's own request or a request not routed to the caller; 409 "
+        "when it is no longer pending or the caller already approved.",
+    )
+    def post(self, request, id):
+        return super().post(request, id)
+
+    def act(self, *, access_request, user, comment):
+        access_request_approve(access_request=access_request, approver=user, comment=comment)
+
+
+class AccessRequestDenyApi(_RequestTransitionApi):
+    @_transition_schema(
+        "deny",
+        "Deny a pending request routed to the caller (never their own); 409 when it is no "
+        "longer pending.",
+    )
+    def post(self, request, id):
+        return super().post(request, id)
+
+    def act(self, *, access_request, user, comment):
+        access_request_deny(access_request=access_request, approver=user, comment=comment)
+
+
+class AccessRequestCancelApi(_RequestTransitionApi):
+    @_transition_schema(
+        "cancel",
+        "The requester withdraws a pending request; 409 when it is no longer pending.",
+    )
+    def post(self, request, id):
+        return super().post(request, id)
+
+    def act(self, *, access_request, user, comment):
+        access_request_cancel(access_request=access_request, user=user, comment=comment)
+

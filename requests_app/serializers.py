@@ -1,0 +1,139 @@
+"""The API's shapes of access requests (contract: PRODUCT.md "REST API").
+
+Input serializers check types and sizes only; every rule (policy limits, who may decide)
+is the services' and comes back from them as errors.
+"""
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from requests_app.models import AccessKind, AccessRequest, Approval
+
+# Type bounds, not policy: the policy's own maximum is checked by the service. A year is
+# far above any policy and keeps absurd numbers from reaching date arithmetic.
+MAX_DURATION_MINUTES = 366 * 24 * 60
+MAX_REASON_LENGTH = 5000
+MAX_COMMENT_LENGTH = 2000
+
+
+class AccessRequestCreateSerializer(serializers.Serializer):
+    repository = serializers.CharField(max_length=200, help_text="owner/name, e.g. acme/api")
+    environment = serializers.CharField(max_length=255, help_text="e.g. production")
+    access = serializers.ChoiceField(choices=AccessKind.choices)
+    secret = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text="Secret access only: the secret's name, e.g. DEPLOY_TOKEN.",
+    )
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, trim_whitespace=True)
+    duration_minutes = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_DURATION_MINUTES,
+        required=False,
+        allow_null=True,
+        help_text="Counted from the moment access is granted; empty: the policy's default.",
+    )
+    starts_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Optional start (ISO 8601 with time zone)."
+    )
+    break_glass = serializers.BooleanField(required=False, default=False)
+
+
+class DecisionSerializer(serializers.Serializer):
+    """Body of approve, deny, cancel and revoke."""
+
+    comment = serializers.CharField(
+        max_length=MAX_COMMENT_LENGTH, required=False, allow_blank=True, default=""
+    )
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    approver = serializers.CharField(source="approver.username", read_only=True)
+    approved_at = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ["approver", "approved_at", "comment"]
+
+
+class RequestGrantSerializer(serializers.Serializer):
+    """The request's grant: its id and its state on GitHub."""
+
+    id = serializers.IntegerField()
+    state = serializers.CharField(help_text="pending, applied, revoked or failed")
+    github_status = serializers.CharField(
+        help_text="For people: pending, retrying, applied, being revoked, revocation "
+        "overdue, revoked or failed"
+    )
+    applied_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField(allow_blank=True)
+    dry_run = serializers.BooleanField(source="target.dry_run")
+
+
+class AccessRequestSerializer(serializers.ModelSerializer):
+    requester = serializers.CharField(source="requester.username", read_only=True)
+    secret = serializers.SerializerMethodField()
+    policy = serializers.CharField(source="policy.name", read_only=True)
+    approvals = ApprovalSerializer(many=True, read_only=True)
+    closed_by = serializers.SerializerMethodField()
+    grant = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AccessRequest
+        fields = [
+            "id",
+            "status",
+            "repository",
+            "environment",
+            "access",
+            "secret",
+            "reason",
+            "duration_minutes",
+            "requester",
+            "policy",
+            "approvals_required",
+            "approvals",
+            "break_glass",
+            "created_at",
+            "starts_at",
+            "pending_until",
+            "decided_at",
+            "granted_at",
+            "expires_at",
+            "ended_at",
+            "closed_by",
+            "close_comment",
+            "grant",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_secret(self, access_request) -> str | None:
+        return access_request.secret.name if access_request.secret_id else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_closed_by(self, access_request) -> str | None:
+        return access_request.closed_by.username if access_request.closed_by_id else None
+
+    @extend_schema_field(RequestGrantSerializer(allow_null=True))
+    def get_grant(self, access_request):
+        grant = getattr(access_request, "grant", None)  # reverse one-to-one: may not exist
+        return RequestGrantSerializer(grant).data if grant is not None else None
+
+
+class AccessRequestFilterSerializer(serializers.Serializer):
+    """Query parameters of GET /api/v1/requests/."""
+
+    status = serializers.ChoiceField(choices=AccessRequest.Status.choices, required=False)
+    repository = serializers.CharField(max_length=200, required=False)
+    environment = serializers.CharField(max_length=255, required=False)
+    active = serializers.BooleanField(
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="true: only requests whose access is in force now (active, not past "
+        "expires_at); false: all the others.",
+    )

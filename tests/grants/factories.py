@@ -1,0 +1,57 @@
+"""Test data for the grant engine: approved requests, and their grants."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from grants.services import grant_create_for_request
+from requests_app.models import AccessRequest, SecretDefinition
+from tests.requests_app.factories import (
+    AccessPolicyFactory,
+    AccessRequestFactory,
+    SecretDefinitionFactory,
+    UserFactory,
+)
+
+
+def approved_request(login="alice", *, repository="acme/api", environment="production", **extra):
+    """An approved request, as the request services leave it (made directly in the
+    database: the approval rules are tested in tests/requests_app)."""
+    policy = extra.pop("policy", None) or AccessPolicyFactory(name="grants-test-policy")
+    return AccessRequestFactory(
+        requester=UserFactory(username=login),
+        repository=repository,
+        environment=environment,
+        policy=policy,
+        status=AccessRequest.Status.APPROVED,
+        decided_at=timezone.now(),
+        **extra,
+    )
+
+
+def reviewer_grant(login="alice", **extra):
+    return grant_create_for_request(access_request=approved_request(login, **extra))
+
+
+def environment_secret(name="DEPLOY_TOKEN", value="s3cret-value"):
+    return SecretDefinitionFactory(name=name, kind=SecretDefinition.Kind.ENVIRONMENT, value=value)
+
+
+def organization_secret(name="NPM_PUBLISH_TOKEN", org="acme"):
+    return SecretDefinitionFactory(
+        name=name, kind=SecretDefinition.Kind.ORGANIZATION, org=org, value=None
+    )
+
+
+def secret_grant(secret, login="alice", **extra):
+    access_request = approved_request(login, access="secret", secret=secret, **extra)
+    return grant_create_for_request(access_request=access_request)
+
+
+def expire_now(grant):
+    """Move an applied grant's end (and its request's) to a moment ago, as time would."""
+    past = timezone.now() - timedelta(milliseconds=10)
+    grant.__class__.objects.filter(pk=grant.pk).update(expires_at=past)
+    AccessRequest.objects.filter(pk=grant.access_request_id).update(expires_at=past)
+    grant.refresh_from_db()
+    return grant

@@ -1,0 +1,155 @@
+"""The beat sweep: everything due is found from the database alone, so a lost message
+costs at most one sweep interval; and the beat schedule is installed from code."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from audit.models import AuditEvent
+from grants import services
+from grants.models import Grant, Target
+from grants.schedule import install_beat_schedule
+from grants.services import grant_reconcile, grants_sweep
+from requests_app.models import AccessRequest
+from tests.grants.factories import approved_request, expire_now, reviewer_grant
+from tests.requests_app.factories import AccessRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """What the sweep hands to Celery: (model name, pk, eta)."""
+    sent = []
+    monkeypatch.setattr(
+        services,
+        "schedule_reconcile",
+        lambda model, pk, eta=None, check=False: sent.append((model.__name__, pk, eta)),
+    )
+    return sent
+
+
+def test_the_sweep_creates_and_applies_grants_for_approved_requests_whose_message_was_lost(
+    enqueued,
+):
+    access_request = approved_request("alice")
+
+    report = grants_sweep()
+
+    grant = Grant.objects.get(access_request=access_request)
+    assert report.grants_created == 1
+    assert enqueued == [("Target", grant.target_id, None)]
+
+
+def test_the_sweep_enqueues_due_revocations_and_schedules_upcoming_ones_once(gh, enqueued):
+    gh.add_user("alice")
+    gh.add_user("carol")
+    gh.add_environment("acme/api", "production")
+    due, soon = reviewer_grant("alice"), reviewer_grant("carol")
+    grant_reconcile(grant=due)
+    expire_now(due)
+    soon_at = timezone.now() + timedelta(seconds=5)
+    Grant.objects.filter(pk=soon.pk).update(
+        state=Grant.State.APPLIED, applied_at=timezone.now(), expires_at=soon_at
+    )
+
+    grants_sweep()
+    grants_sweep()
+
+    target = Target.objects.get().pk
+    assert enqueued.count(("Target", target, None)) == 2  # due: every sweep, until done
+    assert enqueued.count(("Target", target, soon_at)) == 1  # upcoming: once, with its ETA
+
+
+def test_an_expiry_beyond_the_next_two_sweeps_is_not_scheduled_yet(enqueued, settings):
+    settings.AIRLOCK_SWEEP_SECONDS = 15
+    grant = reviewer_grant("alice")
+    Grant.objects.filter(pk=grant.pk).update(
+        state=Grant.State.APPLIED,
+        applied_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+
+    grants_sweep()
+
+    assert enqueued == []
+
+
+def test_a_revocation_not_done_a_sweep_after_it_was_due_is_marked_overdue_once(
+    enqueued, settings
+):
+    settings.AIRLOCK_SWEEP_SECONDS = 15
+    grant = reviewer_grant("alice")
+    due = timezone.now() - timedelta(seconds=20)
+    Grant.objects.filter(pk=grant.pk).update(
+        state=Grant.State.APPLIED, applied_at=due - timedelta(hours=1), expires_at=due
+    )
+
+    first = grants_sweep()
+    second = grants_sweep()
+
+    grant.refresh_from_db()
+    assert grant.revocation_overdue_since == due
+    assert (first.newly_overdue, second.newly_overdue) == (1, 0)
+    assert AuditEvent.objects.filter(action="grant.revocation_overdue").count() == 1
+    assert list(Grant.objects.revocation_overdue()) == [grant]
+
+
+def test_a_grant_waiting_for_its_backoff_is_not_retried_before_its_time(enqueued):
+    grant = reviewer_grant("alice")
+    Grant.objects.filter(pk=grant.pk).update(
+        next_attempt_at=timezone.now() + timedelta(minutes=1), last_error="502"
+    )
+
+    grants_sweep()
+    assert enqueued == []
+
+    Grant.objects.filter(pk=grant.pk).update(next_attempt_at=timezone.now())
+    grants_sweep()
+    assert enqueued == [("Target", grant.target_id, None)]
+
+
+def test_a_request_with_a_later_start_is_applied_at_its_start(enqueued):
+    starts_at = timezone.now() + timedelta(seconds=10)
+    access_request = approved_request("alice", starts_at=starts_at)
+
+    grants_sweep()
+
+    grant = Grant.objects.get(access_request=access_request)
+    assert enqueued == [("Target", grant.target_id, starts_at)]
+
+
+def test_the_sweep_times_out_requests_pending_past_their_ttl(enqueued):
+    stale = AccessRequestFactory(pending_until=timezone.now() - timedelta(minutes=1))
+
+    report = grants_sweep()
+
+    assert report.timed_out == 1
+    stale.refresh_from_db()
+    assert stale.status == AccessRequest.Status.TIMED_OUT
+
+
+def test_the_beat_schedule_is_installed_idempotently_from_code(settings):
+    settings.AIRLOCK_SWEEP_SECONDS = 7
+    PeriodicTask.objects.filter(name__startswith="airlock:").delete()
+
+    first = install_beat_schedule()
+    second = install_beat_schedule()
+
+    assert len(first) == 2 and second == []
+    sweep = PeriodicTask.objects.get(name="airlock: sweep")
+    assert sweep.task == "grants.tasks.sweep"
+    assert (sweep.interval.every, sweep.interval.period) == (7, "seconds")
+    drift = PeriodicTask.objects.get(name="airlock: drift check")
+    assert (drift.task, drift.interval.every) == ("grants.tasks.drift_check", 3600)
+
+    sweep.enabled = False
+    sweep.save()
+    settings.AIRLOCK_SWEEP_SECONDS = 3
+    changes = install_beat_schedule()
+
+    sweep.refresh_from_db()
+    assert sweep.enabled and sweep.interval.every == 3
+    assert changes == ["updated airlock: sweep: interval, enabled, expire_seconds"]

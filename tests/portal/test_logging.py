@@ -1,0 +1,205 @@
+"""Logs: one JSON object per line with the request and task ids, and never a secret."""
+
+import logging
+
+from portal.logging import redact_text, request_id_var
+
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+FINE_GRAINED_TOKEN = "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789AB"
+INSTALLATION_TOKEN = "ghs_" + "16C7e42F292c6912E7710c838347Ae178B4a"
+JWT = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ"
+    ".eyJpc3MiOiJodHRwczovL3Rva2VuLmFjdGlvbnMiLCJyZXBvc2l0b3J5IjoiYWNtZS9hcGkifQ"
+    ".c2lnbmF0dXJlLWJ5dGVzLWhlcmU"
+)
+PRIVATE_KEY = (
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n"
+    "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0\n-----END RSA PRIVATE KEY-----"
+)
+SECRET_VALUES = [
+    GITHUB_TOKEN, FINE_GRAINED_TOKEN, INSTALLATION_TOKEN, JWT,
+    "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo",  # the private key's body
+    "hunter2-correct-horse", "s3cr3t-client-value", "opaque-api-token-value",
+]
+
+
+def assert_no_secret(text: str):
+    for secret in SECRET_VALUES:
+        assert secret not in text, f"{secret[:12]}... was logged"
+
+
+def test_a_log_line_is_one_json_object_with_time_level_logger_and_message(capture_logs):
+    logs = capture_logs()
+    logging.getLogger("grants.reconciler").info("applied %d grant(s)", 2)
+    [entry] = logs.lines()
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "grants.reconciler"
+    assert entry["message"] == "applied 2 grant(s)"
+    assert entry["timestamp"].endswith("Z") and "T" in entry["timestamp"]
+    assert entry["request_id"] is None
+
+
+def test_extra_fields_appear_as_json_fields(capture_logs):
+    logs = capture_logs()
+    logging.getLogger("grants").warning(
+        "GitHub refused",
+        extra={"grant_id": 7, "access_request_id": 3, "github_status": 422,
+               "github_outcome": "refused"},
+    )
+    [entry] = logs.lines()
+    assert entry["grant_id"] == 7
+    assert entry["access_request_id"] == 3
+    assert entry["github_status"] == 422
+    assert entry["github_outcome"] == "refused"
+
+
+def test_tokens_in_the_message_and_its_arguments_are_masked(capture_logs):
+    logs = capture_logs()
+    log = logging.getLogger("grants.github")
+    log.info("calling GitHub with %s", GITHUB_TOKEN)
+    log.info(f"fine-grained {FINE_GRAINED_TOKEN} and app {INSTALLATION_TOKEN}")
+    log.info("OIDC token %s did not verify", JWT)
+    log.info("App key: %s", PRIVATE_KEY)
+    output = logs.text
+    assert_no_secret(output)
+    assert output.count("[REDACTED]") >= 5
+    assert all(entry["message"] for entry in logs.lines())
+
+
+def test_an_authorization_header_is_masked_whatever_its_scheme(capture_logs):
+    logs = capture_logs()
+    log = logging.getLogger("requests_app.api")
+    log.info("headers: %s", {"Authorization": "Bearer opaque-api-token-value"})
+    log.info("Authorization: token opaque-api-token-value")
+    log.info("sent Bearer opaque-api-token-value")
+    log.info("headers=%r", [("authorization", "Basic aHVudGVyMi1jb3JyZWN0LWhvcnNl")])
+    output = logs.text
+    assert_no_secret(output)
+    assert "aHVudGVyMi1jb3JyZWN0LWhvcnNl" not in output
+
+
+def test_values_of_sensitive_keys_are_masked_in_extra_and_in_nested_data(capture_logs):
+    logs = capture_logs()
+    logging.getLogger("requests_app").info(
+        "secret definition saved",
+        extra={
+            "token": "opaque-api-token-value",
+            "client_secret": "s3cr3t-client-value",
+            "payload": {"password": "hunter2-correct-horse", "encrypted_value": "gAAAAB-ciphertext",
+                        "items": [{"private_key": PRIVATE_KEY}]},
+            "secret_name": "DEPLOY_TOKEN",
+        },
+    )
+    [entry] = logs.lines()
+    assert entry["token"] == "[REDACTED]"
+    assert entry["client_secret"] == "[REDACTED]"
+    assert entry["payload"]["password"] == "[REDACTED]"
+    assert entry["payload"]["encrypted_value"] == "[REDACTED]"
+    assert entry["payload"]["items"][0]["private_key"] == "[REDACTED]"
+    # A key that names a secret is not the secret: logs keep it.
+    assert entry["secret_name"] == "DEPLOY_TOKEN"
+    assert_no_secret(logs.text)
+    assert "gAAAAB-ciphertext" not in logs.text
+
+
+def test_key_value_pairs_in_text_are_masked(capture_logs):
+    logs = capture_logs()
+    logging.getLogger("portal").info(
+        "token=opaque-api-token-value password: hunter2-correct-horse "
+        "{'client_secret': 's3cr3t-client-value'} grant_id=5"
+    )
+    logging.getLogger("portal").info('login with password="correct horse battery" failed')
+    first, second = logs.lines()
+    assert_no_secret(first["message"])
+    assert "grant_id=5" in first["message"]
+    assert second["message"] == 'login with password="[REDACTED]" failed'
+
+
+def test_secrets_in_an_exception_and_its_traceback_are_masked(capture_logs):
+    logs = capture_logs()
+    try:
+        raise RuntimeError(f"GitHub said 401 for {GITHUB_TOKEN} (password=hunter2-correct-horse)")
+    except RuntimeError:
+        logging.getLogger("grants").exception("reconcile failed")
+    [entry] = logs.lines()
+    assert "RuntimeError" in entry["exception"]
+    assert_no_secret(logs.text)
+
+
+def test_a_secret_in_an_object_only_turned_into_text_by_the_formatter_is_masked(capture_logs):
+    class Credentials:
+        def __str__(self):
+            return f"Credentials({GITHUB_TOKEN})"
+
+    logs = capture_logs()
+    logging.getLogger("grants").info("connected", extra={"credentials_used": Credentials()})
+    assert_no_secret(logs.text)
+
+
+def test_a_password_in_a_url_is_masked():
+    masked = redact_text("broker redis://:hunter2-correct-horse@redis:6379/0 is down")
+    assert "hunter2-correct-horse" not in masked
+    assert "redis://:[REDACTED]@redis:6379/0" in masked
+
+
+def test_ordinary_words_are_left_alone():
+    text = "Bearer token missing; the token expired; secret DEPLOY_TOKEN granted to bob"
+    assert redact_text(text) == text
+
+
+def test_the_text_format_is_masked_too(capture_logs):
+    logs = capture_logs(log_format="text")
+    logging.getLogger("grants").info(
+        "token %s", GITHUB_TOKEN, extra={"authorization": "Bearer opaque-api-token-value"}
+    )
+    output = logs.text
+    assert "grants: token [REDACTED]" in output
+    assert_no_secret(output)
+
+
+def test_the_current_request_id_is_on_every_line_logged_during_the_request(capture_logs):
+    logs = capture_logs()
+    token = request_id_var.set("req-1234")
+    try:
+        logging.getLogger("requests_app").info("inside")
+    finally:
+        request_id_var.reset(token)
+    logging.getLogger("requests_app").info("outside")
+    inside, outside = logs.lines()
+    assert inside["request_id"] == "req-1234"
+    assert outside["request_id"] is None
+
+
+def test_a_celery_task_logs_its_task_id(capture_logs):
+    from celery import shared_task
+
+    @shared_task(name="tests.portal.log_something")
+    def log_something():
+        logging.getLogger("grants.tasks").info("sweeping")
+
+    logs = capture_logs()
+    log_something.apply(task_id="task-42")
+    entries = [e for e in logs.lines() if e["message"] == "sweeping"]
+    assert entries[0]["task_id"] == "task-42"
+    assert entries[0]["task_name"] == "tests.portal.log_something"
+
+
+def test_sql_is_not_logged_even_at_debug_level(capture_logs):
+    logs = capture_logs(level="DEBUG")
+    logging.getLogger("django.db.backends").debug(
+        "(0.001) INSERT INTO secret (encrypted_value) VALUES ('x')"
+    )
+    assert logs.text == ""
+
+
+def test_an_unusual_extra_value_never_breaks_the_code_that_logs(capture_logs):
+    from collections import namedtuple
+
+    Outcome = namedtuple("Outcome", "status token")
+    logs = capture_logs()
+    logging.getLogger("grants").info(
+        "done", extra={"outcome": Outcome(201, GITHUB_TOKEN), "weird": object()}
+    )
+    [entry] = logs.lines()
+    assert entry["outcome"] == [201, "[REDACTED]"]
+    assert_no_secret(logs.text)

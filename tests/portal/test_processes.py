@@ -1,0 +1,245 @@
+"""The processes the image runs, started here exactly as compose starts them
+(`deploy/start web|worker|beat`): they come up, answer their health checks, and log JSON.
+
+The web and worker tests use SQLite and the SQLite broker, so they run everywhere. The
+last test needs CI's services (PostgreSQL and AIRLOCK_LIVE_BROKER_URL, a Redis) and runs
+all three processes together, with the health checks compose uses.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Started:
+    """A `deploy/start ROLE` process in its own session, its output in a file."""
+
+    def __init__(self, role: str, env: dict, log_dir: Path):
+        self.role = role
+        self.env = env
+        self.log_path = log_dir / f"{role}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            ["sh", "deploy/start", role], cwd=ROOT, env=env, stdout=self._log,
+            stderr=subprocess.STDOUT if role == "web" else (log_dir / f"{role}.err").open("w"),
+            start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, what: str, check, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.role} exited ({self.process.returncode}):\n{self.output}")
+            if check():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"{self.role}: no {what} within {timeout}s:\n{self.output[-4000:]}")
+
+    def healthcheck(self) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", "deploy/start", "healthcheck", self.role], cwd=ROOT, env=self.env,
+            capture_output=True, text=True, timeout=60,
+        )
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+# Printed by Celery itself on SIGTERM, not logged: the one plain line a worker writes.
+CELERY_SHUTDOWN_LINE = "worker: Warm shutdown (MainProcess)"
+
+
+def log_records(output: str, after: str = "") -> list[dict]:
+    """The log lines from the first one containing `after`: every one must be JSON."""
+    lines = output.splitlines()
+    if after:
+        lines = lines[next(i for i, line in enumerate(lines) if after in line):]
+    return [json.loads(line) for line in lines if line.strip() and line != CELERY_SHUTDOWN_LINE]
+
+
+@pytest.fixture
+def processes(tmp_path):
+    started = []
+
+    def start(role: str, env: dict) -> Started:
+        process = Started(role, env, tmp_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture
+def production_env(tmp_path):
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHON": sys.executable,
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "airlock.example.com",
+        "AIRLOCK_BASE_URL": "https://airlock.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
+        "CELERY_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+        "AIRLOCK_BIND": f"127.0.0.1:{free_port()}",
+    }
+
+
+def get(url: str, **headers) -> tuple[int, dict, bytes]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as reply:
+        return reply.code, dict(reply.headers), reply.read()
+
+
+def answers(url: str):
+    def check():
+        try:
+            return get(url)[0] in (200, 503)
+        except OSError:
+            return False
+
+    return check
+
+
+def test_deploy_start_web_migrates_then_serves_healthz_and_logs_json(processes, production_env):
+    base = f"http://{production_env['AIRLOCK_BIND']}"
+    web = processes("web", production_env)
+    web.wait_for("/healthz", answers(f"{base}/healthz"), timeout=180)
+
+    status, _, body = get(f"{base}/healthz")
+    health = json.loads(body)
+    assert status == 200
+    assert health["database"]["ok"] and health["broker"]["ok"]
+    # No beat runs here; the schedule web installed has never been sent.
+    assert health["status"] == "degraded"
+    assert web.healthcheck().returncode == 0
+
+    status, headers, _ = get(
+        f"{base}/accounts/login/", Host="airlock.example.com", **{"X-Request-ID": "ci-req-42"}
+    )
+    assert status == 301  # production settings: HTTPS only
+    assert headers["Location"].startswith("https://airlock.example.com/")
+    assert headers["X-Request-ID"] == "ci-req-42"
+
+    web.stop()
+    output = web.output
+    assert "Applying requests_app.0001_initial... OK" in output  # migrated at start
+    records = log_records(output, after="Starting gunicorn")
+    access = [r for r in records if r["logger"] == "portal.access"]
+    assert access and access[0]["request_id"] == "ci-req-42"
+    assert access[0]["status_code"] == 301
+    assert any(r["logger"] == "gunicorn.error" for r in records)
+
+
+@pytest.mark.live
+def test_deploy_start_worker_logs_json_with_task_ids_and_no_secrets(
+    processes, production_env
+):
+    worker = processes("worker", production_env)
+    worker.wait_for("ready line", lambda: " ready." in worker.output, timeout=120)
+
+    from celery import Celery
+
+    sender = Celery(broker=production_env["CELERY_BROKER_URL"], set_as_current=False)
+    task_id = sender.send_task("celery.accumulate", args=[1, GITHUB_TOKEN]).id
+    worker.wait_for("task result", lambda: "succeeded" in worker.output, timeout=60)
+
+    worker.stop()
+    records = log_records(worker.output)
+    done = [r for r in records if r["logger"] == "celery.app.trace"]
+    assert done[0]["task_id"] == task_id
+    assert done[0]["task_name"] == "celery.accumulate"
+    assert GITHUB_TOKEN not in worker.output
+
+
+@pytest.fixture
+def live_env(production_env, transactional_db):
+    """production_env on CI's PostgreSQL test database and live Redis broker."""
+    from django.db import connection
+
+    broker = os.environ.get("AIRLOCK_LIVE_BROKER_URL")
+    if not broker or connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL) and a broker (AIRLOCK_LIVE_BROKER_URL)")
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    production_env.update(
+        DATABASE_URL=(
+            f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+            f"/{db['NAME']}"
+        ),
+        CELERY_BROKER_URL=broker,
+    )
+    yield production_env
+    # Leave no sweep messages behind for the next test's worker.
+    subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "portal", "purge", "-f"],
+        cwd=ROOT, env=production_env | {"DJANGO_SETTINGS_MODULE": "portal.settings"},
+        capture_output=True, timeout=60,
+    )
+
+
+@pytest.mark.live
+@pytest.mark.postgres
+def test_web_worker_and_beat_become_healthy_on_postgres_and_redis(processes, live_env):
+    web = processes("web", live_env)
+    web.wait_for("/healthz", answers(f"http://{live_env['AIRLOCK_BIND']}/healthz"))
+    worker = processes("worker", live_env)
+    beat = processes("beat", live_env)
+
+    for process in (web, worker, beat):
+        process.wait_for(
+            "a passing health check", lambda p=process: p.healthcheck().returncode == 0
+        )
+
+    status, _, body = get(f"http://{live_env['AIRLOCK_BIND']}/healthz")
+    assert status == 200
+    assert json.loads(body)["status"] == "ok"  # beat has sent the sweep
+
+    for process in (web, worker, beat):
+        process.stop()
+    log_records(web.output, after="Starting gunicorn")
+    for process in (worker, beat):
+        records = log_records(process.output)
+        assert records, f"{process.role} logged nothing"

@@ -1,0 +1,142 @@
+"""Production settings, loaded in a fresh process from a production-like environment (the
+one .env.example documents), the way the image loads them."""
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def production_env(tmp_path):
+    """.env.example's values with a real secret key and a local database, and nothing
+    from the test run's own environment (test settings set DEBUG, for one)."""
+    example = (ROOT / ".env.example").read_text()
+    env = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", example, re.MULTILINE))
+    env.update(
+        SECRET_KEY=secrets.token_urlsafe(64),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        PATH=os.environ.get("PATH", "/usr/bin:/bin"),
+        HOME=str(tmp_path),
+    )
+    return env
+
+
+def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def read_settings(env: dict, *names: str) -> dict:
+    code = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        f"print(json.dumps({{n: getattr(settings, n, None) for n in {list(names)!r}}}))"
+    )
+    result = run_python(code, env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_check_deploy_passes_with_no_warnings_on_the_documented_production_environment(
+    production_env,
+):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=production_env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_would_catch_an_insecure_setting(production_env):
+    # The same check fails once a protection is turned off, so the test above is not
+    # passing for want of looking.
+    production_env["AIRLOCK_SECURE_COOKIES"] = "false"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=production_env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "security.W012" in result.stderr
+
+
+def test_production_defaults_are_https_only_and_json_logs(production_env):
+    for name in ("AIRLOCK_BEHIND_PROXY", "LOG_FORMAT"):
+        production_env.pop(name, None)
+    values = read_settings(
+        production_env,
+        "DEBUG", "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE",
+        "SECURE_HSTS_SECONDS", "SECURE_HSTS_INCLUDE_SUBDOMAINS", "SECURE_PROXY_SSL_HEADER",
+        "USE_X_FORWARDED_HOST", "LOG_FORMAT",
+    )
+    assert values == {
+        "DEBUG": False,
+        "SECURE_SSL_REDIRECT": True,
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SECURE_HSTS_SECONDS": 31536000,
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
+        # Forwarded headers are not trusted unless AIRLOCK_BEHIND_PROXY says a proxy sets them.
+        "SECURE_PROXY_SSL_HEADER": None,
+        "USE_X_FORWARDED_HOST": False,
+        "LOG_FORMAT": "json",
+    }
+
+
+def test_behind_a_proxy_its_forwarded_scheme_and_host_are_trusted(production_env):
+    production_env["AIRLOCK_BEHIND_PROXY"] = "true"
+    values = read_settings(production_env, "SECURE_PROXY_SSL_HEADER", "USE_X_FORWARDED_HOST")
+    assert values == {
+        "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+        "USE_X_FORWARDED_HOST": True,
+    }
+
+
+def test_each_https_protection_can_be_turned_off_for_plain_http(production_env):
+    production_env.update(
+        AIRLOCK_SSL_REDIRECT="false", AIRLOCK_SECURE_COOKIES="false", AIRLOCK_HSTS_SECONDS="0"
+    )
+    values = read_settings(
+        production_env, "SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "SECURE_HSTS_SECONDS"
+    )
+    assert values == {
+        "SECURE_SSL_REDIRECT": False,
+        "SESSION_COOKIE_SECURE": False,
+        "SECURE_HSTS_SECONDS": 0,
+    }
+
+
+def test_redis_broker_gets_a_visibility_timeout_longer_than_any_eta(production_env):
+    values = read_settings(
+        production_env,
+        "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_TASK_TIME_LIMIT", "AIRLOCK_SWEEP_SECONDS",
+        "CELERY_WORKER_HIJACK_ROOT_LOGGER", "CELERY_BEAT_SYNC_EVERY",
+    )
+    timeout = values["CELERY_BROKER_TRANSPORT_OPTIONS"]["visibility_timeout"]
+    # ETAs reach at most two sweep intervals ahead, and a task then runs for at most its
+    # time limit: a message must not be redelivered before both have passed.
+    assert timeout > 2 * values["AIRLOCK_SWEEP_SECONDS"] + values["CELERY_TASK_TIME_LIMIT"]
+    assert values["CELERY_WORKER_HIJACK_ROOT_LOGGER"] is False
+    assert values["CELERY_BEAT_SYNC_EVERY"] == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD"), ("AIRLOCK_HSTS_SECONDS", "a year")],
+)
+def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, variable, value):
+    production_env[variable] = value
+    result = run_python("import django; django.setup()", production_env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert variable in result.stderr
