@@ -21,6 +21,9 @@ class ApproverGroup(models.Model):
     description = models.TextField(blank=True)
     # "org/team-slug": members can be synced from this GitHub team (see the grant engine).
     github_team = models.CharField(max_length=200, blank=True)
+    # Team sync (from github_team): when members were last read, and why it last failed.
+    synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sync_error = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -149,6 +152,10 @@ class AccessRequest(models.Model):
         TIMED_OUT = "timed_out"
         FAILED = "failed"
 
+    class ReviewOutcome(models.TextChoices):
+        ACKNOWLEDGED = "acknowledged"
+        ESCALATED = "escalated"
+
     OPEN_STATUSES = (Status.PENDING, Status.APPROVED, Status.ACTIVE)
 
     requester = models.ForeignKey(
@@ -167,6 +174,15 @@ class AccessRequest(models.Model):
     # what an open request needs.
     approvals_required = models.PositiveSmallIntegerField()
     break_glass = models.BooleanField(default=False)
+    # An extension asks for more time on an open request's target: same policy, same
+    # approvals, and the engine continues access without removing it in between.
+    extends = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="extensions"
+    )
+    # Optional restrictions the grant check enforces from a workflow's OIDC claims
+    # (globs on `job_workflow_ref` and `ref`); empty means any workflow or ref.
+    workflow_ref_pattern = models.CharField(max_length=500, blank=True)
+    ref_pattern = models.CharField(max_length=255, blank=True)
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -187,6 +203,20 @@ class AccessRequest(models.Model):
     granted_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    expiry_reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # After-the-fact review of break-glass access by an approver.
+    review_outcome = models.CharField(
+        max_length=20, choices=ReviewOutcome.choices, blank=True, db_index=True
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
