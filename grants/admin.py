@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
-from grants.models import EnvironmentSecret, Grant, OrgSecretTarget, Target
+from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.services import grant_retry, grant_revoke
 from requests_app.exceptions import NotAllowed, WrongState
 
@@ -200,3 +200,73 @@ class OrgSecretTargetAdmin(ReadOnlyAdmin):
         "lease_owner",
         "lease_until",
     ]
+
+
+@admin.register(DeploymentGate)
+class DeploymentGateAdmin(ReadOnlyAdmin):
+    """Deployments that waited on Airlock's protection rule: who, where, the decision, and
+    whether GitHub has it yet (with GitHub's message when posting it failed)."""
+
+    list_display = [
+        "id",
+        "login",
+        "repository",
+        "environment",
+        "run_id",
+        "state",
+        "request_link",
+        "on_github",
+        "created_at",
+        "decided_at",
+    ]
+    list_filter = ["state", ("gave_up_at", admin.EmptyFieldListFilter)]
+    search_fields = ["login", "repository", "environment", "=run_id", "=delivery_id"]
+    list_select_related = ["access_request"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = [
+        "state",
+        "login",
+        "repository",
+        "environment",
+        "run_id",
+        "event",
+        "ref",
+        "sha",
+        "deployment_id",
+        "installation_id",
+        "delivery_id",
+        "callback_url",
+        "access_request",
+        "comment",
+        "created_at",
+        "decided_at",
+        "on_github",
+        "notice_posted_at",
+        "posted_at",
+        "post_attempts",
+        "next_attempt_at",
+        "last_error",
+        "gave_up_at",
+    ]
+
+    @admin.display(description="request", ordering="access_request")
+    def request_link(self, gate):
+        return f"#{gate.access_request_id}" if gate.access_request_id else "-"
+
+    @admin.display(description="on GitHub")
+    def on_github(self, gate):
+        if gate.gave_up_at:
+            return format_html(
+                "refused: <span class='airlock-refusal'>{}</span>", gate.last_error
+            )
+        if gate.posted_at:
+            return f"{gate.state} (posted)"
+        if gate.state != DeploymentGate.State.PENDING:
+            pending = f"{gate.state}, not posted yet"
+        else:
+            pending = "waiting (comment posted)" if gate.notice_posted_at else "waiting"
+        if gate.last_error:
+            return format_html(
+                "{}: retrying: <span class='airlock-refusal'>{}</span>", pending, gate.last_error
+            )
+        return pending

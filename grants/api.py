@@ -120,7 +120,10 @@ class GrantCheckApi(GenericAPIView):
             "environment and user (the actor) come from the token's claims; parameters may "
             "only repeat them (403 otherwise). With an API token or a session, repository "
             "and environment are required and user defaults to the caller; only staff may "
-            "ask about someone else."
+            "ask about someone else. A grant restricted to a workflow or ref (the request's "
+            "workflow_ref_pattern / ref_pattern) allows a workflow only when its token's "
+            "job_workflow_ref / ref claims match; a person is answered allowed, with the "
+            "restriction reported."
         ),
         parameters=[GrantCheckQuerySerializer],
         responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 503)},

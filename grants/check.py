@@ -14,6 +14,19 @@ Who may ask about what:
 - A person (API token or session): repository and environment must be given; user
   defaults to the caller. People may check their own grants; staff may check anyone's.
 
+Workflow and ref restrictions. A request may restrict its grant to workflows whose
+`job_workflow_ref` claim matches a glob, and/or whose `ref` claim matches another
+(AccessRequest.workflow_ref_pattern / ref_pattern; fnmatchcase, in full, so "*" also
+crosses "/"). How each caller is answered:
+- A workflow (OIDC token) is allowed only by a grant whose restrictions its verified claims
+  match; a grant it does not match is passed over for the next one in force, and when none
+  matches the answer is "not allowed", with the reason naming the restriction and the claim.
+  Restrictions are the point of the feature: the job asking is the one that must qualify.
+- A person (API token or session) is not a workflow: there is no claim to match. They are
+  answered "allowed" for a restricted grant, and the answer reports the restriction (in the
+  reason and in the grant's workflow_ref_pattern / ref_pattern), so someone checking their
+  own grant sees both that it is in force and which workflows can use it.
+
 Audit, aggregated to stay cheap (the audit log is one hash chain: every event takes its
 lock, so one event per call would serialise every workflow on it):
 - An answer "allowed" is recorded once per grant and workflow run attempt (OIDC), or once
@@ -31,6 +44,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from fnmatch import fnmatchcase
 
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -56,6 +70,14 @@ class CheckScope:
     login: str
     access: str = ""
     secret: str = ""
+    # The asking workflow's claims, which a restricted grant must match; None when the
+    # caller is a person (not a workflow), who is told about restrictions instead.
+    job_workflow_ref: str | None = None
+    ref: str | None = None
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.job_workflow_ref is not None
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,42 @@ class CheckAnswer:
 
 def _same(a: str, b: str) -> bool:
     return a.casefold() == b.casefold()
+
+
+def restriction_refusal(
+    access_request: AccessRequest, *, job_workflow_ref: str | None, ref: str | None
+) -> str:
+    """Why a workflow with these claims may not use this request's grant; "" if it may.
+
+    None for a claim means "not known" (the deployment webhook names no workflow, for
+    instance): a grant restricted on that claim is then refused, never assumed to match.
+    """
+    pattern = access_request.workflow_ref_pattern
+    if pattern:
+        if job_workflow_ref is None:
+            return f"only workflows matching '{pattern}' may use it, and the workflow is unknown"
+        if not fnmatchcase(job_workflow_ref, pattern):
+            return (
+                f"only workflows matching '{pattern}' may use it; this one is "
+                f"'{job_workflow_ref or '(none)'}'"
+            )
+    pattern = access_request.ref_pattern
+    if pattern:
+        if ref is None:
+            return f"only refs matching '{pattern}' may use it, and the ref is unknown"
+        if not fnmatchcase(ref, pattern):
+            return f"only refs matching '{pattern}' may use it; this one is '{ref or '(none)'}'"
+    return ""
+
+
+def restriction_label(access_request: AccessRequest) -> str:
+    """The request's restrictions in words; "" when it has none."""
+    parts = []
+    if access_request.workflow_ref_pattern:
+        parts.append(f"workflows matching '{access_request.workflow_ref_pattern}'")
+    if access_request.ref_pattern:
+        parts.append(f"refs matching '{access_request.ref_pattern}'")
+    return " and ".join(parts)
 
 
 def grant_check_scope(
@@ -106,6 +164,8 @@ def grant_check_scope(
             login=caller.actor,
             access=access,
             secret=secret,
+            job_workflow_ref=caller.job_workflow_ref,
+            ref=caller.ref,
         )
 
     missing = {
@@ -123,8 +183,14 @@ def grant_check_scope(
     )
 
 
+# Grants in force for one person and target at once: a handful at most (overlapping
+# grants, an extension). The bound keeps a pathological case to one bounded query.
+MAX_CANDIDATES = 50
+
+
 def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswer:
-    """The request in force now for the scope (the one that lasts longest), in two queries."""
+    """The request in force now for the scope (the one that lasts longest, among those a
+    workflow's claims satisfy), in two queries."""
     now = now or timezone.now()
     in_force = AccessRequest.objects.filter(
         status=AccessRequest.Status.ACTIVE,
@@ -137,32 +203,51 @@ def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswe
         in_force = in_force.filter(access=scope.access)
     if scope.secret:
         in_force = in_force.filter(secret__name__iexact=scope.secret)
-    found = (
+    candidates = list(
         in_force.select_related("requester", "secret", "grant")
         .prefetch_related(
             Prefetch("approvals", queryset=Approval.objects.select_related("approver"))
         )
-        .order_by("-expires_at", "-pk")
-        .first()
+        .order_by("-expires_at", "-pk")[:MAX_CANDIDATES]
     )
     what = f"{scope.access} access" if scope.access else "access"
     if scope.secret:
         what += f" to the secret {scope.secret}"
     target = f"{scope.repository} environment '{scope.environment}'"
-    if found is None:
+    if not candidates:
         return CheckAnswer(
             allowed=False,
             access_request=None,
             reason=f"{scope.login} holds no {what} to {target} now.",
         )
-    return CheckAnswer(
-        allowed=True,
-        access_request=found,
-        reason=(
-            f"{found.requester.username} holds {found.access} access to {target} until "
-            f"{found.expires_at.isoformat()} (request #{found.pk})."
-        ),
+    found, refusals = None, []
+    for candidate in candidates:
+        refusal = (
+            restriction_refusal(candidate, job_workflow_ref=scope.job_workflow_ref, ref=scope.ref)
+            if scope.is_workflow
+            else ""
+        )
+        if not refusal:
+            found = candidate
+            break
+        refusals.append(f"request #{candidate.pk}: {refusal}")
+    if found is None:
+        return CheckAnswer(
+            allowed=False,
+            access_request=None,
+            reason=(
+                f"{scope.login} holds {what} to {target}, but not for this workflow: "
+                f"{'; '.join(refusals)}."
+            ),
+        )
+    reason = (
+        f"{found.requester.username} holds {found.access} access to {target} until "
+        f"{found.expires_at.isoformat()} (request #{found.pk})."
     )
+    restricted = restriction_label(found)
+    if restricted:
+        reason = reason[:-1] + f", restricted to {restricted}."
+    return CheckAnswer(allowed=True, access_request=found, reason=reason)
 
 
 def grant_check_answer(

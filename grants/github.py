@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -517,6 +518,19 @@ class GitHubClient:
             ),
         )
 
+    # -- teams (approver groups synced from a team: requests_app.services) ---------------
+
+    def team_member_logins(self, org: str, team_slug: str) -> list[str]:
+        """The logins of a team's members, page by page (PyGithub follows the Link
+        header; it is lazy about the team, so this is GET .../teams/{slug}/members only).
+        NotFoundError when the team does not exist or the credentials may not see it."""
+
+        def read():
+            team = _pygithub().get_organization(org).get_team_by_slug(team_slug)
+            return [member.login for member in team.get_members()]
+
+        return self._call(f"GET members of team {org}/{team_slug}", read)
+
 
 class DryRunGitHub:
     """Stands in for GitHub when no credentials are configured: it reads nothing and writes
@@ -566,3 +580,133 @@ class DryRunGitHub:
         repositories = self.simulated.setdefault("repositories", [])
         if repository_id in repositories:
             repositories.remove(repository_id)
+
+
+# --- deployment protection rules: answering as Airlock's GitHub App ------------------------------
+
+
+class CallbackUrlError(ValueError):
+    """A deployment_callback_url that is not GITHUB_API_URL's own review endpoint."""
+
+
+_CALLBACK_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def deployment_callback_target(url: str) -> tuple[str, int]:
+    """(repository, run_id) of a webhook's deployment_callback_url.
+
+    The URL arrives in a webhook, so it is never requested as given (a forged or mistaken
+    one would make Airlock send an App token wherever it pointed). It must be
+    GITHUB_API_URL's own `/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule`
+    (same scheme, host and port; no credentials, query or fragment); the answer is then
+    posted to that path, rebuilt from the parts, under GITHUB_API_URL.
+    """
+    base = urllib.parse.urlsplit(settings.GITHUB_API_URL)
+    try:
+        given = urllib.parse.urlsplit(url)
+        same_origin = (given.scheme, given.hostname, given.port) == (
+            base.scheme,
+            base.hostname,
+            base.port,
+        )
+    except ValueError:  # a malformed port, for instance
+        same_origin = False
+    if not same_origin or given.username or given.password or given.query or given.fragment:
+        raise CallbackUrlError(
+            f"deployment_callback_url is not on GITHUB_API_URL ({settings.GITHUB_API_URL})."
+        )
+    prefix = base.path.rstrip("/")
+    match = re.fullmatch(
+        re.escape(prefix)
+        + r"/repos/([^/]+)/([^/]+)/actions/runs/([0-9]{1,19})/deployment_protection_rule",
+        given.path,
+    )
+    owner, name = (urllib.parse.unquote(p) for p in match.groups()[:2]) if match else ("", "")
+    if not (match and _CALLBACK_NAME.fullmatch(owner) and _CALLBACK_NAME.fullmatch(name)):
+        raise CallbackUrlError(
+            "deployment_callback_url is not a deployment protection rule callback "
+            "(/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule)."
+        )
+    return f"{owner}/{name}", int(match.group(3))
+
+
+def app_credentials_configured() -> bool:
+    """Whether Airlock can act as its GitHub App (needed to answer protection rules)."""
+    return bool(settings.GITHUB_APP_ID and settings.GITHUB_APP_PRIVATE_KEY)
+
+
+_installation_clients = threading.local()
+
+
+def _installation_pygithub(installation_id: int) -> Github:
+    """PyGithub acting as one installation of the App, one per thread and installation;
+    the installation token is minted with the App's JWT on first use and renewed by
+    PyGithub before it expires."""
+    config = (
+        settings.GITHUB_API_URL,
+        settings.GITHUB_APP_ID,
+        settings.GITHUB_APP_PRIVATE_KEY,
+        settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS,
+    )
+    cache = getattr(_installation_clients, "cache", None)
+    if cache is None or cache[0] != config:
+        cache = _installation_clients.cache = (config, {})
+    client = cache[1].get(installation_id)
+    if client is None:
+        auth = Auth.AppAuth(
+            int(settings.GITHUB_APP_ID), settings.GITHUB_APP_PRIVATE_KEY
+        ).get_installation_auth(installation_id)
+        client = cache[1][installation_id] = Github(
+            auth=auth,
+            base_url=settings.GITHUB_API_URL,
+            timeout=max(1, int(settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS)),
+            retry=None,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+            user_agent="airlock",
+            lazy=True,
+        )
+    return client
+
+
+@dataclass
+class AppInstallationClient(GitHubClient):
+    """Talks to GitHub as one installation of Airlock's GitHub App: the only credentials
+    GitHub accepts for answering the App's own deployment protection rule. Same retries
+    and errors as GitHubClient."""
+
+    installation_id: int = 0
+
+    def review_deployment_protection_rule(
+        self,
+        repository: str,
+        run_id: int,
+        environment: str,
+        *,
+        state: str | None = None,
+        comment: str = "",
+    ) -> None:
+        """POST .../actions/runs/{run_id}/deployment_protection_rule: approve or reject
+        (state "approved" | "rejected", comment optional), or, without a state, post a
+        status comment and leave the deployment waiting."""
+        if not app_credentials_configured():
+            raise PermanentGitHubError(
+                "No GitHub App credentials (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY): only the "
+                "App can answer its deployment protection rule.",
+                operation="deployment protection rule review",
+            )
+        body = {"environment_name": environment}
+        if state is not None:
+            body["state"] = state
+        if comment or state is None:  # GitHub requires a comment when there is no state
+            body["comment"] = comment
+        path = _repo_path(
+            repository, "actions", "runs", str(int(run_id)), "deployment_protection_rule"
+        )
+        self._call(
+            f"POST deployment protection rule {state or 'comment'} for run {run_id} of "
+            f"{repository}:{environment}",
+            lambda: _installation_pygithub(self.installation_id).requester.requestJsonAndCheck(
+                "POST", path, input=body
+            ),
+        )

@@ -276,3 +276,100 @@ class Grant(models.Model):
                 return "being revoked"
             return "applied"
         return self.state
+
+
+class DeploymentGate(models.Model):
+    """One deployment waiting on Airlock's custom deployment protection rule.
+
+    GitHub sends a `deployment_protection_rule` webhook (POST /github/webhook) when a
+    workflow job reaches an environment with Airlock's GitHub App enabled as a protection
+    rule, and keeps the job waiting until the App answers through the callback. A gate is
+    approved when the person who triggered the run (the webhook's sender) holds an active
+    grant for the environment (at once, or as soon as a grant becomes active), and rejected
+    when their request for it is closed without one. grants.gates holds the rules.
+
+    The decision is recorded first, in the database with its audit event; posting it to
+    GitHub follows outside any transaction (an outbox: posted_at stays empty until GitHub
+    accepted it, and the sweep posts whatever is left).
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"  # waiting for a grant
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    DECIDED_STATES = (State.APPROVED, State.REJECTED)
+
+    # X-GitHub-Delivery of the webhook that opened the gate. Unique: grants.gates refuses a
+    # replayed delivery relying on this constraint (the insert fails, nothing else happens).
+    delivery_id = models.CharField(max_length=100, unique=True, editable=False)
+    repository = models.CharField(max_length=200, db_index=True, help_text="owner/repo")
+    environment = models.CharField(max_length=255)
+    # Taken from deployment_callback_url (checked to be GITHUB_API_URL's own callback path);
+    # the answer is posted to the path rebuilt from these, never to the URL as given.
+    run_id = models.BigIntegerField()
+    callback_url = models.TextField(editable=False)
+    installation_id = models.BigIntegerField(help_text="The App installation that asked")
+    login = models.CharField(max_length=100, help_text="Who triggered the run (sender)")
+    deployment_id = models.BigIntegerField(null=True, blank=True)
+    event = models.CharField(max_length=100, blank=True, help_text="What triggered the run")
+    ref = models.CharField(max_length=255, blank=True)
+    sha = models.CharField(max_length=64, blank=True)
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    # The request whose grant approved the gate, or whose closing rejected it.
+    access_request = models.ForeignKey(
+        "requests_app.AccessRequest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="deployment_gates",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # What GitHub shows with the decision (or, while pending, with the status comment).
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # The outbox: what has reached GitHub, and the attempts to get it there.
+    notice_posted_at = models.DateTimeField(null=True, blank=True)  # the "pending" comment
+    posted_at = models.DateTimeField(null=True, blank=True)  # the decision
+    post_attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A worker posting holds the gate until then, so the task and the sweep never post the
+    # same answer at once (taken by compare-and-set, like the reconciler's lease).
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True)
+    # GitHub refused for good (e.g. the run is gone): not tried again; shown to admins.
+    gave_up_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "posted_at"], name="gate_state_posted"),
+        ]
+        constraints = [
+            # The sweep posts decided gates (decided_at set) and the pages show when.
+            models.CheckConstraint(
+                condition=Q(state="pending", decided_at__isnull=True)
+                | (~Q(state="pending") & Q(decided_at__isnull=False)),
+                name="gate_decided_iff_decided_at",
+            ),
+            # Only a decision is ever posted as posted_at.
+            models.CheckConstraint(
+                condition=Q(posted_at__isnull=True) | ~Q(state="pending"),
+                name="gate_posted_only_when_decided",
+            ),
+        ]
+
+    def __str__(self):
+        return (
+            f"gate #{self.pk}: {self.login} to {self.repository}:{self.environment} "
+            f"(run {self.run_id})"
+        )
+
+    @property
+    def callback_path(self) -> str:
+        """The callback as a path under GITHUB_API_URL."""
+        owner, name = self.repository.split("/", 1)
+        return f"/repos/{owner}/{name}/actions/runs/{self.run_id}/deployment_protection_rule"

@@ -58,6 +58,7 @@ from grants.models import EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
 from requests_app import services as request_services
 from requests_app.models import AccessRequest
+from requests_app.notifications import notify
 
 logger = logging.getLogger(__name__)
 
@@ -236,8 +237,40 @@ def _priority(grant: Grant):
 # --- transitions of grants (inside the outcome transaction) -----------------------------------
 
 
+def _grant_expiry(grant: Grant, at: datetime) -> tuple[datetime, bool | None]:
+    """When a grant starting at `at` ends, and (for an extension) whether it continues its
+    original. A grant lasts its duration from the moment it is applied. An extension that
+    was approved while its original was in force, and whose original is still on GitHub
+    now, continues from the original's expiry instead: access goes on without a gap, and
+    the reviewer (or secret) stays where it is, shared by the two grants. An extension
+    approved at or after the original's expiry, or whose original has already been removed,
+    is a new grant, counted from its own start; the request's page and the audit say so."""
+    access_request = grant.access_request
+    if access_request.extends_id is None:
+        return at + access_request.duration, None
+    original = (
+        AccessRequest.objects.filter(pk=access_request.extends_id)
+        .values("status", "expires_at")
+        .first()
+    )
+    still_on_github = Grant.objects.filter(
+        access_request_id=access_request.extends_id,
+        state=State.APPLIED,
+        revoke_requested_at__isnull=True,
+    ).exists()
+    if (
+        still_on_github
+        and original["status"] == AccessRequest.Status.ACTIVE
+        and original["expires_at"] is not None
+        and access_request.decided_at is not None
+        and access_request.decided_at < original["expires_at"]
+    ):
+        return original["expires_at"] + access_request.duration, True
+    return at + access_request.duration, False
+
+
 def _mark_applied(grant: Grant, *, at: datetime, detail: dict) -> bool:
-    expires_at = at + grant.access_request.duration
+    expires_at, continues = _grant_expiry(grant, at)
     updated = Grant.objects.filter(pk=grant.pk, state=State.PENDING).update(
         state=State.APPLIED,
         applied_at=at,
@@ -249,13 +282,27 @@ def _mark_applied(grant: Grant, *, at: datetime, detail: dict) -> bool:
     if updated != 1:
         return False
     grant.state, grant.applied_at, grant.expires_at = State.APPLIED, at, expires_at
+    if continues is not None:
+        detail = {
+            **detail,
+            "extends": grant.access_request.extends_id,
+            "continues_original": continues,
+            "note": (
+                "continues the original's access without a gap"
+                if continues
+                else "the original had already expired; this is a new grant"
+            ),
+        }
     audit.log_event(
         action="grant.applied",
         target=grant,
         detail={**detail, "applied_at": at, "expires_at": expires_at},
     )
     request_services.access_request_activate(
-        access_request=grant.access_request, granted_at=at, expires_at=expires_at
+        access_request=grant.access_request,
+        granted_at=at,
+        expires_at=expires_at,
+        continues_original=continues,
     )
     return True
 
@@ -356,6 +403,7 @@ def _record_failed_attempt(grants_to_apply, grants_ending, error: GitHubError, n
                     reason=str(error),
                     detail={"due_at": due, "error": str(error), "retry_at": retry_at},
                 )
+                notify("revocation_overdue", grant_id=grant.pk)
             logger.error("Revocation of %s failed, will retry: %s", grant, error)
             retrying.append(grant.pk)
     return retrying
@@ -414,7 +462,24 @@ def reconcile_environment(target_id: int, *, check: bool = False) -> ReconcileRe
     return result
 
 
+def _adopt_extensions(**original_grant) -> None:
+    """Give approved extensions of this target's grants their grant now, if the apply task
+    has not yet: the pass that ends an original must see its extension, or it would remove
+    the reviewer (or secret) only for the extension to add it back."""
+    from grants.services import grant_create_for_request
+
+    waiting = AccessRequest.objects.filter(
+        status=AccessRequest.Status.APPROVED,
+        grant__isnull=True,
+        **{f"extends__grant__{name}": value for name, value in original_grant.items()},
+    ).select_related("requester", "secret")
+    for access_request in waiting:
+        grant_create_for_request(access_request=access_request)
+
+
 def _environment_pass(target: Target, gh, result: ReconcileResult, *, check, cache) -> None:
+    if target.dry_run == settings.AIRLOCK_DRY_RUN:
+        _adopt_extensions(target=target)
     now = timezone.now()
     grants = list(
         Grant.objects.filter(
@@ -951,6 +1016,8 @@ def _repository_id(grant: Grant, gh, result) -> int:
 
 
 def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, check) -> None:
+    if target.dry_run == settings.AIRLOCK_DRY_RUN:
+        _adopt_extensions(org_secret=target)
     now = timezone.now()
     grants = list(
         Grant.objects.filter(org_secret=target, state__in=Grant.OPEN_STATES).select_related(

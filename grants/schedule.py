@@ -27,12 +27,34 @@ def beat_schedule() -> dict[str, dict]:
             "description": "Applies approved grants, revokes expired ones, retries failures, "
             "times out pending requests. Guarantees revocation within one interval.",
         },
+        "airlock: deployment gates": {
+            "task": "grants.tasks.sweep_deployment_gates",
+            "every": sweep,
+            "expire_seconds": max(2 * sweep, 10),
+            "description": "Approves or rejects deployments waiting on Airlock's protection "
+            "rule whose grant became active or whose request closed, and posts the answers "
+            "GitHub has not received yet.",
+        },
         "airlock: drift check": {
             "task": "grants.tasks.drift_check",
             "every": drift,
             "expire_seconds": drift,
             "description": "Compares every managed target on GitHub with its desired state, "
             "repairs what Airlock manages and audits the drift.",
+        },
+        "airlock: expiry reminders": {
+            "task": "requests_app.tasks.remind_expiring",
+            "every": 60,
+            "expire_seconds": 60,
+            "description": "Tells requesters whose access ends within "
+            "AIRLOCK_EXPIRY_REMINDER_MINUTES, once per request.",
+        },
+        "airlock: approver team sync": {
+            "task": "requests_app.tasks.sync_approver_groups",
+            "every": settings.AIRLOCK_TEAM_SYNC_SECONDS,
+            "expire_seconds": settings.AIRLOCK_TEAM_SYNC_SECONDS,
+            "description": "Replaces the members of approver groups that name a GitHub team "
+            "with the team's members.",
         },
     }
 

@@ -129,6 +129,13 @@ class CheckedGrantSerializer(serializers.Serializer):
     granted_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
     approvers = serializers.SerializerMethodField()
+    workflow_ref_pattern = serializers.CharField(
+        help_text="Only workflows whose job_workflow_ref matches may use the grant; "
+        "empty: any workflow."
+    )
+    ref_pattern = serializers.CharField(
+        help_text="Only workflows whose ref matches may use the grant; empty: any ref."
+    )
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_id(self, access_request) -> int | None:

@@ -20,6 +20,7 @@ from grants.scheduling import schedule_reconcile
 from requests_app import services as request_services
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessKind, AccessRequest, SecretDefinition
+from requests_app.notifications import notify
 
 logger = logging.getLogger(__name__)
 
@@ -150,35 +151,69 @@ def grant_revoke(*, grant: Grant, user, comment: str = "") -> Grant:
 
     The request is revoked at once (so the API's check says no from now on); removing the
     access from GitHub follows after the commit, and is retried until it succeeds.
+
+    A grant and its extensions are one stretch of access: ending any of them ends the open
+    ones before and after it too (a pending extension is withdrawn), or the access would
+    simply go on under the next one.
     """
     is_requester = grant.access_request.requester_id == user.pk
     if not (is_requester or _may_manage(user)):
         raise NotAllowed("Only the requester or a platform admin can revoke this grant.")
-    now = timezone.now()
     with transaction.atomic():
-        updated = Grant.objects.filter(
-            pk=grant.pk, state__in=Grant.OPEN_STATES, revoke_requested_at__isnull=True
-        ).update(revoke_requested_at=now, revoke_requested_by=user)
-        if updated != 1:
+        if not _revoke_one(grant, user=user, comment=comment):
             grant.refresh_from_db()
             raise WrongState(
                 f"Grant #{grant.pk} is {grant.state}"
                 f"{' and already being revoked' if grant.revoke_requested_at else ''}; "
                 "there is nothing to revoke."
             )
-        grant.revoke_requested_at, grant.revoke_requested_by = now, user
-        audit.log_event(
-            action="grant.revoke_requested",
-            actor=user,
-            target=grant,
-            reason=comment,
-            detail={"state": grant.state, "expires_at": grant.expires_at},
-        )
-        request_services.access_request_end_early(
-            access_request=grant.access_request, user=user, comment=comment
-        )
-        _enqueue_for(grant)
+        _end_extension_chain(grant.access_request, user=user, comment=comment)
     return grant
+
+
+def _revoke_one(grant: Grant, *, user, comment: str) -> bool:
+    now = timezone.now()
+    updated = Grant.objects.filter(
+        pk=grant.pk, state__in=Grant.OPEN_STATES, revoke_requested_at__isnull=True
+    ).update(revoke_requested_at=now, revoke_requested_by=user)
+    if updated != 1:
+        return False
+    grant.revoke_requested_at, grant.revoke_requested_by = now, user
+    audit.log_event(
+        action="grant.revoke_requested",
+        actor=user,
+        target=grant,
+        reason=comment,
+        detail={"state": grant.state, "expires_at": grant.expires_at},
+    )
+    request_services.access_request_end_early(
+        access_request=grant.access_request, user=user, comment=comment
+    )
+    _enqueue_for(grant)
+    return True
+
+
+def _end_extension_chain(access_request: AccessRequest, *, user, comment: str) -> None:
+    from requests_app.selectors import request_extension_chain
+
+    Status = AccessRequest.Status
+    note = f"Ended with request #{access_request.pk}" + (f": {comment}" if comment else ".")
+    for other in request_extension_chain(access_request=access_request):
+        if other.pk == access_request.pk or other.status not in AccessRequest.OPEN_STATUSES:
+            continue
+        if other.status == Status.PENDING:
+            request_services.access_request_withdraw(access_request=other, user=user, comment=note)
+            continue
+        other_grant = Grant.objects.filter(access_request=other).first()
+        if other_grant is None or not _revoke_one(other_grant, user=user, comment=note):
+            # Approved, not yet picked up by the engine: no grant will be made for it now.
+            if other.status in (Status.APPROVED, Status.ACTIVE):
+                try:
+                    request_services.access_request_end_early(
+                        access_request=other, user=user, comment=note
+                    )
+                except WrongState:
+                    pass
 
 
 def grant_retry(*, grant: Grant, user) -> Grant:
@@ -327,6 +362,7 @@ def _mark_overdue(ending, due_before: datetime) -> int:
                     detail={"due_at": due, "last_error": grant.last_error},
                 )
                 logger.error("Revocation of %s is overdue since %s", grant, due)
+                notify("revocation_overdue", grant_id=grant.pk)
                 count += 1
     return count
 

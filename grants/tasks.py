@@ -12,7 +12,8 @@ import logging
 
 from celery import shared_task
 
-from grants import reconciler, services
+from grants import gates, reconciler, services
+from grants.models import DeploymentGate
 from grants.scheduling import schedule_apply
 
 logger = logging.getLogger(__name__)
@@ -51,3 +52,55 @@ def sweep() -> None:
 def drift_check() -> None:
     count = services.grants_drift_check()
     logger.info("drift_check: %d target(s) enqueued", count)
+
+
+# --- deployment gates (grants.gates) ------------------------------------------------------------
+#
+# Enqueueing never raises: a message that is lost, or never sent, is found by the gates'
+# sweep (beat, every AIRLOCK_SWEEP_SECONDS). A task delivered twice is harmless: deciding is
+# compare-and-set and posting takes a claim and checks what is still owed.
+
+
+def schedule_gate_post(gate_id: int, *, eta=None) -> None:
+    try:
+        post_deployment_gate.apply_async(args=[gate_id], eta=eta)
+    except Exception:  # any broker error; the sweep is the guarantee
+        logger.exception("Could not enqueue post_deployment_gate(%s); the sweep will", gate_id)
+
+
+def enqueue_deployment_gates_for_request(request_id: int) -> None:
+    """Called by requests_app after a request became active or closed without access.
+    Most requests have no deployment waiting: a quick look here saves a message then."""
+    if not gates.deployment_gates_wait_on(request_id=request_id):
+        return
+    try:
+        follow_request_gates.apply_async(args=[request_id])
+    except Exception:
+        logger.exception("Could not enqueue follow_request_gates(%s); the sweep will", request_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def post_deployment_gate(gate_id: int) -> None:
+    outcome = gates.deployment_gate_post(gate_id=gate_id)
+    logger.info("post_deployment_gate(%s): %s", gate_id, outcome)
+    if outcome == "retry":
+        # Transient GitHub error: try again when the backoff ends, without waiting for the
+        # sweep to notice.
+        retry_at = (
+            DeploymentGate.objects.filter(pk=gate_id)
+            .values_list("next_attempt_at", flat=True)
+            .first()
+        )
+        schedule_gate_post(gate_id, eta=retry_at)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def follow_request_gates(request_id: int) -> None:
+    decided = gates.deployment_gates_follow_request(request_id=request_id)
+    if decided:
+        logger.info("follow_request_gates(%s): %d gate(s) decided", request_id, decided)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sweep_deployment_gates() -> None:
+    gates.deployment_gates_sweep()

@@ -4,7 +4,11 @@ Approvers are not staff. They get in because they belong to an approver group, a
 access the moment they leave it; nothing has to be kept in sync.
 """
 
+from datetime import timedelta
+
 from django.contrib import admin
+from django.urls import reverse
+from django.utils import timezone
 
 
 class AirlockAdminSite(admin.AdminSite):
@@ -24,3 +28,80 @@ class AirlockAdminSite(admin.AdminSite):
 
         user = request.user
         return user.is_active and (user.is_staff or user_is_approver(user=user))
+
+    def index(self, request, extra_context=None):
+        extra_context = {"airlock_dashboard": dashboard(request), **(extra_context or {})}
+        return super().index(request, extra_context)
+
+
+# Rows shown per dashboard section; the section's link lists them all.
+DASHBOARD_ROWS = 8
+EXPIRING_WITHIN = timedelta(hours=1)
+FAILED_WITHIN = timedelta(days=7)
+
+
+def dashboard(request) -> list[dict]:
+    """The sections on the admin's home page, for this user: approvers see only what is
+    routed to them; overdue revocations are for those who may see grants."""
+    from grants.selectors import grants_revocation_overdue
+    from requests_app.selectors import admin_dashboard_requests
+
+    user = request.user
+    now = timezone.now()
+    requests = admin_dashboard_requests(
+        user=user, now=now, expiring_within=EXPIRING_WITHIN, failed_since=now - FAILED_WITHIN
+    )
+    changelist = reverse("admin:requests_app_accessrequest_changelist")
+
+    def section(key, title, query, *, kind="requests", style="", empty=""):
+        rows = requests[key]
+        return {
+            "key": key,
+            "title": title,
+            "count": rows.count(),
+            "rows": list(rows[:DASHBOARD_ROWS]),
+            "link": f"{changelist}?{query}",
+            "kind": kind,
+            "style": style,
+            "empty": empty,
+        }
+
+    sections = [
+        section(
+            "awaiting", "Requests awaiting my decision", "awaiting=me",
+            empty="Nothing waits for you.",
+        ),
+        section(
+            "break_glass", "Break-glass awaiting review",
+            "awaiting=all&lifecycle=break_glass_review", style="break-glass",
+            empty="No break-glass access left to review.",
+        ),
+        section(
+            "expiring", "Expiring within the hour", "awaiting=all&lifecycle=expiring",
+            empty="No access ends within the hour.",
+        ),
+        section(
+            "in_force", "Active grants", "awaiting=all&lifecycle=in_force",
+            empty="Nobody holds access right now.",
+        ),
+        section(
+            "failed", "Failed grants (last 7 days)", "awaiting=all&lifecycle=failed",
+            style="alert", empty="GitHub refused nothing lately.",
+        ),
+    ]
+    if user.is_active and (user.is_superuser or user.has_perm("grants.view_grant")):
+        overdue = grants_revocation_overdue().select_related("access_request", "target")
+        sections.insert(
+            1,
+            {
+                "key": "overdue",
+                "title": "Overdue revocations",
+                "count": overdue.count(),
+                "rows": list(overdue[:DASHBOARD_ROWS]),
+                "link": reverse("admin:grants_grant_changelist") + "?overdue=yes",
+                "kind": "grants",
+                "style": "alert",
+                "empty": "Every revocation is done on time.",
+            },
+        )
+    return sections

@@ -39,6 +39,11 @@ v1 = [
         requests_api.AccessRequestCancelApi.as_view(),
         name="request-cancel",
     ),
+    path(
+        "requests/<object_id:id>/extend",
+        requests_api.AccessRequestExtendApi.as_view(),
+        name="request-extend",
+    ),
     path("grants/", grants_api.GrantListApi.as_view(), name="grants"),
     path("grants/check", grants_api.GrantCheckApi.as_view(), name="grant-check"),
     path("grants/<object_id:id>/", grants_api.GrantDetailApi.as_view(), name="grant"),

@@ -137,7 +137,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic puts the files WhiteNoise serves (the image collects them at build).
+STATIC_ROOT = Path(env_str("AIRLOCK_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -167,6 +168,9 @@ if GITHUB_APP_INSTALLATION_ID and not GITHUB_APP_INSTALLATION_ID.isdigit():
     raise ImproperlyConfigured("GITHUB_APP_INSTALLATION_ID must be a number")
 # No credentials means dry-run: Airlock works out and audits what it would do.
 AIRLOCK_DRY_RUN = not (GITHUB_TOKEN or all(_app_values))
+# The GitHub App's webhook secret: POST /github/webhook (deployment protection rule)
+# verifies X-Hub-Signature-256 with it, and answers 503 while it is unset.
+AIRLOCK_GITHUB_WEBHOOK_SECRET = env_str("AIRLOCK_GITHUB_WEBHOOK_SECRET")
 
 GITHUB_OAUTH_CLIENT_ID = env_str("GITHUB_OAUTH_CLIENT_ID")
 GITHUB_OAUTH_CLIENT_SECRET = env_str("GITHUB_OAUTH_CLIENT_SECRET")
@@ -305,9 +309,40 @@ SPECTACULAR_SETTINGS = {
 }
 INSTALLED_APPS.append("drf_spectacular_sidecar")
 
-# --- Email ----------------------------------------------------------------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# --- Email and notifications ----------------------------------------------------------------
+# Notifications (requests_app/notifications.py) are sent by the worker, never by a web
+# request. With EMAIL_HOST set they go out over SMTP; otherwise to the console (the log).
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS (STARTTLS, port 587) and EMAIL_USE_SSL (port 465) exclude each other; "
+        "set one of them to false"
+    )
+EMAIL_TIMEOUT = 20
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "airlock@localhost")
+# Optional Slack incoming webhook: approvers' and admins' events are posted there too.
+AIRLOCK_SLACK_WEBHOOK_URL = env_str("AIRLOCK_SLACK_WEBHOOK_URL").strip()
+if AIRLOCK_SLACK_WEBHOOK_URL and not AIRLOCK_SLACK_WEBHOOK_URL.startswith(
+    ("https://", "http://")
+):
+    raise ImproperlyConfigured("AIRLOCK_SLACK_WEBHOOK_URL must be an http(s) URL")
+# Requesters are reminded this many minutes before their access ends (0: never).
+AIRLOCK_EXPIRY_REMINDER_MINUTES = env_int("AIRLOCK_EXPIRY_REMINDER_MINUTES", 10, minimum=0)
+# Who hears about overdue revocations besides staff users with an email (comma-separated).
+AIRLOCK_ADMIN_EMAILS = env_list("AIRLOCK_ADMIN_EMAILS")
+# How often approver groups with a github_team are synced from GitHub.
+AIRLOCK_TEAM_SYNC_SECONDS = env_int("AIRLOCK_TEAM_SYNC_SECONDS", 900, minimum=60)
 
 # --- Logging ---------------------------------------------------------------------------------
 # One JSON object per line (text in DEBUG), with request and task ids; secrets are masked

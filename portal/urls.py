@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from grants import webhooks
 from requests_app import token_views
 
 urlpatterns = [
@@ -10,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("requests/", include("requests_app.urls")),
     path("api/", include("portal.api_urls")),
+    path("github/webhook", webhooks.github_webhook, name="github-webhook"),
     path("account/tokens/", token_views.api_tokens, name="api-tokens"),
     path(
         "account/tokens/<int:pk>/revoke/", token_views.api_token_revoke, name="api-token-revoke"

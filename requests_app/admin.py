@@ -9,19 +9,28 @@ Requests are read-only here: they are made in the portal, and change state only 
 the services, which hold the rules (no self-approval, distinct approvers, ...).
 """
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Exists, OuterRef
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 import audit
 from requests_app import selectors
 from requests_app.exceptions import NotAllowed, WrongState
-from requests_app.forms import AccessPolicyAdminForm, DecisionForm, SecretDefinitionAdminForm
+from requests_app.forms import (
+    AccessPolicyAdminForm,
+    BreakGlassReviewForm,
+    DecisionForm,
+    SecretDefinitionAdminForm,
+)
 from requests_app.models import (
     AccessPolicy,
     AccessRequest,
@@ -30,7 +39,12 @@ from requests_app.models import (
     ApproverGroupMember,
     SecretDefinition,
 )
-from requests_app.services import access_request_approve, access_request_deny
+from requests_app.services import (
+    access_request_approve,
+    access_request_deny,
+    access_request_review_break_glass,
+    approver_group_sync,
+)
 from requests_app.views import duration_label, grant_state_template
 
 Status = AccessRequest.Status
@@ -102,6 +116,43 @@ class AwaitingMyDecisionFilter(admin.SimpleListFilter):
         return queryset
 
 
+class LifecycleFilter(admin.SimpleListFilter):
+    """Where requests are in the life of their grant: the admin dashboard links here."""
+
+    title = "access"
+    parameter_name = "lifecycle"
+    EXPIRING_WITHIN = timedelta(hours=1)
+
+    def lookups(self, request, model_admin):
+        return [
+            ("in_force", "In force now"),
+            ("expiring", "Expiring within the hour"),
+            ("break_glass_review", "Break-glass awaiting review"),
+            ("break_glass", "Break-glass (all)"),
+            ("failed", "Failed on GitHub"),
+            ("extensions", "Extensions"),
+        ]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        value = self.value()
+        if value == "in_force":
+            return queryset.filter(status=Status.ACTIVE, expires_at__gt=now)
+        if value == "expiring":
+            return queryset.filter(
+                status=Status.ACTIVE, expires_at__gt=now, expires_at__lte=now + self.EXPIRING_WITHIN
+            )
+        if value == "break_glass_review":
+            return queryset.filter(break_glass=True, review_outcome="")
+        if value == "break_glass":
+            return queryset.filter(break_glass=True)
+        if value == "failed":
+            return queryset.filter(status=Status.FAILED)
+        if value == "extensions":
+            return queryset.filter(extends__isnull=False)
+        return queryset
+
+
 class ApprovalInline(admin.TabularInline):
     model = Approval
     fields = ("approver_name", "created_at", "comment")
@@ -138,13 +189,14 @@ class AccessRequestAdmin(admin.ModelAdmin):
         "requester_name",
         "status",
         "approvals_column",
-        "break_glass",
+        "break_glass_column",
         "created_at",
         "expires_at",
     )
     list_display_links = ("id", "target_column")
     list_filter = (
         AwaitingMyDecisionFilter,
+        LifecycleFilter,
         "status",
         "access",
         "break_glass",
@@ -154,7 +206,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
     search_fields = ("=id", "repository", "environment", "requester__username", "reason")
     date_hierarchy = "created_at"
     list_per_page = 50
-    actions = ["approve_selected", "deny_selected"]
+    actions = ["approve_selected", "deny_selected", "review_break_glass_selected"]
     inlines = [ApprovalInline]
     fieldsets = (
         (
@@ -169,6 +221,8 @@ class AccessRequestAdmin(admin.ModelAdmin):
                     "duration_minutes",
                     "break_glass",
                     "starts_at",
+                    "workflow_ref_pattern",
+                    "ref_pattern",
                 )
             },
         ),
@@ -188,6 +242,21 @@ class AccessRequestAdmin(admin.ModelAdmin):
             },
         ),
         ("Access on GitHub", {"fields": ("granted_at", "expires_at", "ended_at")}),
+        (
+            "Extension",
+            {"fields": ("extends_link", "extensions_column", "continuation_column")},
+        ),
+        (
+            "Break-glass review",
+            {
+                "fields": (
+                    "review_outcome",
+                    "reviewed_by_name",
+                    "reviewed_at",
+                    "review_comment",
+                )
+            },
+        ),
         ("Policy", {"fields": ("policy_name", "policy_summary")}),
         ("The requester's recent requests", {"fields": ("requester_history",)}),
     )
@@ -260,6 +329,62 @@ class AccessRequestAdmin(admin.ModelAdmin):
     @admin.display(description="policy")
     def policy_name(self, obj):
         return obj.policy.name
+
+    @admin.display(description="break-glass", ordering="break_glass")
+    def break_glass_column(self, obj):
+        if not obj.break_glass:
+            return "-"
+        if not obj.review_outcome:
+            return format_html(
+                '<span class="airlock-break-glass">BREAK-GLASS</span> '
+                '<span class="airlock-review-due">{}</span>',
+                "awaiting review",
+            )
+        return format_html(
+            '<span class="airlock-break-glass">BREAK-GLASS</span> {}',
+            obj.get_review_outcome_display(),
+        )
+
+    @admin.display(description="extends")
+    def extends_link(self, obj):
+        if obj.extends_id is None:
+            return "-"
+        return format_html(
+            '<a href="{}">#{}</a>',
+            reverse(f"admin:{self._url_name('change')}", args=[obj.extends_id]),
+            obj.extends_id,
+        )
+
+    @admin.display(description="extended by")
+    def extensions_column(self, obj):
+        extensions = list(obj.extensions.order_by("pk"))
+        if not extensions:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a> ({}{})',
+            (
+                (
+                    reverse(f"admin:{self._url_name('change')}", args=[e.pk]),
+                    e.pk,
+                    e.get_status_display(),
+                    f", until {e.expires_at:%Y-%m-%d %H:%M %Z}" if e.expires_at else "",
+                )
+                for e in extensions
+            ),
+        )
+
+    @admin.display(description="continuation")
+    def continuation_column(self, obj):
+        if obj.continues_original is None:
+            return "-"
+        if obj.continues_original:
+            return "Continued the original's access without a gap."
+        return "The original had already expired; this is a new grant."
+
+    @admin.display(description="reviewed by")
+    def reviewed_by_name(self, obj):
+        return obj.reviewed_by.get_username() if obj.reviewed_by_id else "-"
 
     @admin.display(description="approvals")
     def approvals_column(self, obj):
@@ -342,11 +467,18 @@ class AccessRequestAdmin(admin.ModelAdmin):
             refusal = selectors.request_refusal_for_decider(access_request=obj, user=request.user)
             if refusal is None and obj.approvals.filter(approver=request.user).exists():
                 refusal = "You have approved this request already."
+        review_refusal = None
+        if obj.break_glass:
+            review_refusal = selectors.request_refusal_for_reviewer(
+                access_request=obj, user=request.user
+            )
         return {
             "grant_template": grant_state_template(),
             "decision_refusal": refusal,
             "approve_url": reverse(f"admin:{self._url_name('approve')}", args=[obj.pk]),
             "deny_url": reverse(f"admin:{self._url_name('deny')}", args=[obj.pk]),
+            "review_refusal": review_refusal,
+            "review_url": reverse(f"admin:{self._url_name('review')}", args=[obj.pk]),
         }
 
     def _url_name(self, view: str) -> str:
@@ -367,7 +499,89 @@ class AccessRequestAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.deny_view),
                 name=self._url_name("deny"),
             ),
+            path(
+                "<path:object_id>/review/",
+                self.admin_site.admin_view(self.review_view),
+                name=self._url_name("review"),
+            ),
         ] + super().get_urls()
+
+    # Reviewing break-glass access after the fact: an action on the list and a button on
+    # the request's page, both leading to the page asking for the outcome and a comment.
+
+    @admin.action(description="Record break-glass review…", permissions=["decide"])
+    def review_break_glass_selected(self, request, queryset):
+        return self._review(request, list(queryset), from_action="review_break_glass_selected")
+
+    def review_view(self, request, object_id):
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None or not self.has_view_permission(request, obj):
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        response = self._review(request, [obj])
+        if response is None:
+            return HttpResponseRedirect(
+                reverse(
+                    f"admin:{self._url_name('change')}",
+                    args=[obj.pk],
+                    current_app=self.admin_site.name,
+                )
+            )
+        return response
+
+    def _review(self, request, access_requests, *, from_action=None):
+        confirmed = request.method == "POST" and request.POST.get("post") == "yes"
+        form = BreakGlassReviewForm(request.POST if confirmed else None)
+        if confirmed and form.is_valid():
+            for access_request in access_requests:
+                self._review_request(request, access_request, form)
+            return None
+        rows = [
+            (
+                access_request,
+                selectors.request_refusal_for_reviewer(
+                    access_request=access_request, user=request.user
+                )
+                or (
+                    f"Already reviewed: {access_request.get_review_outcome_display()}."
+                    if access_request.review_outcome
+                    else None
+                ),
+            )
+            for access_request in access_requests
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Record the review of break-glass access",
+            "opts": self.opts,
+            "rows": rows,
+            "form": form,
+            "from_action": from_action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "single": None if from_action else access_requests[0],
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/requests_app/accessrequest/review.html", context)
+
+    def _review_request(self, request, access_request, form) -> None:
+        try:
+            access_request_review_break_glass(
+                access_request=access_request,
+                reviewer=request.user,
+                outcome=form.cleaned_data["outcome"],
+                comment=form.cleaned_data["comment"],
+            )
+        except NotAllowed as exc:
+            self.message_user(request, f"Request #{access_request.pk}: {exc}", messages.ERROR)
+        except (WrongState, ValidationError) as exc:
+            text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            self.message_user(request, f"Request #{access_request.pk}: {text}", messages.WARNING)
+        else:
+            self.message_user(
+                request,
+                f"Break-glass request #{access_request.pk}: review recorded "
+                f"({access_request.get_review_outcome_display()}).",
+                messages.SUCCESS,
+            )
 
     @admin.action(description="Approve selected requests…", permissions=["decide"])
     def approve_selected(self, request, queryset):
@@ -518,10 +732,37 @@ class ApproverGroupMemberInline(admin.TabularInline):
 
 @admin.register(ApproverGroup)
 class ApproverGroupAdmin(PlatformAdminOnly):
-    list_display = ("name", "members_column", "github_team", "policies_column", "updated_at")
+    list_display = (
+        "name",
+        "members_column",
+        "github_team",
+        "sync_column",
+        "policies_column",
+        "updated_at",
+    )
     search_fields = ("name", "description", "members__login", "github_team")
     inlines = [ApproverGroupMemberInline]
-    fields = ("name", "description", "github_team")
+    fields = ("name", "description", "github_team", "synced_at", "sync_error")
+    readonly_fields = ("synced_at", "sync_error")
+    actions = ["sync_from_github_team"]
+
+    @admin.display(description="team sync")
+    def sync_column(self, obj):
+        if not obj.github_team:
+            return "-"
+        if obj.sync_error:
+            return format_html('<span class="airlock-refusal">{}</span>', obj.sync_error)
+        if obj.synced_at:
+            return f"synced {obj.synced_at:%Y-%m-%d %H:%M %Z}"
+        return "not synced yet"
+
+    @admin.action(description="Sync from GitHub team now", permissions=["change"])
+    def sync_from_github_team(self, request, queryset):
+        for group in queryset:
+            report = approver_group_sync(group=group, actor=request.user)
+            self.message_user(
+                request, str(report), messages.SUCCESS if report.synced else messages.ERROR
+            )
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("members", "policies")

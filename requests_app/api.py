@@ -25,12 +25,14 @@ from requests_app.serializers import (
     AccessRequestFilterSerializer,
     AccessRequestSerializer,
     DecisionSerializer,
+    ExtendSerializer,
 )
 from requests_app.services import (
     access_request_approve,
     access_request_cancel,
     access_request_create,
     access_request_deny,
+    access_request_extend,
 )
 
 # The largest offset accepted; a bigger one is refused as input instead of overflowing in
@@ -85,7 +87,8 @@ def visible_requests(user):
         requests_visible_to(user=user)
         .select_related("requester", "secret", "policy", "closed_by", "grant", "grant__target")
         .prefetch_related(
-            Prefetch("approvals", queryset=Approval.objects.select_related("approver"))
+            Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
+            "extensions",
         )
         .order_by("-created_at", "-id")
     )
@@ -146,6 +149,8 @@ class AccessRequestListCreateApi(GenericAPIView):
             secret_name=data.get("secret") or None,
             starts_at=data.get("starts_at"),
             break_glass=data.get("break_glass", False),
+            workflow_ref_pattern=data.get("workflow_ref_pattern") or "",
+            ref_pattern=data.get("ref_pattern") or "",
         )
         fresh = visible_requests(request.user).get(pk=access_request.pk)
         return Response(AccessRequestSerializer(fresh).data, status=status.HTTP_201_CREATED)
@@ -238,3 +243,33 @@ class AccessRequestCancelApi(_RequestTransitionApi):
     def act(self, *, access_request, user, comment):
         access_request_cancel(access_request=access_request, user=user, comment=comment)
 
+
+class AccessRequestExtendApi(GenericAPIView):
+    """POST {reason, duration_minutes?} → 201 with the new request that extends this one."""
+
+    permission_classes = [IsPortalUser]
+    serializer_class = ExtendSerializer
+
+    @extend_schema(
+        operation_id="requests_extend",
+        summary="Ask for more time on active access",
+        description="Files a request that extends this one, under the same policy (reason, "
+        "approvals, maximum duration). Once approved, access continues from this request's "
+        "expiry without a gap; approved after it expired, it is a new grant "
+        "(`continues_original` says which). 403 for someone else's request; 409 when this "
+        "request is not active, has expired, or already has an open extension.",
+        request=ExtendSerializer,
+        responses={201: AccessRequestSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, id):
+        original = get_object_or_404(visible_requests(request.user), pk=id)
+        serializer = ExtendSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        extension = access_request_extend(
+            original=original,
+            requester=request.user,
+            reason=serializer.validated_data["reason"],
+            duration_minutes=serializer.validated_data.get("duration_minutes"),
+        )
+        fresh = visible_requests(request.user).get(pk=extension.pk)
+        return Response(AccessRequestSerializer(fresh).data, status=status.HTTP_201_CREATED)

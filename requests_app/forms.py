@@ -70,6 +70,27 @@ class AccessRequestForm(PortalForm):
             "reviewed afterwards."
         ),
     )
+    workflow_ref_pattern = forms.CharField(
+        label="Workflow (optional)",
+        required=False,
+        max_length=500,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text=(
+            "Only workflows whose job_workflow_ref matches may use the grant, for example "
+            "acme/api/.github/workflows/deploy.yml@refs/heads/main, or …/deploy.yml@* for any "
+            "ref. A glob, matched in full and case-sensitively. Empty: any workflow."
+        ),
+    )
+    ref_pattern = forms.CharField(
+        label="Ref (optional)",
+        required=False,
+        max_length=255,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text=(
+            "Only workflows running on a matching ref may use the grant, for example "
+            "refs/heads/main or refs/tags/v*. Empty: any ref."
+        ),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -100,6 +121,42 @@ class DecisionForm(PortalForm):
 class CancelForm(PortalForm):
     comment = forms.CharField(
         label="Comment (optional)", required=False, max_length=2000, strip=True
+    )
+
+
+class ExtendForm(PortalForm):
+    """More time on active access: the policy's rules apply again (services.py)."""
+
+    reason = forms.CharField(
+        label="Why do you need more time?",
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Approvers read it, as for any request.",
+    )
+    duration_minutes = forms.IntegerField(
+        label="More time (minutes)",
+        required=False,
+        min_value=1,
+        max_value=366 * 24 * 60,
+        help_text="Added to the current end once approved. Empty: the policy's default.",
+    )
+
+
+class BreakGlassReviewForm(PortalForm):
+    """An approver's after-the-fact review of break-glass access (the admin)."""
+
+    outcome = forms.ChoiceField(
+        choices=[
+            ("acknowledged", "Acknowledged: the use was justified"),
+            ("escalated", "Escalated: it needs a closer look"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    comment = forms.CharField(
+        label="Comment (required to escalate)",
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
 
 

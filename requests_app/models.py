@@ -204,6 +204,10 @@ class AccessRequest(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     expiry_reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Extensions only, set when the extension's grant starts: True when it continued the
+    # original's access without a gap (its expiry counts from the original's), False when
+    # the original had already ended and it is a new grant (counted from its own start).
+    continues_original = models.BooleanField(null=True, blank=True, editable=False)
     # After-the-fact review of break-glass access by an approver.
     review_outcome = models.CharField(
         max_length=20, choices=ReviewOutcome.choices, blank=True, db_index=True

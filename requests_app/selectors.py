@@ -87,3 +87,105 @@ def requester_history(*, access_request: AccessRequest, limit: int = 10):
         .exclude(pk=access_request.pk)
         .select_related("policy")[:limit]
     )
+
+
+# --- the life of a grant: extensions, reminders, break-glass review -------------------------
+
+
+def request_extension_chain(*, access_request: AccessRequest) -> list[AccessRequest]:
+    """The request, what it extends (up to the first request) and every extension after it,
+    oldest first: one stretch of access that people see, and give back, as a whole."""
+    root = access_request
+    seen = {root.pk}
+    while root.extends_id is not None and root.extends_id not in seen:
+        root = AccessRequest.objects.get(pk=root.extends_id)
+        seen.add(root.pk)
+    chain, frontier = [root], [root.pk]
+    while frontier:
+        following = list(AccessRequest.objects.filter(extends_id__in=frontier).order_by("pk"))
+        following = [r for r in following if r.pk not in {c.pk for c in chain}]
+        chain.extend(following)
+        frontier = [r.pk for r in following]
+    return chain
+
+
+def request_open_extension(*, access_request: AccessRequest) -> AccessRequest | None:
+    """The extension of this request that is still pending, approved or active, if any
+    (there is at most one: a second is refused while one is open)."""
+    return (
+        AccessRequest.objects.filter(
+            extends_id=access_request.pk, status__in=AccessRequest.OPEN_STATUSES
+        )
+        .order_by("-pk")
+        .first()
+    )
+
+
+def request_extended_until(*, access_request: AccessRequest):
+    """When access to the request's target ends once its approved or active extensions have
+    run (following extensions of extensions); None when none continues it."""
+    until = None
+    current = access_request
+    for _ in range(100):  # a chain is short; the bound only guards against a cycle
+        following = (
+            AccessRequest.objects.filter(
+                extends_id=current.pk,
+                status__in=[AccessRequest.Status.APPROVED, AccessRequest.Status.ACTIVE],
+            )
+            .order_by("-pk")
+            .first()
+        )
+        if following is None:
+            break
+        if following.expires_at is not None:
+            until = following.expires_at
+        current = following
+    return until
+
+
+def break_glass_awaiting_review() -> QuerySet[AccessRequest]:
+    """Break-glass access nobody has reviewed yet, oldest first."""
+    return AccessRequest.objects.filter(break_glass=True, review_outcome="").order_by(
+        "created_at", "pk"
+    )
+
+
+def request_refusal_for_reviewer(*, access_request: AccessRequest, user) -> str | None:
+    """Why this user may not record the review of this break-glass access, or None. The same
+    people who decide a request review it: its approvers, never the requester."""
+    if not access_request.break_glass:
+        return f"Request #{access_request.pk} is not break-glass access; nothing to review."
+    return request_refusal_for_decider(access_request=access_request, user=user)
+
+
+def requests_for_admin(*, user) -> QuerySet[AccessRequest]:
+    """What the admin shows this user: every request to platform admins who may view them,
+    the requests routed to them to approvers."""
+    if user.is_active and user.is_staff and user.has_perm("requests_app.view_accessrequest"):
+        return AccessRequest.objects.all()
+    return AccessRequest.objects.filter(pk__in=requests_routed_to(user=user).values("pk"))
+
+
+def admin_dashboard_requests(*, user, now, expiring_within, failed_since) -> dict:
+    """The request sections of the admin's home page, each a queryset (the page counts it
+    and shows the first rows): what awaits the user, break-glass to review, access in force
+    (soonest end first), access ending soon, and grants GitHub refused lately."""
+    visible = requests_for_admin(user=user).select_related("requester", "secret", "policy")
+    Status = AccessRequest.Status
+    in_force = visible.filter(status=Status.ACTIVE, expires_at__gt=now).order_by("expires_at")
+    return {
+        "awaiting": requests_awaiting_decision_by(user=user)
+        .select_related("requester", "secret", "policy")
+        .order_by("pending_until", "pk"),
+        "break_glass": visible.filter(break_glass=True, review_outcome="").order_by(
+            "created_at", "pk"
+        ),
+        "in_force": in_force,
+        # Access an approved or active extension carries on is not ending.
+        "expiring": in_force.filter(expires_at__lte=now + expiring_within).exclude(
+            extensions__status__in=[Status.APPROVED, Status.ACTIVE]
+        ),
+        "failed": visible.filter(status=Status.FAILED, ended_at__gte=failed_since).order_by(
+            "-ended_at"
+        ),
+    }

@@ -39,6 +39,23 @@ class AccessRequestCreateSerializer(serializers.Serializer):
         required=False, allow_null=True, help_text="Optional start (ISO 8601 with time zone)."
     )
     break_glass = serializers.BooleanField(required=False, default=False)
+    workflow_ref_pattern = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Optional: only workflows whose OIDC job_workflow_ref matches this glob "
+        "(in full, case-sensitively) may use the grant, e.g. "
+        "acme/api/.github/workflows/deploy.yml@refs/heads/main.",
+    )
+    ref_pattern = serializers.CharField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Optional: only workflows whose OIDC ref matches this glob may use the "
+        "grant, e.g. refs/heads/main or refs/tags/v*.",
+    )
 
 
 class DecisionSerializer(serializers.Serializer):
@@ -73,6 +90,29 @@ class RequestGrantSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(source="target.dry_run")
 
 
+class ExtensionSerializer(serializers.Serializer):
+    """An extension of a request, as listed on the request it extends."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    duration_minutes = serializers.IntegerField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExtendSerializer(serializers.Serializer):
+    """Body of POST /api/v1/requests/{id}/extend."""
+
+    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, trim_whitespace=True)
+    duration_minutes = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_DURATION_MINUTES,
+        required=False,
+        allow_null=True,
+        help_text="More time, added to the current end once approved; empty: the policy's "
+        "default.",
+    )
+
+
 class AccessRequestSerializer(serializers.ModelSerializer):
     requester = serializers.CharField(source="requester.username", read_only=True)
     secret = serializers.SerializerMethodField()
@@ -80,6 +120,24 @@ class AccessRequestSerializer(serializers.ModelSerializer):
     approvals = ApprovalSerializer(many=True, read_only=True)
     closed_by = serializers.SerializerMethodField()
     grant = serializers.SerializerMethodField()
+    extends = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The request this one asks more time on (an extension), or null.",
+    )
+    extensions = serializers.SerializerMethodField()
+    continues_original = serializers.BooleanField(
+        read_only=True,
+        allow_null=True,
+        help_text="Extensions, once granted: true when access continued from the original's "
+        "expiry without a gap; false when the original had already expired and this is a "
+        "new grant. Null otherwise.",
+    )
+    review_outcome = serializers.SerializerMethodField(
+        help_text="Break-glass access: the after-the-fact review, or null until an approver "
+        "records it."
+    )
+    reviewed_by = serializers.SerializerMethodField()
 
     class Meta:
         model = AccessRequest
@@ -97,6 +155,8 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "approvals_required",
             "approvals",
             "break_glass",
+            "workflow_ref_pattern",
+            "ref_pattern",
             "created_at",
             "starts_at",
             "pending_until",
@@ -107,6 +167,13 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "closed_by",
             "close_comment",
             "grant",
+            "extends",
+            "extensions",
+            "continues_original",
+            "review_outcome",
+            "reviewed_by",
+            "reviewed_at",
+            "review_comment",
         ]
         read_only_fields = fields
 
@@ -117,6 +184,24 @@ class AccessRequestSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_closed_by(self, access_request) -> str | None:
         return access_request.closed_by.username if access_request.closed_by_id else None
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=AccessRequest.ReviewOutcome.choices, allow_null=True
+        )
+    )
+    def get_review_outcome(self, access_request) -> str | None:
+        return access_request.review_outcome or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_reviewed_by(self, access_request) -> str | None:
+        return access_request.reviewed_by.username if access_request.reviewed_by_id else None
+
+    @extend_schema_field(ExtensionSerializer(many=True))
+    def get_extensions(self, access_request):
+        """Requests asking more time on this one, oldest first."""
+        extensions = access_request.extensions.all()
+        return ExtensionSerializer(sorted(extensions, key=lambda e: e.pk), many=True).data
 
     @extend_schema_field(RequestGrantSerializer(allow_null=True))
     def get_grant(self, access_request):

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
+from requests_app import notifications
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import (
     AccessKind,
@@ -26,7 +27,11 @@ from requests_app.models import (
 )
 from requests_app.policies import policy_for_target
 from requests_app.policy_file import PolicyDocument, PolicyFileError
-from requests_app.selectors import request_refusal_for_decider
+from requests_app.selectors import (
+    request_open_extension,
+    request_refusal_for_decider,
+    request_refusal_for_reviewer,
+)
 
 Status = AccessRequest.Status
 
@@ -47,6 +52,41 @@ def _validate_target(*, repository: str, environment: str, access: str) -> dict:
     return errors
 
 
+# Restrictions are globs matched (fnmatchcase) against the whole OIDC claim, so a pattern
+# that could never match one (a bare "deploy.yml", a bare "main") is refused here rather
+# than silently making the grant useless to every workflow.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_GLOB_START = ("*", "?", "[")
+
+
+def _validate_restrictions(*, workflow_ref_pattern: str, ref_pattern: str) -> dict:
+    errors = {}
+    for name, value, limit in (
+        ("workflow_ref_pattern", workflow_ref_pattern, 500),
+        ("ref_pattern", ref_pattern, 255),
+    ):
+        if len(value) > limit:
+            errors[name] = f"At most {limit} characters."
+        elif _CONTROL_CHARACTERS.search(value):
+            errors[name] = "Remove the control characters (tabs, line breaks)."
+        elif value.count("[") != value.count("]"):
+            errors[name] = "The pattern has an unbalanced [ ]."
+    if "workflow_ref_pattern" not in errors and workflow_ref_pattern:
+        if "@" not in workflow_ref_pattern and not workflow_ref_pattern.endswith("*"):
+            errors["workflow_ref_pattern"] = (
+                "A workflow pattern matches the job's whole job_workflow_ref, for example "
+                "acme/api/.github/workflows/deploy.yml@refs/heads/main; end it with @* to "
+                "allow any ref."
+            )
+    if "ref_pattern" not in errors and ref_pattern:
+        if not ref_pattern.startswith(("refs/", *_GLOB_START)):
+            errors["ref_pattern"] = (
+                "A ref pattern matches the whole ref, for example refs/heads/main or "
+                "refs/tags/v*."
+            )
+    return errors
+
+
 def access_request_create(
     *,
     requester,
@@ -58,13 +98,24 @@ def access_request_create(
     secret_name: str | None = None,
     starts_at: datetime | None = None,
     break_glass: bool = False,
+    workflow_ref_pattern: str = "",
+    ref_pattern: str = "",
 ) -> AccessRequest:
     """File a request. Raises ValidationError (with field errors) for anything the policy
-    or the target refuses; nothing is saved then."""
+    or the target refuses; nothing is saved then.
+
+    workflow_ref_pattern and ref_pattern optionally restrict the grant to workflows whose
+    OIDC `job_workflow_ref` / `ref` claims match them (globs; grants.check enforces them).
+    """
     repository = repository.strip()
     environment = environment.strip()
     reason = reason.strip()
+    workflow_ref_pattern = (workflow_ref_pattern or "").strip()
+    ref_pattern = (ref_pattern or "").strip()
     errors = _validate_target(repository=repository, environment=environment, access=access)
+    errors.update(
+        _validate_restrictions(workflow_ref_pattern=workflow_ref_pattern, ref_pattern=ref_pattern)
+    )
     if errors:
         raise ValidationError(errors)
 
@@ -150,6 +201,8 @@ def access_request_create(
             break_glass=break_glass,
             starts_at=starts_at,
             pending_until=now + policy.pending_ttl,
+            workflow_ref_pattern=workflow_ref_pattern,
+            ref_pattern=ref_pattern,
         )
         audit.log_event(
             action="request.created",
@@ -162,6 +215,10 @@ def access_request_create(
             _mark_approved(access_request, actor=requester, action="request.break_glass")
         elif access_request.approvals_required == 0:
             _mark_approved(access_request, actor=None, action="request.auto_approved")
+        if break_glass:
+            notifications.notify("break_glass_used", request_id=access_request.pk)
+        elif access_request.status == Status.PENDING:
+            notifications.notify("request_routed", request_id=access_request.pk)
     return access_request
 
 
@@ -213,6 +270,7 @@ def access_request_deny(*, access_request: AccessRequest, approver, comment: str
             close_comment=comment,
             decided_at=timezone.now(),
         )
+        notifications.notify("request_denied", request_id=locked.pk)
     _refresh(access_request, locked)
     return access_request
 
@@ -254,6 +312,8 @@ def access_request_time_out(*, access_request: AccessRequest) -> bool:
             target=access_request,
             detail={"pending_until": access_request.pending_until},
         )
+        notifications.notify("request_timed_out", request_id=access_request.pk)
+        _follow_deployment_gates(access_request.pk, Status.TIMED_OUT)
     access_request.status = Status.TIMED_OUT
     access_request.decided_at = now
     return True
@@ -305,6 +365,7 @@ def _transition(access_request, *, to, actor, action, reason="", **fields) -> No
         reason=reason,
         detail={"from": before, "to": to},
     )
+    _follow_deployment_gates(access_request.pk, to)
 
 
 def _mark_approved(access_request: AccessRequest, *, actor, action: str) -> None:
@@ -318,6 +379,8 @@ def _mark_approved(access_request: AccessRequest, *, actor, action: str) -> None
     )
     request_id = access_request.pk
     transaction.on_commit(lambda: _enqueue_grant(request_id))
+    if action == "request.approved":
+        notifications.notify("request_approved", request_id=request_id)
 
 
 def _enqueue_grant(request_id: int) -> None:
@@ -326,6 +389,31 @@ def _enqueue_grant(request_id: int) -> None:
     from grants.tasks import enqueue_grant_for_request
 
     enqueue_grant_for_request(request_id)
+
+
+# After these, the deployment gates waiting on the request's person and environment are
+# decided (grants.gates): approved once access is active, rejected once the request ended.
+# After the commit; the gates' sweep is the guarantee when the message is lost.
+_DECIDES_DEPLOYMENT_GATES = (
+    Status.ACTIVE,
+    Status.DENIED,
+    Status.CANCELLED,
+    Status.TIMED_OUT,
+    Status.FAILED,
+    Status.REVOKED,
+    Status.EXPIRED,
+)
+
+
+def _follow_deployment_gates(request_id: int, status: str) -> None:
+    if status in _DECIDES_DEPLOYMENT_GATES:
+        transaction.on_commit(lambda: _enqueue_deployment_gates(request_id))
+
+
+def _enqueue_deployment_gates(request_id: int) -> None:
+    from grants.tasks import enqueue_deployment_gates_for_request
+
+    enqueue_deployment_gates_for_request(request_id)
 
 
 def _refresh(target: AccessRequest, source: AccessRequest) -> None:
@@ -344,6 +432,12 @@ def _request_detail(access_request: AccessRequest) -> dict:
         "approvals_required": access_request.approvals_required,
         "break_glass": access_request.break_glass,
         "starts_at": access_request.starts_at,
+        # Only when set, so unrestricted requests read as they always did.
+        **{
+            name: getattr(access_request, name)
+            for name in ("workflow_ref_pattern", "ref_pattern")
+            if getattr(access_request, name)
+        },
     }
 
 
@@ -495,10 +589,19 @@ def _apply_policy(spec, groups, secrets, report, actor) -> AccessPolicy:
 
 
 def access_request_activate(
-    *, access_request: AccessRequest, granted_at: datetime, expires_at: datetime
+    *,
+    access_request: AccessRequest,
+    granted_at: datetime,
+    expires_at: datetime,
+    continues_original: bool | None = None,
 ) -> bool:
-    """approved → active once the grant is on GitHub; expires_at counts from granted_at."""
-    return _engine_transition(
+    """approved → active once the grant is on GitHub; expires_at counts from granted_at,
+    or, for an extension that continues its original without a gap, from the original's
+    expiry (continues_original: the engine decides, see grants.reconciler)."""
+    extra = {}
+    if access_request.extends_id is not None:
+        extra["continues_original"] = bool(continues_original)
+    activated = _engine_transition(
         access_request,
         from_statuses=[Status.APPROVED],
         to=Status.ACTIVE,
@@ -506,7 +609,11 @@ def access_request_activate(
         action="request.activated",
         granted_at=granted_at,
         expires_at=expires_at,
+        **extra,
     )
+    if activated:
+        notifications.notify("grant_applied", request_id=access_request.pk)
+    return activated
 
 
 def access_request_expire(*, access_request: AccessRequest, ended_at: datetime) -> bool:
@@ -548,7 +655,7 @@ def access_request_end_early(*, access_request: AccessRequest, user, comment: st
 
 def access_request_fail(*, access_request: AccessRequest, reason: str) -> bool:
     """approved/active → failed: GitHub refused, or retries are spent. reason is GitHub's."""
-    return _engine_transition(
+    failed = _engine_transition(
         access_request,
         from_statuses=[Status.APPROVED, Status.ACTIVE],
         to=Status.FAILED,
@@ -558,6 +665,9 @@ def access_request_fail(*, access_request: AccessRequest, reason: str) -> bool:
         ended_at=timezone.now(),
         close_comment=reason,
     )
+    if failed:
+        notifications.notify("grant_failed", request_id=access_request.pk)
+    return failed
 
 
 def access_request_retry(*, access_request: AccessRequest, user) -> bool:
@@ -593,8 +703,319 @@ def _engine_transition(
         for name, value in fields.items():
             setattr(access_request, name, value)
         detail = {"from": before, "to": to}
-        detail.update({k: v for k, v in fields.items() if k in ("granted_at", "expires_at")})
+        detail.update(
+            {
+                k: v
+                for k, v in fields.items()
+                if k in ("granted_at", "expires_at", "continues_original")
+            }
+        )
+        if access_request.extends_id is not None:
+            detail["extends"] = access_request.extends_id
         audit.log_event(
             action=action, actor=actor, target=access_request, reason=reason, detail=detail
         )
+        _follow_deployment_gates(access_request.pk, to)
     return True
+
+
+# --- the life of a grant: extensions, break-glass review, reminders, team sync --------------
+
+
+def access_request_extend(
+    *,
+    original: AccessRequest,
+    requester,
+    reason: str,
+    duration_minutes: int | None = None,
+) -> AccessRequest:
+    """Ask for more time on active access: a new request that extends the original, for the
+    same target, access, secret and workflow restrictions, under the policy that covers them
+    now (its reason, approvals and maximum duration, which bounds each extension; every
+    extension is approved again, so continuous access never grows without approvers saying
+    so).
+
+    Once approved, the grant engine continues access from the original's expiry without
+    removing it in between (grants.reconciler decides, and records continues_original);
+    approved after the original ended, it is a new grant counted from its own start.
+
+    Refused: someone else's request (NotAllowed); an original that is not active or has
+    expired, or already has an open extension (WrongState: extend that one instead); and
+    anything the policy refuses (ValidationError), with nothing saved.
+    """
+    if original.requester_id != requester.pk:
+        raise NotAllowed("Only the requester can ask for more time on their access.")
+    with transaction.atomic():
+        # The lock makes two extensions filed at once queue: the second sees the first.
+        locked = _lock(original)
+        now = timezone.now()
+        if locked.status != Status.ACTIVE:
+            raise WrongState(
+                f"Request #{locked.pk} is {locked.status}; only active access can be extended"
+                + (
+                    " (ask again once it has started)."
+                    if locked.status == Status.APPROVED
+                    else ". Make a new request instead."
+                )
+            )
+        if locked.expires_at <= now:
+            raise WrongState(
+                f"Request #{locked.pk} expired at {locked.expires_at:%Y-%m-%d %H:%M %Z}; "
+                "make a new request instead."
+            )
+        open_extension = request_open_extension(access_request=locked)
+        if open_extension is not None:
+            raise WrongState(
+                f"Request #{locked.pk} already has extension #{open_extension.pk} "
+                f"({open_extension.status}); "
+                + (
+                    "wait for its decision."
+                    if open_extension.status == Status.PENDING
+                    else f"ask for more time on #{open_extension.pk} instead."
+                )
+            )
+        extension = access_request_create(
+            requester=requester,
+            repository=locked.repository,
+            environment=locked.environment,
+            access=locked.access,
+            secret_name=locked.secret.name if locked.secret_id else None,
+            reason=reason,
+            duration_minutes=duration_minutes,
+            # The same restrictions: more time must never mean wider access.
+            workflow_ref_pattern=locked.workflow_ref_pattern,
+            ref_pattern=locked.ref_pattern,
+        )
+        # Linked in the same transaction, so the engine and the messages sent after the
+        # commit always see an extension as one.
+        AccessRequest.objects.filter(pk=extension.pk).update(extends=locked)
+        extension.extends = locked
+        audit.log_event(
+            action="request.extension_requested",
+            actor=requester,
+            target=extension,
+            reason=extension.reason,
+            detail={
+                "extends": locked.pk,
+                "original_expires_at": locked.expires_at,
+                "duration_minutes": extension.duration_minutes,
+                "status": extension.status,
+            },
+        )
+        audit.log_event(
+            action="request.extension_filed",
+            actor=requester,
+            target=locked,
+            detail={"extension": extension.pk, "expires_at": locked.expires_at},
+        )
+    return extension
+
+
+def access_request_withdraw(*, access_request: AccessRequest, user, comment: str) -> bool:
+    """Close a pending request because the access it extends was given back or taken away:
+    pending → cancelled (no approval can follow). False when it was no longer pending."""
+    with transaction.atomic():
+        locked = _lock(access_request)
+        if locked.status != Status.PENDING:
+            return False
+        _transition(
+            locked,
+            to=Status.CANCELLED,
+            actor=user,
+            action="request.withdrawn",
+            reason=comment,
+            closed_by=user,
+            close_comment=comment,
+            decided_at=timezone.now(),
+        )
+    _refresh(access_request, locked)
+    return True
+
+
+def access_request_review_break_glass(
+    *, access_request: AccessRequest, reviewer, outcome: str, comment: str = ""
+) -> AccessRequest:
+    """An approver records the after-the-fact review of break-glass access: acknowledged
+    (it was justified) or escalated (it needs a closer look). Once, by an approver of the
+    request's groups who is not the requester; an escalation must say why."""
+    if outcome not in AccessRequest.ReviewOutcome.values:
+        raise ValidationError(
+            {"outcome": f"Choose one of: {', '.join(AccessRequest.ReviewOutcome.values)}."}
+        )
+    comment = comment.strip()
+    if outcome == AccessRequest.ReviewOutcome.ESCALATED and not comment:
+        raise ValidationError({"comment": "Say why you escalate, so others can follow up."})
+    with transaction.atomic():
+        locked = _lock(access_request)
+        refusal = request_refusal_for_reviewer(access_request=locked, user=reviewer)
+        if refusal:
+            raise NotAllowed(refusal)
+        now = timezone.now()
+        updated = AccessRequest.objects.filter(pk=locked.pk, review_outcome="").update(
+            review_outcome=outcome, reviewed_by=reviewer, reviewed_at=now, review_comment=comment
+        )
+        if updated != 1:
+            raise WrongState(
+                f"Break-glass request #{locked.pk} was already reviewed "
+                f"({locked.review_outcome} by {locked.reviewed_by})."
+            )
+        audit.log_event(
+            action="request.break_glass_reviewed",
+            actor=reviewer,
+            target=locked,
+            reason=comment,
+            detail={"outcome": outcome, "status": locked.status, "reason": locked.reason},
+        )
+    access_request.review_outcome, access_request.reviewed_by = outcome, reviewer
+    access_request.reviewed_at, access_request.review_comment = now, comment
+    return access_request
+
+
+def access_requests_remind_expiring(*, now: datetime | None = None) -> int:
+    """Tell requesters whose access ends within AIRLOCK_EXPIRY_REMINDER_MINUTES, once per
+    request (compare-and-set on expiry_reminder_sent_at, so two beats or a redelivered task
+    send it once). Access an approved or active extension continues is not ending: its last
+    extension is reminded instead. Grants shorter than the window get no reminder."""
+    from django.conf import settings
+    from django.db.models import F
+
+    now = now or timezone.now()
+    window = timedelta(minutes=settings.AIRLOCK_EXPIRY_REMINDER_MINUTES)
+    if window <= timedelta(0):
+        return 0
+    due = (
+        AccessRequest.objects.filter(
+            status=Status.ACTIVE,
+            expires_at__gt=now,
+            expires_at__lte=now + window,
+            expiry_reminder_sent_at__isnull=True,
+            granted_at__lt=F("expires_at") - window,
+        )
+        .exclude(extensions__status__in=[Status.APPROVED, Status.ACTIVE])
+        .values_list("pk", flat=True)
+    )
+    sent = 0
+    for pk in list(due):
+        with transaction.atomic():
+            updated = AccessRequest.objects.filter(
+                pk=pk, status=Status.ACTIVE, expiry_reminder_sent_at__isnull=True
+            ).update(expiry_reminder_sent_at=now)
+            if updated == 1:
+                notifications.notify("expiry_reminder", request_id=pk)
+                sent += 1
+    return sent
+
+
+@dataclasses.dataclass
+class GroupSyncReport:
+    group: str
+    synced: bool
+    added: list[str] = dataclasses.field(default_factory=list)
+    removed: list[str] = dataclasses.field(default_factory=list)
+    message: str = ""
+
+    def __str__(self):
+        if not self.synced:
+            return f"{self.group}: not synced: {self.message}"
+        if not (self.added or self.removed):
+            return f"{self.group}: in step with {self.message} (no change)"
+        parts = []
+        if self.added:
+            parts.append(f"added {', '.join(self.added)}")
+        if self.removed:
+            parts.append(f"removed {', '.join(self.removed)}")
+        return f"{self.group}: {'; '.join(parts)} (from {self.message})"
+
+
+TEAM_RE = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100})$")
+
+
+def approver_group_sync(*, group: ApproverGroup, actor=None) -> GroupSyncReport:
+    """Make the group's members the members of its GitHub team (github_team "org/slug").
+
+    The team is read outside any transaction; the members are then replaced in one, with
+    what was added and removed audited. Someone who left the team can no longer approve from
+    that commit on: who may decide is read from the members at decision time. On a GitHub
+    error the members are kept as they were and the error is recorded (sync_error) and
+    audited. In dry-run (no credentials) nothing is read or changed, and the report says so.
+    """
+    from django.conf import settings
+
+    from grants.github import GitHubClient, GitHubError, NotFoundError
+
+    report = GroupSyncReport(group=group.name, synced=False, message=group.github_team)
+    match = TEAM_RE.match(group.github_team.strip())
+    if not match:
+        report.message = (
+            "no GitHub team set" if not group.github_team.strip()
+            else f"github_team {group.github_team!r} is not org/team-slug"
+        )
+        return _record_sync_error(group, report, actor)
+    if settings.AIRLOCK_DRY_RUN:
+        report.message = "dry-run mode: no GitHub credentials, so the team cannot be read"
+        return _record_sync_error(group, report, actor, audit_it=False)
+    org, slug = match.groups()
+    try:
+        logins = GitHubClient().team_member_logins(org, slug)
+    except NotFoundError as exc:
+        report.message = (
+            f"GitHub has no team {org}/{slug}, or Airlock may not read it ({exc.message})"
+        )
+        return _record_sync_error(group, report, actor)
+    except GitHubError as exc:
+        report.message = f"GitHub error reading team {org}/{slug}: {exc}"
+        return _record_sync_error(group, report, actor)
+
+    wanted = {login.lower(): login for login in logins}
+    with transaction.atomic():
+        locked = ApproverGroup.objects.select_for_update().get(pk=group.pk)
+        current = {m.login.lower(): m for m in locked.members.all()}
+        removed = sorted(m.login for key, m in current.items() if key not in wanted)
+        added = sorted(login for key, login in wanted.items() if key not in current)
+        if removed:
+            ApproverGroupMember.objects.filter(
+                pk__in=[m.pk for key, m in current.items() if key not in wanted]
+            ).delete()
+        if added:
+            ApproverGroupMember.objects.bulk_create(
+                ApproverGroupMember(group=locked, login=login) for login in added
+            )
+        now = timezone.now()
+        ApproverGroup.objects.filter(pk=locked.pk).update(synced_at=now, sync_error="")
+        if added or removed or actor is not None or locked.sync_error:
+            audit.log_event(
+                action="approver_group.synced",
+                actor=actor,
+                target=locked,
+                detail={
+                    "github_team": f"{org}/{slug}",
+                    "added": added,
+                    "removed": removed,
+                    "members": sorted(wanted.values(), key=str.lower),
+                },
+            )
+    group.synced_at, group.sync_error = now, ""
+    report.synced, report.added, report.removed = True, added, removed
+    report.message = f"{org}/{slug}"
+    return report
+
+
+def _record_sync_error(group, report: GroupSyncReport, actor, *, audit_it=True):
+    with transaction.atomic():
+        ApproverGroup.objects.filter(pk=group.pk).update(sync_error=report.message)
+        if audit_it:
+            audit.log_event(
+                action="approver_group.sync_failed",
+                actor=actor,
+                target=group,
+                reason=report.message,
+                detail={"github_team": group.github_team, "members_kept": group.member_logins()},
+            )
+    group.sync_error = report.message
+    return report
+
+
+def approver_groups_sync_all(*, actor=None) -> list[GroupSyncReport]:
+    """Sync every group that names a GitHub team (beat, and manage.py)."""
+    groups = ApproverGroup.objects.exclude(github_team="")
+    return [approver_group_sync(group=group, actor=actor) for group in groups]

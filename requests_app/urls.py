@@ -9,4 +9,6 @@ urlpatterns = [
     path("new/", views.new_request, name="new"),
     path("<int:pk>/", views.request_detail, name="detail"),
     path("<int:pk>/cancel/", views.request_cancel, name="cancel"),
+    path("<int:pk>/extend/", views.request_extend, name="extend"),
+    path("<int:pk>/give-back/", views.request_give_back, name="give-back"),
 ]

@@ -1,6 +1,6 @@
 """The requester's pages: file a request (and check which policy covers it first), follow
-one's requests, cancel a pending one. Every rule is the services' to enforce; these views
-validate the form, call one service and show the outcome."""
+one's requests, cancel a pending one, give access back, ask for more time. Every rule is the
+services' to enforce; these views validate the form, call one service and show the outcome."""
 
 from datetime import timedelta
 
@@ -13,19 +13,26 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import select_template
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from requests_app.exceptions import NotAllowed, WrongState
-from requests_app.forms import AccessRequestForm, CancelForm
+from requests_app.forms import AccessRequestForm, CancelForm, ExtendForm
 from requests_app.models import AccessPolicy, AccessRequest
 from requests_app.policies import policy_for_target
 from requests_app.selectors import (
+    request_extended_until,
+    request_open_extension,
     request_pending_approvers,
     requests_visible_to,
     user_is_approver,
 )
-from requests_app.services import access_request_cancel, access_request_create
+from requests_app.services import (
+    access_request_cancel,
+    access_request_create,
+    access_request_extend,
+)
 
 GRANT_STATE_TEMPLATE = "grants/_grant_state.html"
 REQUEST_AUDIT_TARGET_TYPE = "requests_app.accessrequest"
@@ -47,6 +54,13 @@ def my_requests(request):
         .order_by("-created_at", "-id")
     )
     page = Paginator(own, REQUESTS_PER_PAGE).get_page(request.GET.get("page"))
+    for access_request in page.object_list:
+        # Where an extension continues the access, its end is the one that counts.
+        access_request.extended_until = (
+            request_extended_until(access_request=access_request)
+            if access_request.status in (AccessRequest.Status.ACTIVE, AccessRequest.Status.APPROVED)
+            else None
+        )
     return _render(
         request,
         "requests_app/my_requests.html",
@@ -83,6 +97,8 @@ def new_request(request):
                     duration_minutes=form.cleaned_data["duration_minutes"],
                     starts_at=form.cleaned_data["starts_at"],
                     break_glass=form.cleaned_data["break_glass"],
+                    workflow_ref_pattern=form.cleaned_data["workflow_ref_pattern"],
+                    ref_pattern=form.cleaned_data["ref_pattern"],
                 )
             except ValidationError as exc:
                 _add_service_errors(form, exc)
@@ -104,10 +120,10 @@ def new_request(request):
 
 
 @login_required
-def request_detail(request, pk: int):
+def request_detail(request, pk: int, *, extend_form=None, status=200):
     access_request = get_object_or_404(
         requests_visible_to(user=request.user).select_related(
-            "requester", "policy", "secret", "closed_by"
+            "requester", "policy", "secret", "closed_by", "extends", "reviewed_by"
         ),
         pk=pk,
     )
@@ -126,8 +142,120 @@ def request_detail(request, pk: int):
             "grant_template": grant_state_template(),
             "can_cancel": is_pending and access_request.requester_id == request.user.pk,
             "cancel_form": CancelForm(),
+            **_lifecycle_context(request, access_request, extend_form),
         },
+        status=status,
     )
+
+
+def _lifecycle_context(request, access_request: AccessRequest, extend_form) -> dict:
+    """Giving access back, asking for more time, and the extensions either way."""
+    Status = AccessRequest.Status
+    own = access_request.requester_id == request.user.pk
+    grant = getattr(access_request, "grant", None) if own else None
+    can_give_back = (
+        grant is not None
+        and grant.state in ("pending", "applied")
+        and grant.revoke_requested_at is None
+        and access_request.status in (Status.APPROVED, Status.ACTIVE)
+    )
+    open_extension = request_open_extension(access_request=access_request)
+    in_force = (
+        access_request.status == Status.ACTIVE
+        and access_request.expires_at is not None
+        and access_request.expires_at > timezone.now()
+    )
+    policy = access_request.policy
+    return {
+        "can_give_back": can_give_back,
+        "give_back_form": CancelForm(),
+        "can_extend": own and in_force and open_extension is None,
+        "extend_form": extend_form
+        or ExtendForm(initial={"duration_minutes": _minutes(policy.default_duration)}),
+        "extend_max_label": duration_label(policy.max_duration),
+        "open_extension": open_extension,
+        "extensions": list(access_request.extensions.order_by("pk")),
+        "extended_until": request_extended_until(access_request=access_request),
+    }
+
+
+@login_required
+@require_POST
+def request_extend(request, pk: int):
+    access_request = get_object_or_404(requests_visible_to(user=request.user), pk=pk)
+    form = ExtendForm(request.POST)
+    if not form.is_valid():
+        return request_detail(request, pk, extend_form=form, status=400)
+    try:
+        extension = access_request_extend(
+            original=access_request,
+            requester=request.user,
+            reason=form.cleaned_data["reason"],
+            duration_minutes=form.cleaned_data["duration_minutes"],
+        )
+    except NotAllowed as exc:
+        return _render(
+            request,
+            "requests_app/refused.html",
+            {"message": str(exc), "access_request": access_request},
+            status=403,
+        )
+    except WrongState as exc:
+        messages.error(request, str(exc))
+        return redirect("requests_app:detail", pk=pk)
+    except ValidationError as exc:
+        _add_service_errors(form, exc)
+        return request_detail(request, pk, extend_form=form, status=400)
+    messages.success(request, _extension_message(extension))
+    return redirect("requests_app:detail", pk=extension.pk)
+
+
+@login_required
+@require_POST
+def request_give_back(request, pk: int):
+    """The requester ends their own access (or an approved grant before it starts)."""
+    from grants.models import Grant
+    from grants.services import grant_revoke
+
+    access_request = get_object_or_404(requests_visible_to(user=request.user), pk=pk)
+    grant = Grant.objects.filter(access_request=access_request).first()
+    form = CancelForm(request.POST)
+    comment = form.cleaned_data["comment"] if form.is_valid() else ""
+    if access_request.requester_id != request.user.pk:
+        return _render(
+            request,
+            "requests_app/refused.html",
+            {
+                "message": "Only the requester can give access back here.",
+                "access_request": access_request,
+            },
+            status=403,
+        )
+    if grant is None:
+        messages.error(
+            request,
+            f"Request #{pk} has no access to give back "
+            f"({access_request.get_status_display()}).",
+        )
+        return redirect("requests_app:detail", pk=pk)
+    try:
+        grant_revoke(grant=grant, user=request.user, comment=comment)
+    except WrongState as exc:
+        messages.error(request, str(exc))
+    except NotAllowed as exc:
+        return _render(
+            request,
+            "requests_app/refused.html",
+            {"message": str(exc), "access_request": access_request},
+            status=403,
+        )
+    else:
+        messages.success(
+            request,
+            f"Access of request #{pk} is given back: workflows are refused from now on, and "
+            "Airlock is removing it from GitHub.",
+        )
+    return redirect("requests_app:detail", pk=pk)
 
 
 @login_required
@@ -192,6 +320,19 @@ def _created_message(access_request: AccessRequest) -> str:
             f"and approvers have been told."
         )
     return f"Request #{access_request.pk} is approved automatically by its policy."
+
+
+def _extension_message(extension: AccessRequest) -> str:
+    if extension.status == AccessRequest.Status.PENDING:
+        needed = extension.approvals_required
+        return (
+            f"Request #{extension.pk} for more time is filed. Once it has {needed} "
+            f"approval{'s' if needed != 1 else ''}, your access continues without a break."
+        )
+    return (
+        f"Request #{extension.pk} for more time is approved automatically by its policy; "
+        "your access continues without a break."
+    )
 
 
 def _policy_summary(policy: AccessPolicy) -> dict:

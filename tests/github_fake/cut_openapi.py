@@ -5,10 +5,10 @@ Usage (from the repository root, with the npm package unpacked somewhere outside
     cd /tmp && npm pack @octokit/openapi && tar xzf octokit-openapi-*.tgz
     python tests/github_fake/cut_openapi.py /tmp/package/generated/api.github.com.json
 
-It keeps only the operations in OPERATIONS plus every ``#/components/...`` entry they
-reference, directly or through other components, and writes ``openapi-subset.json`` beside
-this file. The output is the upstream text, only fewer of it: no schema is edited here, so a
-diff against a newer cut shows exactly what GitHub changed.
+It keeps only the operations in OPERATIONS, the webhook events in WEBHOOKS, and every
+``#/components/...`` entry they reference, directly or through other components, and writes
+``openapi-subset.json`` beside this file. The output is the upstream text, only fewer of it:
+no schema is edited here, so a diff against a newer cut shows exactly what GitHub changed.
 """
 
 import argparse
@@ -53,6 +53,12 @@ OPERATIONS = [
     ("get", "/rate_limit"),
 ]
 
+# Webhook events (the description's `x-webhooks`) whose payloads the local GitHub builds
+# (shapes.deployment_protection_rule_event) and checks against their schema.
+WEBHOOKS = [
+    "deployment-protection-rule-requested",
+]
+
 
 def _refs(node):
     """Yield every $ref string inside a JSON value."""
@@ -75,8 +81,10 @@ def cut(spec: dict) -> dict:
         if "parameters" in spec["paths"][path]:
             paths[path]["parameters"] = spec["paths"][path]["parameters"]
 
+    webhooks = {name: spec["x-webhooks"][name] for name in WEBHOOKS}
+
     components: dict = {}
-    pending = list(_refs(paths))
+    pending = list(_refs(paths)) + list(_refs(webhooks))
     while pending:
         ref = pending.pop()
         section, name = ref.removeprefix("#/components/").split("/", 1)
@@ -91,6 +99,7 @@ def cut(spec: dict) -> dict:
         "info": spec["info"],
         "servers": spec.get("servers", []),
         "paths": paths,
+        "x-webhooks": webhooks,
         "components": {
             section: dict(sorted(items.items())) for section, items in sorted(components.items())
         },
@@ -106,7 +115,10 @@ def main() -> None:
     subset = cut(spec)
     Path(args.output).write_text(json.dumps(subset, indent=1, ensure_ascii=False) + "\n")
     count = sum(map(len, subset["components"].values()))
-    print(f"{len(subset['paths'])} paths, {count} components -> {args.output}")
+    print(
+        f"{len(subset['paths'])} paths, {len(subset['x-webhooks'])} webhooks, {count} "
+        f"components -> {args.output}"
+    )
 
 
 if __name__ == "__main__":

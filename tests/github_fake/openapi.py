@@ -115,3 +115,14 @@ def _github_wording(error: ValidationError) -> str:
         allowed = json.dumps(error.validator_value)
         return f"For 'properties/{where}', {value} is not a member of {allowed}."
     return f"For '{where or 'body'}', {value}: {error.message}."
+
+
+def webhook_payload_errors(event: str, body) -> list[str]:
+    """Where a webhook payload departs from its documented schema (the description's
+    x-webhooks, e.g. "deployment-protection-rule-requested"); [] when it is fine."""
+    webhook = _spec().get("x-webhooks", {}).get(event)
+    if webhook is None:
+        return [f"no webhook {event} in the subset"]
+    schema = webhook["post"]["requestBody"]["content"]["application/json"]["schema"]
+    validator = Draft4Validator({**schema, "components": _spec()["components"]})
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]

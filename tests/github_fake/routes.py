@@ -470,17 +470,24 @@ def delete_environment_secret(
 
 @route("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule")
 def review_custom_gate(call: Call, owner: str, repo: str, run_id: str) -> Reply:
+    # Only the App whose rule is pending may review it, so only its installation token
+    # works; GitHub refuses a personal token here (the wording is our own).
+    if call.token.kind != "installation":
+        raise GitHubError(
+            403, "Only a GitHub App installation can review its deployment protection rule"
+        )
     found = _repo(call, owner, repo)
     body = call.json()
     call.state.environment_of(found, body["environment_name"])
     call.state.record_protection_rule_review(
         ProtectionRuleReview(
             repo=found.full_name,
-            run_id=int(run_id),
+            run_id=_int(run_id),
             environment_name=body["environment_name"],
             state=body.get("state"),
             comment=body.get("comment"),
             at=time.time(),
+            installation_id=call.token.installation_id,
         )
     )
     return Reply(204)

@@ -391,3 +391,76 @@ def org_secret(u: Urls, org: Org, found: OrgSecret) -> dict:
             f"{u.api}/orgs/{org.login}/actions/secrets/{found.name}/repositories"
         )
     return shape
+
+
+# -- webhook events --------------------------------------------------------------------------
+
+
+def deployment_protection_rule_event(
+    u: Urls,
+    state: GitHubState,
+    repo: Repo,
+    environment_name: str,
+    *,
+    run_id: int,
+    sender: User,
+    installation_id: int,
+    deployment_id: int,
+    ref: str = "main",
+    sha: str = "0" * 40,
+    event: str = "workflow_dispatch",
+) -> dict:
+    """deployment-protection-rule-requested: what GitHub POSTs to an App whose custom
+    deployment protection rule is enabled on the environment a job waits for.
+
+    `ref` is the branch or tag *name* ("main"), as GitHub sends it (not "refs/heads/main"),
+    and `sender` is the user who triggered the run, who is also the deployment's creator.
+    """
+    repository = {
+        **full_repository(u, state, repo),
+        "owner": simple_user(u, state.account(repo.owner)),
+    }
+    repo_url = repository["url"]
+    created = iso(repo.created_at)
+    deployment = {
+        "url": f"{repo_url}/deployments/{deployment_id}",
+        "id": deployment_id,
+        "node_id": node_id("Deployment", deployment_id),
+        "sha": sha,
+        "ref": ref,
+        "task": "deploy",
+        "payload": {},
+        "original_environment": environment_name,
+        "environment": environment_name,
+        "description": None,
+        "creator": simple_user(u, sender),
+        "created_at": created,
+        "updated_at": created,
+        "statuses_url": f"{repo_url}/deployments/{deployment_id}/statuses",
+        "repository_url": repo_url,
+        "transient_environment": False,
+        "production_environment": False,
+        "performed_via_github_app": None,
+    }
+    payload = {
+        "action": "requested",
+        "environment": environment_name,
+        "event": event,
+        "sha": sha,
+        "ref": ref,
+        "deployment_callback_url": (
+            f"{repo_url}/actions/runs/{run_id}/deployment_protection_rule"
+        ),
+        "deployment": deployment,
+        "pull_requests": [],
+        "repository": repository,
+        "installation": {
+            "id": installation_id,
+            "node_id": node_id("Installation", installation_id),
+        },
+        "sender": simple_user(u, sender),
+    }
+    owner = state.orgs.get(repo.owner.lower())
+    if owner is not None:
+        payload["organization"] = organization_simple(u, owner)
+    return payload

@@ -149,6 +149,7 @@ class Token:
     scopes: tuple[str, ...] | None = None  # None: every scope
     login: str | None = None  # the user a personal or OAuth token belongs to
     expires_at: datetime | None = None
+    installation_id: int | None = None  # the App installation an installation token acts for
 
 
 @dataclass
@@ -208,6 +209,7 @@ class ProtectionRuleReview:
     state: str | None
     comment: str | None
     at: float
+    installation_id: int | None = None  # whose installation token posted it
 
 
 def _reviewer_spec(spec) -> tuple[str, str]:
@@ -573,6 +575,7 @@ class GitHubState:
             value=random_token("ghs_"),
             kind="installation",
             expires_at=now() + timedelta(hours=1),
+            installation_id=installation_id,
         )
         self.tokens[token.value] = token
         return token, installation

@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import hmac
 import json
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -482,11 +483,36 @@ def test_org_secret_written_by_pygithub(github, gh):
 # -- deployment protection rule callback and GitHub Apps -------------------------------------
 
 
-def test_deployment_protection_rule_callback_is_recorded(github, api):
+def _installation_session(github, installation_id):
+    """A session on the REST API with an installation token of a registered App."""
+    token = requests.post(
+        f"{github.api_url}/app/installations/{installation_id}/access_tokens",
+        headers={"Authorization": f"Bearer {_app_jwt(github.app_key)}"},
+        timeout=5,
+    ).json()["token"]
+    session = requests.Session()
+    session.headers["Authorization"] = f"token {token}"
+    session.base = github.api_url
+    return session
+
+
+def _app_jwt(key):
+    moment = int(time.time())
+    return jwt.encode({"iss": "123", "iat": moment - 60, "exp": moment + 300}, key, "RS256")
+
+
+@pytest.fixture
+def installation(github):
+    github.app_key = new_app_private_key_pem()
+    return github.register_app(123, github.app_key)
+
+
+def test_deployment_protection_rule_callback_is_recorded(github, installation):
     github.add_environment("acme/api", "production")
+    session = _installation_session(github, installation)
     body = {"environment_name": "production", "state": "approved", "comment": "grant 7 active"}
     response = call(
-        api, "POST", "/repos/acme/api/actions/runs/99/deployment_protection_rule", json=body
+        session, "POST", "/repos/acme/api/actions/runs/99/deployment_protection_rule", json=body
     )
     assert response.status_code == 204
     [callback] = github.callbacks
@@ -496,6 +522,65 @@ def test_deployment_protection_rule_callback_is_recorded(github, api):
         "approved",
         "grant 7 active",
     )
+    assert callback.installation_id == installation
+
+
+def test_a_status_comment_without_a_state_is_a_valid_callback(github, installation):
+    github.add_environment("acme/api", "production")
+    session = _installation_session(github, installation)
+    body = {"environment_name": "production", "comment": "waiting for a grant"}
+    response = call(
+        session, "POST", "/repos/acme/api/actions/runs/99/deployment_protection_rule", json=body
+    )
+    assert response.status_code == 204
+    assert github.callbacks[0].state is None
+
+
+def test_a_callback_needs_a_state_or_a_comment(github, installation):
+    github.add_environment("acme/api", "production")
+    github.expect_schema_violations()
+    session = _installation_session(github, installation)
+    response = call(
+        session,
+        "POST",
+        "/repos/acme/api/actions/runs/99/deployment_protection_rule",
+        json={"environment_name": "production"},
+    )
+    assert response.status_code == 422
+    assert github.callbacks == []
+
+
+def test_a_personal_token_cannot_review_a_deployment_protection_rule(github, api):
+    github.add_environment("acme/api", "production")
+    body = {"environment_name": "production", "state": "approved"}
+    response = call(
+        api, "POST", "/repos/acme/api/actions/runs/99/deployment_protection_rule", json=body
+    )
+    assert response.status_code == 403
+    assert github.callbacks == []
+
+
+def test_the_deployment_protection_rule_event_matches_githubs_schema(github):
+    github.add_user("dave")
+    github.add_environment("acme/api", "production")
+    payload = github.deployment_protection_rule_event(
+        "acme/api", "production", run_id=4242, login="dave", installation_id=77
+    )
+    assert openapi.webhook_payload_errors("deployment-protection-rule-requested", payload) == []
+    assert payload["deployment_callback_url"] == (
+        f"{github.api_url}/repos/acme/api/actions/runs/4242/deployment_protection_rule"
+    )
+    assert (payload["sender"]["login"], payload["installation"]["id"]) == ("dave", 77)
+    assert payload["ref"] == "main"  # a name, as GitHub sends it, not refs/heads/main
+    assert payload["organization"]["login"] == "acme"
+
+
+def test_a_webhook_delivery_is_signed_with_the_secret_over_the_exact_body(github):
+    body, headers = github.webhook_delivery("ping", {"zen": "Keep it logically awesome."}, "s3")
+    expected = hmac.new(b"s3", body, hashlib.sha256).hexdigest()
+    assert headers["X-Hub-Signature-256"] == f"sha256={expected}"
+    assert headers["X-GitHub-Event"] == "ping"
+    assert headers["X-GitHub-Delivery"]
 
 
 def test_app_installation_token_from_pygithub_app_auth(github):

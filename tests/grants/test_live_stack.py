@@ -16,12 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from grants.models import Grant
@@ -29,29 +27,12 @@ from grants.schedule import install_beat_schedule
 from portal.celery import app as celery_app
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_approve, access_request_create
+from tests.live_processes import ROOT, current_database_url, live_broker_url
 from tests.requests_app.factories import UserFactory, approver_setup
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 SWEEP_SECONDS = 2
-
-
-def _broker_url() -> str:
-    url = os.environ.get("AIRLOCK_LIVE_BROKER_URL", "")
-    if not url.startswith("redis://"):
-        pytest.skip("needs AIRLOCK_LIVE_BROKER_URL=redis://127.0.0.1:6379/N (a Redis to flush)")
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
-    return url
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    user = urllib.parse.quote(db.get("USER") or "", safe="")
-    password = urllib.parse.quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
 class Stack:
@@ -121,7 +102,7 @@ class Stack:
 
 @pytest.fixture
 def stack(transactional_db, github, settings):
-    broker = _broker_url()
+    broker = live_broker_url()
     import redis
 
     redis.Redis.from_url(broker).flushdb()
@@ -144,7 +125,7 @@ def stack(transactional_db, github, settings):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": current_database_url(),
         "CELERY_BROKER_URL": broker,
         "GITHUB_API_URL": github.api_url,
         "GITHUB_TOKEN": github.app_token,

@@ -9,71 +9,16 @@ all three processes together, with the health checks compose uses.
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.live_processes import ROOT, Started, current_database_url, free_port
+
 GITHUB_TOKEN = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Started:
-    """A `deploy/start ROLE` process in its own session, its output in a file."""
-
-    def __init__(self, role: str, env: dict, log_dir: Path):
-        self.role = role
-        self.env = env
-        self.log_path = log_dir / f"{role}.log"
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            ["sh", "deploy/start", role], cwd=ROOT, env=env, stdout=self._log,
-            stderr=subprocess.STDOUT if role == "web" else (log_dir / f"{role}.err").open("w"),
-            start_new_session=True,
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for(self, what: str, check, timeout: float = 120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.role} exited ({self.process.returncode}):\n{self.output}")
-            if check():
-                return
-            time.sleep(0.5)
-        pytest.fail(f"{self.role}: no {what} within {timeout}s:\n{self.output[-4000:]}")
-
-    def healthcheck(self) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["sh", "deploy/start", "healthcheck", self.role], cwd=ROOT, env=self.env,
-            capture_output=True, text=True, timeout=60,
-        )
-
-    def stop(self):
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
 
 
 # Printed by Celery itself on SIGTERM, not logged: the one plain line a worker writes.
@@ -200,17 +145,7 @@ def live_env(production_env, transactional_db):
     broker = os.environ.get("AIRLOCK_LIVE_BROKER_URL")
     if not broker or connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (DATABASE_URL) and a broker (AIRLOCK_LIVE_BROKER_URL)")
-    db = connection.settings_dict
-    credentials = quote(db["USER"] or "", safe="")
-    if db["PASSWORD"]:
-        credentials += ":" + quote(db["PASSWORD"], safe="")
-    production_env.update(
-        DATABASE_URL=(
-            f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-            f"/{db['NAME']}"
-        ),
-        CELERY_BROKER_URL=broker,
-    )
+    production_env.update(DATABASE_URL=current_database_url(), CELERY_BROKER_URL=broker)
     yield production_env
     # Leave no sweep messages behind for the next test's worker.
     subprocess.run(

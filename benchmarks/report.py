@@ -1,0 +1,232 @@
+"""The results table (printed, and written to benchmarks/RESULTS.md) from run.py's figures."""
+
+from __future__ import annotations
+
+import json
+
+METHOD = """\
+## How each figure is measured
+
+1. **Check throughput.** gunicorn with sync workers (one per core) serves Airlock plus a bare
+   Django JSON view (`/bench/baseline`, added by `benchmarks/bench_wsgi.py`, through the same
+   middleware) from PostgreSQL holding 10,000 active grants. `wrk` (one thread) sends
+   `GET /api/v1/grants/check` with GitHub Actions OIDC tokens from the local GitHub's issuer
+   (RS256, verified against its JWKS), each for a person and environment holding a grant.
+   *Repeat run*: 300 workflow runs asking again and again (an allowed answer is audited once
+   per run, so this is the read path). *New run each*: every request a new run, so every
+   answer writes an audit event. The baseline is measured before and after the checks and
+   averaged. Queries per check: the same request in-process under `CaptureQueriesContext`.
+2. **Revocation lag.** Requests filed and approved through the services; a separate Celery
+   worker and beat (`deploy/start worker|beat`, Redis, PostgreSQL) apply them on the local
+   GitHub; their expiries are then moved to one every `window / n` seconds. Lag = the
+   moment of the local GitHub's accepted environment PUT that no longer lists the reviewer,
+   minus the grant's `expires_at`.
+3. **Lost-message bound.** The same, with the worker SIGKILLed (its whole process group) during
+   the window and started again later: the expiry messages it held are lost (Redis keeps them
+   unacknowledged for the visibility timeout), so the beat sweep is what revokes them.
+   *Late after ready* = removal − max(expiry, moment the new worker was ready), to compare
+   with the sweep interval.
+4. **Mass expiry.** Grants bulk-created and applied by the real reconciler (one pass per
+   environment), then made to end within one window: the grants of one environment at one
+   moment, the environments' moments spread over the window. GitHub allows six reviewers per
+   environment, so the 20 grants of an environment belong to 5 people with 4 overlapping
+   grants each. Reads and writes per environment are counted from the local GitHub's request
+   log from the moment the expiries were set. *Limited*: the same with the local GitHub
+   enforcing GitHub's secondary limit on content-creating requests (writes per minute,
+   answered 403 with `retry-after`).
+5. **Fault soak.** Requests filed and approved while the local GitHub answers a share of
+   REST requests with 500/502/503, plus secondary rate limits (403 + `retry-after`) on writes,
+   primary rate limits (403, `x-ratelimit-remaining: 0`, reset) and timeouts (held past the
+   client's timeout, then 504), on a schedule; the worker is SIGKILLed once and the private
+   Redis restarted once (losing every queued message). Each grant is given a short life
+   once applied (5% are given back early by their requester). After the fault window GitHub
+   recovers; the run waits until every grant has ended. *Late after recovery* = removal −
+   max(due, recovery) > one sweep interval.
+
+Invariants (2 to 5, and the CI versions in `tests/soak/`): every approved request got
+exactly one grant, applied at most once and revoked at most once (audit events per grant);
+no grant left open; no reviewer missing from an accepted PUT while their grant was in force;
+none put back after revocation; the baseline reviewer in every accepted PUT; at the end each
+environment's reviewers are exactly baseline + active grants; the audit chain verifies.
+"""
+
+
+def _ms(seconds) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _s(seconds) -> str:
+    return "–" if seconds is None else f"{seconds:.2f} s"
+
+
+def _verdict(ok) -> str:
+    return {True: "met", False: "**missed**", None: "–"}[ok]
+
+
+def _invariants_row(number, name, invariants) -> tuple:
+    from benchmarks.scenarios import broken_invariants
+
+    problems = broken_invariants(invariants)
+    text = "all hold" if not problems else "; ".join(problems)
+    return (number, name, "invariants", text, "all hold", _verdict(not problems))
+
+
+def rows(report: dict) -> list[tuple]:
+    results = report["results"]
+    sweep = report["sweep_seconds"]
+    out = []
+    for number, result in sorted(results.items(), key=lambda item: int(item[0])):
+        number = int(number)
+        if "error" in result:
+            out.append((number, _name(number), "error", result["error"], "", "**failed**"))
+            continue
+        if number == 1:
+            base = (result["baseline"]["rps"] + result["baseline_again"]["rps"]) / 2
+            check, audited = result["check"], result["check_audited"]
+            q = result["queries"]
+            out += [
+                (1, "Check throughput", "requests/s, check (repeat run) vs bare view",
+                 f"{check['rps']:.0f} vs {base:.0f} (ratio {result['ratio']:.2f})",
+                 "ratio ≥ 0.8", _verdict(result["ratio"] >= 0.8)),
+                (1, "", "latency p50 / p99, check (repeat run)",
+                 f"{check['p50_ms']:.1f} / {check['p99_ms']:.1f} ms "
+                 f"(bare view {result['baseline']['p50_ms']:.1f} / "
+                 f"{result['baseline']['p99_ms']:.1f} ms)", "", "–"),
+                (1, "", "requests/s, check (new run each, audited)",
+                 f"{audited['rps']:.0f} (ratio {result['ratio_audited']:.2f}); p50 / p99 "
+                 f"{audited['p50_ms']:.1f} / {audited['p99_ms']:.1f} ms", "", "–"),
+                (1, "", "queries per check: new run / repeat / refused",
+                 f"{q['first']} / {q['repeat']} / {q['refused']}", "", "–"),
+                (1, "", "non-2xx or socket errors",
+                 str(sum(r[k] for r in (check, audited, result["baseline"])
+                         for k in ("errors_status", "errors_connect", "errors_read",
+                                   "errors_write", "errors_timeout"))), "0",
+                 _verdict(all(r["errors_status"] == 0 for r in (check, audited)))),
+            ]
+        elif number == 2:
+            lag = result["lag"]
+            out += [
+                (2, "Revocation lag",
+                 f"lag p50 / p99 / max ({lag['count']} grants)",
+                 f"{_ms(lag['p50'])} / {_ms(lag['p99'])} / {_ms(lag['max'])}",
+                 "p99 < 1 s", _verdict(lag["p99"] is not None and lag["p99"] < 1.0)),
+                _invariants_row(2, "", result["invariants"]),
+            ]
+        elif number == 3:
+            lag, after = result["lag"], result["late_after_ready"]
+            out += [
+                (3, "Lost-message bound",
+                 f"max lag, worker down {result['worker_down_seconds']:.0f} s "
+                 f"({lag['count']} grants)",
+                 f"{_s(lag['max'])} (p50 {_s(lag['p50'])})", "", "–"),
+                (3, "", "max late after the new worker was ready",
+                 _s(after["max"]), f"≤ sweep interval ({sweep} s)",
+                 _verdict(after["max"] is not None and after["max"] <= sweep)),
+                _invariants_row(3, "", result["invariants"]),
+            ]
+        elif number == 4:
+            for label, key in (("", "unlimited"), ("limited: ", "limited")):
+                part = result[key]
+                reads, writes = part["reads_per_env"], part["writes_per_env"]
+                limit = part["writes_per_minute_limit"]
+                title = "Mass expiry" if not label else ""
+                what = (f"{part['grants']} grants / {part['environments']} environments"
+                        + (f", GitHub allows {limit} writes/min" if limit else ""))
+                out += [
+                    (4, title, f"{label}GitHub calls per environment: reads / writes (max, mean)",
+                     f"{reads['max']} / {writes['max']} (mean {reads['mean']:.2f} / "
+                     f"{writes['mean']:.2f}); {what}",
+                     "1 read, 1 write",
+                     _verdict(reads["max"] <= 1 and writes["max"] <= 1) if not limit else "–"),
+                    (4, "", f"{label}all gone, after the last expiry",
+                     _s(part["all_gone_after_last_expiry"])
+                     + f" (per-environment lag p99 {_s(part['lag']['p99'])})"
+                     + (f"; {part['refused_writes']} writes refused with retry-after"
+                        if limit else ""),
+                     "", "–"),
+                    _invariants_row(4, "", part["invariants"]),
+                ]
+        elif number == 5:
+            inv = result["invariants"]
+            served = result["faults_served"]
+            out += [
+                (5, "Fault soak", "faults injected",
+                 ", ".join(f"{n} {k}" for k, n in sorted(served.items()))
+                 + f", {result['worker_kills']} worker kill, "
+                 f"{result['redis_restarts']} Redis restart "
+                 f"(of {result['github_requests']} GitHub requests, {result['grants']} grants)",
+                 "", "–"),
+                (5, "", "grants late by more than one sweep after GitHub recovered",
+                 f"{result['late_after_recovery']} (max {_s(result['lag_after_recovery']['max'])})",
+                 "0", _verdict(result["late_after_recovery"] == 0)),
+                (5, "", "grants lost / applied twice",
+                 f"{inv['lost']} / {inv['applied_twice']}", "0 / 0",
+                 _verdict(inv["lost"] == 0 and inv["applied_twice"] == 0)),
+                (5, "", "reviewers lost to races",
+                 str(inv["reviewers_lost"]), "0", _verdict(inv["reviewers_lost"] == 0)),
+                _invariants_row(5, "", inv),
+            ]
+    return out
+
+
+def _name(number: int) -> str:
+    from benchmarks.run import NAMES
+
+    return NAMES[number]
+
+
+def _table(rows_: list[tuple]) -> str:
+    lines = ["| # | benchmark | figure | result | target | verdict |",
+             "|---|---|---|---|---|---|"]
+    for row in rows_:
+        cells = [str(c).replace("|", "\\|") for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _slim(value):
+    """The figures without long lists (SQL, plans are kept short)."""
+    if isinstance(value, dict):
+        return {k: _slim(v) for k, v in value.items() if k not in ("repeat_sql",)}
+    return value
+
+
+def render(report: dict) -> str:
+    machine = report["machine"]
+    parts = [
+        "# Airlock benchmark results",
+        "",
+        f"Run on {report['date']} with `{report['command']}`"
+        f"{' (quick: smaller, shorter runs)' if report['quick'] else ''}, "
+        f"in {report['total_seconds'] // 60} min {report['total_seconds'] % 60} s. "
+        "Reproduce with `make bench` (needs PostgreSQL, `redis-server` and `wrk`; see "
+        "`benchmarks/run.py`).",
+        "",
+        f"Machine: {machine['cpus']} cores ({machine['cpu']}), {machine['memory']} memory, "
+        f"{machine['os']}; Python {machine['python']}, Django {machine['django']}, "
+        f"PostgreSQL {machine['postgresql']}, Redis {machine['redis']}, {machine['wrk']}. "
+        "Everything (PostgreSQL, Redis, gunicorn, the worker and beat, the local GitHub and "
+        "the load generator) shares those cores, as on a small single-host deployment. "
+        f"Beat sweep interval: {report['sweep_seconds']} s. Load average (1, 5, 15 min) "
+        f"when the run started: {machine.get('load_at_start', '?')}; when it ended: "
+        f"{report.get('load_at_end', '?')} (other work on the machine shows here).",
+        "",
+        _table(rows(report)),
+        "",
+    ]
+    notes = report.get("notes")
+    if notes:
+        parts += ["## Notes on this run", "", notes.strip(), ""]
+    parts += [METHOD, "## Figures", ""]
+    for number, result in sorted(report["results"].items(), key=lambda item: int(item[0])):
+        parts += [
+            f"<details><summary>{number}. {_name(int(number))}</summary>",
+            "",
+            "```json",
+            json.dumps(_slim(result), indent=1, default=str),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return "\n".join(parts)

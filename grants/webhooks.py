@@ -1,0 +1,110 @@
+"""POST /github/webhook: the GitHub App's webhook, for its deployment protection rule.
+
+The view checks where the delivery comes from and what it is, and hands the payload to
+grants.gates; it answers in JSON:
+
+- 503 while AIRLOCK_GITHUB_WEBHOOK_SECRET is unset (nothing can be verified), or while
+  there are no App credentials to answer GitHub with (GitHub lists the failed delivery,
+  which can be redelivered once they are set).
+- 401 when X-Hub-Signature-256 is missing or is not the HMAC-SHA256 of the body with the
+  secret (compared in constant time).
+- 400 for a delivery without its X-GitHub-Delivery id, a body that is not JSON, or a
+  payload Airlock cannot act on (the field is named).
+- 204 for events and actions other than `deployment_protection_rule` / `requested`
+  (`ping` included): accepted, nothing to do.
+- 409 for a delivery id already received: a replay is refused and nothing happens again.
+  (GitHub's own redelivery of a delivery that failed here reuses its id, and is accepted,
+  because a failed delivery left no trace.)
+- 202 with the gate when handled: the answer to GitHub is posted after the commit.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, ValidationError
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from grants import gates, github
+
+logger = logging.getLogger(__name__)
+
+EVENT = "deployment_protection_rule"
+# GitHub's delivery ids are GUIDs; anything printable and short is kept.
+DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def signature_is_valid(*, secret: str, body: bytes, signature: str) -> bool:
+    """X-Hub-Signature-256 is "sha256=" followed by the hex HMAC-SHA256 of the raw body."""
+    scheme, _, given = signature.partition("=")
+    if scheme != "sha256" or not given:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given.strip().lower())
+
+
+def _answer(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"message": message, **extra}, status=status)
+
+
+@csrf_exempt  # GitHub cannot send a CSRF token; the signature authenticates the delivery
+@require_POST
+def github_webhook(request):
+    secret = settings.AIRLOCK_GITHUB_WEBHOOK_SECRET
+    if not secret:
+        return _answer(
+            503, "webhook secret not configured: set AIRLOCK_GITHUB_WEBHOOK_SECRET"
+        )
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _answer(413, "The payload is too large.")
+    signature = request.headers.get("X-Hub-Signature-256", "")
+    if not signature_is_valid(secret=secret, body=body, signature=signature):
+        logger.warning(
+            "GitHub webhook refused: %s X-Hub-Signature-256",
+            "bad" if signature else "missing",
+        )
+        return _answer(
+            401, "Missing or bad X-Hub-Signature-256: not signed with the webhook secret."
+        )
+
+    delivery_id = request.headers.get("X-GitHub-Delivery", "")
+    if not DELIVERY_ID.fullmatch(delivery_id):
+        return _answer(400, "Missing or malformed X-GitHub-Delivery header.")
+    event = request.headers.get("X-GitHub-Event", "")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _answer(400, "The body is not JSON.")
+    action = payload.get("action") if isinstance(payload, dict) else None
+    if event != EVENT or action != "requested":
+        return HttpResponse(status=204)
+
+    if not github.app_credentials_configured():
+        logger.error("Deployment protection rule webhook received without App credentials")
+        return _answer(
+            503,
+            "GitHub App credentials not configured (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY): "
+            "Airlock cannot answer the deployment protection rule.",
+        )
+    try:
+        gate = gates.deployment_gate_receive(delivery_id=delivery_id, payload=payload)
+    except gates.DeliveryReplayed:
+        logger.warning("GitHub webhook delivery %s replayed; refused", delivery_id)
+        return _answer(409, f"Delivery {delivery_id} was already received; nothing was done.")
+    except ValidationError as refusal:
+        errors = refusal.message_dict if hasattr(refusal, "error_dict") else {}
+        message = "; ".join(refusal.messages)
+        return _answer(400, f"The payload cannot be acted on: {message}", errors=errors)
+    return _answer(
+        202,
+        f"Deployment gate #{gate.pk} is {gate.state}.",
+        gate=gate.pk,
+        state=gate.state,
+    )

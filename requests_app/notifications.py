@@ -1,0 +1,272 @@
+"""Who is told what about a request, by email and (optionally) a Slack incoming webhook.
+
+Services call notify(event, request_id=...) inside the transaction of the change; nothing is
+built or sent until it commits, and then only by Celery (requests_app.tasks): a slow or
+broken mail server or Slack never blocks a request and never undoes a transition. A message
+that cannot be sent is retried a bounded number of times with backoff, then logged.
+
+Each event has a template, templates/notifications/<event>.txt, whose first line is the
+subject and the rest the plain-text body; an optional <event>.html is sent as the HTML
+alternative. The Slack text is the subject and a link.
+
+Events and who gets them:
+
+| event | to | Slack |
+|---|---|---|
+| request_routed | the approvers of the request's groups (not the requester) | yes |
+| break_glass_used | the approvers, at once | yes |
+| request_approved, request_denied, request_timed_out | the requester | yes |
+| grant_applied | the requester | no |
+| grant_failed | the requester | yes |
+| expiry_reminder | the requester | no |
+| revocation_overdue | platform admins (staff with an email, and AIRLOCK_ADMIN_EMAILS) | yes |
+
+People are reached at their user's email; an approver login that has no user (or no email)
+yet is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models.functions import Lower
+from django.template import TemplateDoesNotExist
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+# Seconds one Slack POST may take; Slack answers in well under one.
+SLACK_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Event:
+    audience: str  # "approvers", "requester" or "admins"
+    slack: bool
+
+
+EVENTS = {
+    "request_routed": Event("approvers", slack=True),
+    "break_glass_used": Event("approvers", slack=True),
+    "request_approved": Event("requester", slack=True),
+    "request_denied": Event("requester", slack=True),
+    "request_timed_out": Event("requester", slack=True),
+    "grant_applied": Event("requester", slack=False),
+    "grant_failed": Event("requester", slack=True),
+    "expiry_reminder": Event("requester", slack=False),
+    "revocation_overdue": Event("admins", slack=True),
+}
+
+
+@dataclass
+class Message:
+    event: str
+    subject: str
+    body: str
+    html: str | None
+    link: str
+    recipients: list[str] = field(default_factory=list)
+    slack: bool = False
+
+    @property
+    def slack_text(self) -> str:
+        return f"*{_slack_escape(self.subject)}*\n<{self.link}|Open in Airlock>"
+
+
+class SlackError(Exception):
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None):
+        super().__init__(message)
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+# --- enqueueing (inside the service's transaction) -------------------------------------------
+
+
+def notify(event: str, *, request_id: int | None = None, grant_id: int | None = None) -> None:
+    """Send the event's message after the current transaction commits (never if it rolls
+    back). Pass ids, not objects: the message is built from the committed rows."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}")
+    transaction.on_commit(lambda: _enqueue(event, request_id, grant_id))
+
+
+def _enqueue(event: str, request_id: int | None, grant_id: int | None) -> None:
+    from requests_app.tasks import send_notification
+
+    try:
+        send_notification.apply_async(
+            args=[event], kwargs={"request_id": request_id, "grant_id": grant_id}
+        )
+    except Exception:  # any broker error: the transition has happened, the message is lost
+        logger.exception("Could not enqueue the %s notification (request %s, grant %s)",
+                         event, request_id, grant_id)
+
+
+# --- building a message ----------------------------------------------------------------------
+
+
+def build_message(
+    event: str, *, request_id: int | None = None, grant_id: int | None = None
+) -> Message | None:
+    """The message for an event, from the rows as they are now; None when there is nothing
+    to say any more (the request or grant is gone)."""
+    from grants.models import Grant
+    from requests_app.models import AccessRequest
+
+    spec = EVENTS[event]
+    grant = None
+    if grant_id is not None:
+        grant = (
+            Grant.objects.select_related("access_request", "target", "secret", "org_secret")
+            .filter(pk=grant_id)
+            .first()
+        )
+        if grant is None:
+            return None
+        request_id = request_id or grant.access_request_id
+    access_request = (
+        AccessRequest.objects.select_related(
+            "requester", "policy", "secret", "extends", "closed_by", "reviewed_by"
+        )
+        .filter(pk=request_id)
+        .first()
+    )
+    if access_request is None:
+        return None
+
+    if spec.audience == "approvers":
+        link = absolute(
+            reverse("admin:requests_app_accessrequest_change", args=[access_request.pk])
+        )
+        recipients = approver_emails(access_request)
+    elif spec.audience == "admins":
+        path = (
+            reverse("admin:grants_grant_change", args=[grant.pk]) if grant is not None
+            else reverse("admin:requests_app_accessrequest_change", args=[access_request.pk])
+        )
+        link = absolute(path)
+        recipients = admin_emails()
+    else:
+        link = absolute(reverse("requests_app:detail", args=[access_request.pk]))
+        email = access_request.requester.email
+        recipients = [email] if email else []
+
+    context = {
+        "event": event,
+        "r": access_request,
+        "grant": grant,
+        "link": link,
+        "request_url": absolute(reverse("requests_app:detail", args=[access_request.pk])),
+        "approvals": [a.approver.get_username() for a in access_request.approvals.all()],
+        "minutes_left": _minutes_left(access_request),
+        "reminder_minutes": settings.AIRLOCK_EXPIRY_REMINDER_MINUTES,
+        "dry_run": settings.AIRLOCK_DRY_RUN,
+    }
+    text = render_to_string(f"notifications/{event}.txt", context).strip()
+    subject, _, body = text.partition("\n")
+    try:
+        html = render_to_string(f"notifications/{event}.html", context)
+    except TemplateDoesNotExist:
+        html = None
+    return Message(
+        event=event,
+        subject=" ".join(subject.split())[:200],
+        body=body.strip() + "\n",
+        html=html,
+        link=link,
+        recipients=recipients,
+        slack=spec.slack,
+    )
+
+
+def absolute(path: str) -> str:
+    return urljoin(settings.AIRLOCK_BASE_URL + "/", path.lstrip("/"))
+
+
+def approver_emails(access_request) -> list[str]:
+    """Emails of the users behind the logins of the request's approver groups, but not the
+    requester's (they cannot decide their own request)."""
+    from requests_app.selectors import request_approver_logins
+
+    logins = request_approver_logins(access_request=access_request)
+    users = (
+        get_user_model()
+        .objects.annotate(login=Lower("username"))
+        .filter(login__in=logins, is_active=True)
+        .exclude(pk=access_request.requester_id)
+        .exclude(email="")
+        .order_by("username")
+    )
+    return _unique(user.email for user in users)
+
+
+def admin_emails() -> list[str]:
+    staff = (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .exclude(email="")
+        .order_by("username")
+        .values_list("email", flat=True)
+    )
+    return _unique([*staff, *settings.AIRLOCK_ADMIN_EMAILS])
+
+
+def _unique(emails) -> list[str]:
+    seen, result = set(), []
+    for email in emails:
+        if email and email.lower() not in seen:
+            seen.add(email.lower())
+            result.append(email)
+    return result
+
+
+def _minutes_left(access_request) -> int | None:
+    if access_request.expires_at is None:
+        return None
+    return max(0, int((access_request.expires_at - timezone.now()).total_seconds() // 60))
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn treats these three as control characters.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- sending (from the Celery tasks) ---------------------------------------------------------
+
+
+def send_email(*, subject: str, body: str, html: str | None, to: str) -> None:
+    """One email to one person, so a refused address does not hold up the others."""
+    message = EmailMultiAlternatives(subject=subject, body=body, to=[to])
+    if html:
+        message.attach_alternative(html, "text/html")
+    message.send()
+
+
+def post_to_slack(text: str) -> None:
+    """POST {"text": ...} to the incoming webhook. Raises SlackError; transient ones (no
+    answer, 429, 5xx) are worth retrying, others (a wrong or revoked URL) are not."""
+    url = settings.AIRLOCK_SLACK_WEBHOOK_URL
+    if not url:
+        return
+    try:
+        response = requests.post(url, json={"text": text}, timeout=SLACK_TIMEOUT_SECONDS)
+    except requests.RequestException as exc:
+        raise SlackError(f"{type(exc).__name__}: {exc}", transient=True) from exc
+    if response.status_code < 300:
+        return
+    retry_after = response.headers.get("retry-after")
+    raise SlackError(
+        f"Slack answered {response.status_code}: {response.text[:200]}",
+        transient=response.status_code == 429 or response.status_code >= 500,
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )

@@ -1,0 +1,103 @@
+"""Celery tasks of the requests app: notifications, expiry reminders, approver team sync.
+
+Thin, as everywhere: load by id, call a service or a sender, retry transient failures a
+bounded number of times with backoff. Each notification fans out into one task per email
+and one for Slack, so a retry re-sends only what failed.
+"""
+
+import logging
+import smtplib
+
+from celery import shared_task
+from django.conf import settings
+
+from requests_app import notifications, services
+
+logger = logging.getLogger(__name__)
+
+MAX_SEND_RETRIES = 5
+
+
+def _backoff(retries: int, cap: int = 600) -> int:
+    return min(cap, 30 * 2**retries)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def send_notification(event: str, request_id=None, grant_id=None) -> None:
+    message = notifications.build_message(event, request_id=request_id, grant_id=grant_id)
+    if message is None:
+        return
+    if not message.recipients:
+        logger.info("Notification %s (request %s): nobody to email", event, request_id)
+    for to in message.recipients:
+        _send_later(
+            send_email,
+            kwargs={
+                "subject": message.subject,
+                "body": message.body,
+                "html": message.html,
+                "to": to,
+            },
+        )
+    if message.slack and settings.AIRLOCK_SLACK_WEBHOOK_URL:
+        _send_later(post_to_slack, kwargs={"text": message.slack_text})
+
+
+def _send_later(task, *, kwargs) -> None:
+    try:
+        task.apply_async(kwargs=kwargs)
+    except Exception:
+        logger.exception("Could not enqueue %s", task.name)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_SEND_RETRIES)
+def send_email(self, *, subject: str, body: str, html=None, to: str) -> None:
+    try:
+        notifications.send_email(subject=subject, body=body, html=html, to=to)
+    except OSError as exc:  # smtplib's errors, connection refused, timeouts
+        if _smtp_refused_for_good(exc):
+            # A 5xx answer: the server will refuse it again. Say so, do not retry.
+            logger.error("Email %r to %s refused: %s", subject, to, exc)
+            return
+        if self.request.retries >= self.max_retries:
+            logger.error("Email %r to %s not sent after %d tries: %s",
+                         subject, to, self.request.retries + 1, exc)
+            return
+        logger.warning("Email %r to %s failed, retrying: %s", subject, to, exc)
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries)) from exc
+
+
+def _smtp_refused_for_good(exc: OSError) -> bool:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+    elif isinstance(exc, smtplib.SMTPResponseException):
+        codes = [exc.smtp_code]
+    else:
+        return False
+    return bool(codes) and all(500 <= code < 600 for code in codes)
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_SEND_RETRIES)
+def post_to_slack(self, *, text: str) -> None:
+    try:
+        notifications.post_to_slack(text)
+    except notifications.SlackError as exc:
+        if not exc.transient or self.request.retries >= self.max_retries:
+            logger.error("Slack message not posted: %s", exc)
+            return
+        logger.warning("Slack message failed, retrying: %s", exc)
+        countdown = exc.retry_after or _backoff(self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def remind_expiring() -> None:
+    sent = services.access_requests_remind_expiring()
+    if sent:
+        logger.info("Expiry reminders: %d sent", sent)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sync_approver_groups() -> None:
+    for report in services.approver_groups_sync_all():
+        logger.info("Approver group sync: %s", report)

@@ -1,0 +1,530 @@
+"""POST /github/webhook: Airlock as a GitHub custom deployment protection rule.
+
+GitHub's side is the local GitHub: it builds the `deployment_protection_rule` payload
+(checked against GitHub's schema for the event), signs the delivery as GitHub does, mints
+the App's installation tokens and records the callbacks it receives.
+"""
+
+import hashlib
+import hmac
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from grants import gates
+from grants.models import DeploymentGate
+from grants.services import grant_revoke
+from portal.celery import app as celery_app
+from requests_app.models import AccessRequest
+from requests_app.services import (
+    access_request_approve,
+    access_request_cancel,
+    access_request_create,
+    access_request_deny,
+    access_requests_time_out_overdue,
+)
+from tests.api.conftest import active_request
+from tests.github_fake.keys import new_app_private_key_pem
+from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "webhook-s3cret"
+WEBHOOK = "/github/webhook"
+CALLBACK = "/repos/acme/api/actions/runs/{}/deployment_protection_rule"
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run where they are sent, for tests about what is sent after the commit."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def app(gh, settings, eager_celery):
+    """Airlock's GitHub App, installed on acme; the grant engine keeps its token."""
+    key = new_app_private_key_pem()
+    installation = gh.register_app(4242, key, account="acme")
+    settings.GITHUB_APP_ID = "4242"
+    settings.GITHUB_APP_PRIVATE_KEY = key
+    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
+    settings.AIRLOCK_GITHUB_WEBHOOK_SECRET = SECRET
+    settings.AIRLOCK_BASE_URL = "https://airlock.test"
+    gh.add_user("dave")
+    gh.add_environment("acme/api", "production")
+    gh.installation = installation
+    return gh
+
+
+def payload(gh, run_id=7001, login="dave", **fields):
+    return gh.deployment_protection_rule_event(
+        "acme/api",
+        "production",
+        run_id=run_id,
+        login=login,
+        installation_id=gh.installation,
+        **fields,
+    )
+
+
+def deliver(gh, body, *, event="deployment_protection_rule", secret=SECRET, **headers):
+    """POST one delivery as GitHub would, running the after-commit work (eager tasks)."""
+    raw, signed = gh.webhook_delivery(event, body, secret, headers.pop("delivery_id", None))
+    signed.update(headers)
+    client = Client()
+    with _on_commit():
+        return client.post(
+            WEBHOOK,
+            data=raw,
+            content_type="application/json",
+            headers={k: v for k, v in signed.items() if k != "Content-Type"},
+        )
+
+
+class _on_commit:
+    """Run on_commit callbacks at the end of the block, as a real commit would."""
+
+    def __enter__(self):
+        from django.test import TestCase
+
+        self._context = TestCase.captureOnCommitCallbacks(execute=True)
+        return self._context.__enter__()
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
+
+
+def reviews(gh):
+    return [(c.run_id, c.state) for c in gh.callbacks]
+
+
+def post_raw(raw: bytes, headers: dict):
+    headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+    return Client().post(WEBHOOK, data=raw, content_type="application/json", headers=headers)
+
+
+# -- authenticity ------------------------------------------------------------------------------
+
+
+def test_a_bad_signature_is_401_and_nothing_happens(app):
+    response = deliver(app, payload(app), secret="not-the-secret")
+    assert response.status_code == 401
+    assert "X-Hub-Signature-256" in response.json()["message"]
+    assert not DeploymentGate.objects.exists()
+    assert app.callbacks == []
+
+
+def test_a_missing_signature_is_401(app):
+    raw, headers = app.webhook_delivery("deployment_protection_rule", payload(app), SECRET)
+    headers.pop("X-Hub-Signature-256")
+    assert post_raw(raw, headers).status_code == 401
+
+
+def test_a_body_changed_after_signing_is_401(app):
+    raw, headers = app.webhook_delivery("deployment_protection_rule", payload(app), SECRET)
+    tampered = raw.replace(b'"dave"', b'"mallory"')
+    assert post_raw(tampered, headers).status_code == 401
+
+
+def test_without_a_webhook_secret_the_webhook_answers_503(app, settings):
+    settings.AIRLOCK_GITHUB_WEBHOOK_SECRET = ""
+    response = deliver(app, payload(app))
+    assert response.status_code == 503
+    assert response.json()["message"] == (
+        "webhook secret not configured: set AIRLOCK_GITHUB_WEBHOOK_SECRET"
+    )
+
+
+def test_without_app_credentials_a_protection_rule_is_503(app, settings):
+    settings.GITHUB_APP_ID = ""
+    settings.GITHUB_APP_PRIVATE_KEY = ""
+    response = deliver(app, payload(app))
+    assert response.status_code == 503
+    assert "GITHUB_APP_ID" in response.json()["message"]
+    assert not DeploymentGate.objects.exists()
+
+
+def test_a_replayed_delivery_is_refused_with_409_and_nothing_is_done_again(app):
+    active_request("dave")
+    body = payload(app)
+    first = deliver(app, body, delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    again = deliver(app, body, delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958")
+    assert (first.status_code, again.status_code) == (202, 409)
+    assert "already received" in again.json()["message"]
+    assert DeploymentGate.objects.count() == 1
+    assert reviews(app) == [(7001, "approved")]
+    assert AuditEvent.objects.filter(action="deployment_gate.requested").count() == 1
+
+
+def test_other_events_and_actions_are_accepted_and_ignored(app):
+    ping = deliver(app, {"zen": "Design for failure.", "hook_id": 1}, event="ping")
+    assert ping.status_code == 204
+    other = {**payload(app), "action": "something_new"}
+    assert deliver(app, other).status_code == 204
+    assert not DeploymentGate.objects.exists()
+
+
+def test_a_body_that_is_not_json_is_400(app):
+    raw = b"{not json"
+    _, headers = app.webhook_delivery("deployment_protection_rule", {}, SECRET)
+    digest = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    headers["X-Hub-Signature-256"] = f"sha256={digest}"
+    response = post_raw(raw, headers)
+    assert response.status_code == 400
+    assert "not JSON" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda p: p.pop("installation"), "installation.id"),
+        (lambda p: p["sender"].pop("login"), "sender.login"),
+        (lambda p: p.update(environment="prod\nuction"), "environment"),
+        (lambda p: p["repository"].update(full_name="not a repo"), "repository.full_name"),
+    ],
+)
+def test_a_payload_airlock_cannot_act_on_is_400_naming_the_field(app, change, field):
+    body = payload(app)
+    change(body)
+    response = deliver(app, body)
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    assert not DeploymentGate.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://attacker.example/api/v3/repos/acme/api/actions/runs/1/deployment_protection_rule",
+        "{api}/repos/acme/api/actions/runs/1/deployment_protection_rule?next=https://x.example",
+        "{api}/repos/acme/api/deployments/1",
+        "{api}/repos/acme/other/actions/runs/1/deployment_protection_rule",
+        "{api}/repos/acme/api/actions/runs/1/../../../../user/deployment_protection_rule",
+    ],
+)
+def test_a_callback_url_other_than_githubs_own_is_refused(app, url):
+    body = payload(app)
+    body["deployment_callback_url"] = url.format(api=app.api_url)
+    response = deliver(app, body)
+    assert response.status_code == 400
+    assert "deployment_callback_url" in response.json()["errors"]
+    assert not DeploymentGate.objects.exists()
+    assert not [r for r in app.requests if r.method == "POST"]  # no token minted, no call
+
+
+# -- deciding ---------------------------------------------------------------------------------
+
+
+def test_an_active_grant_approves_through_the_callback_with_the_installation_token(app):
+    access_request = active_request("dave")
+    response = deliver(app, payload(app, run_id=7001))
+
+    assert response.status_code == 202
+    gate = DeploymentGate.objects.get()
+    assert response.json() == {
+        "message": f"Deployment gate #{gate.pk} is approved.",
+        "gate": gate.pk,
+        "state": "approved",
+    }
+    [callback] = app.callbacks
+    assert (callback.repo, callback.run_id, callback.environment_name, callback.state) == (
+        "acme/api",
+        7001,
+        "production",
+        "approved",
+    )
+    assert callback.installation_id == app.installation
+    assert f"request #{access_request.pk}" in callback.comment
+    minted = [r for r in app.requests if r.path.endswith("/access_tokens")]
+    assert minted[0].path == f"/app/installations/{app.installation}/access_tokens"
+    post = next(r for r in app.requests if r.path == CALLBACK.format(7001))
+    assert post.headers["authorization"].startswith("token ghs_")
+    gate.refresh_from_db()
+    assert gate.access_request == access_request and gate.posted_at is not None
+    actions = list(
+        AuditEvent.objects.filter(target_id=str(gate.pk), target_type="grants.deploymentgate")
+        .order_by("seq")
+        .values_list("action", flat=True)
+    )
+    assert actions == [
+        "deployment_gate.requested",
+        "deployment_gate.approved",
+        "github.deployment_protection_rule_reviewed",
+    ]
+
+
+def test_without_a_grant_a_status_comment_links_to_a_new_request(app):
+    response = deliver(app, payload(app, run_id=7002))
+    assert response.json()["state"] == "pending"
+    [callback] = app.callbacks
+    assert callback.state is None  # a comment: the job keeps waiting
+    assert "dave holds no active Airlock grant for acme/api environment 'production'" in (
+        callback.comment
+    )
+    assert (
+        "https://airlock.test/requests/new/?repository=acme%2Fapi&environment=production"
+        in callback.comment
+    )
+    assert DeploymentGate.objects.get().notice_posted_at is not None
+
+
+def test_the_status_comment_links_to_the_request_already_open(app):
+    open_request = AccessRequestFactory(requester=UserFactory(username="dave"))
+    deliver(app, payload(app))
+    assert f"https://airlock.test/requests/{open_request.pk}/" in app.callbacks[0].comment
+
+
+def test_another_persons_grant_does_not_approve(app):
+    app.add_user("erin")
+    active_request("erin")
+    deliver(app, payload(app, login="dave"))
+    assert reviews(app) == [(7001, None)]
+
+
+def test_a_grant_restricted_to_a_workflow_does_not_approve_a_deployment(app):
+    active_request("dave", workflow_ref_pattern="acme/api/.github/workflows/deploy.yml@*")
+    deliver(app, payload(app))
+    [callback] = app.callbacks
+    assert callback.state is None
+    assert "only workflows matching" in callback.comment
+
+
+def test_a_ref_restriction_is_matched_only_against_a_fully_qualified_ref(app):
+    active_request("dave", ref_pattern="refs/heads/main")
+    deliver(app, payload(app, run_id=1, ref="main"))  # a branch or a tag? unknown
+    deliver(app, payload(app, run_id=2, ref="refs/heads/main"))
+    deliver(app, payload(app, run_id=3, ref="refs/heads/feature"))
+    assert sorted(reviews(app)) == [(1, None), (2, "approved"), (3, None)]
+
+
+def test_a_waiting_deployment_is_approved_when_the_grant_becomes_active(app):
+    policy, _, approvers = approver_setup()
+    access_request = access_request_create(
+        requester=UserFactory(username="dave"),
+        repository="acme/api",
+        environment="production",
+        access="reviewer",
+        reason="Deploying the hotfix for INC-1234",
+        duration_minutes=30,
+    )
+    deliver(app, payload(app, run_id=7003))
+    assert reviews(app) == [(7003, None)]
+
+    access_request_approve(access_request=access_request, approver=approvers["alice"])
+    with _on_commit():  # the grant is applied on GitHub, then the gate is approved
+        access_request_approve(access_request=access_request, approver=approvers["bob"])
+
+    access_request.refresh_from_db()
+    assert access_request.status == AccessRequest.Status.ACTIVE
+    assert app.reviewers("acme/api", "production") == ["dave"]
+    assert reviews(app) == [(7003, None), (7003, "approved")]
+    gate = DeploymentGate.objects.get()
+    assert (gate.state, gate.access_request_id) == ("approved", access_request.pk)
+
+
+@pytest.mark.parametrize("closing", ["deny", "cancel", "time out"])
+def test_a_waiting_deployment_is_rejected_when_its_request_closes(app, closing):
+    policy, _, approvers = approver_setup()
+    dave = UserFactory(username="dave")
+    access_request = access_request_create(
+        requester=dave,
+        repository="acme/api",
+        environment="production",
+        access="reviewer",
+        reason="Deploying the hotfix for INC-1234",
+    )
+    deliver(app, payload(app, run_id=7004))
+    with _on_commit():
+        if closing == "deny":
+            access_request_deny(
+                access_request=access_request, approver=approvers["alice"], comment="Not today"
+            )
+        elif closing == "cancel":
+            access_request_cancel(access_request=access_request, user=dave)
+        else:
+            AccessRequest.objects.filter(pk=access_request.pk).update(
+                pending_until=timezone.now() - timedelta(seconds=1)
+            )
+            access_requests_time_out_overdue()
+
+    assert reviews(app) == [(7004, None), (7004, "rejected")]
+    rejected = app.callbacks[-1].comment
+    assert f"request #{access_request.pk}" in rejected
+    assert {"deny": "was denied: Not today", "cancel": "was cancelled", "time out": "timed out"}[
+        closing
+    ] in rejected
+    assert AuditEvent.objects.filter(action="deployment_gate.rejected").count() == 1
+
+
+def test_revoking_a_grant_that_did_not_cover_a_deployment_rejects_it(app):
+    access_request = active_request(
+        "dave", workflow_ref_pattern="acme/api/.github/workflows/deploy.yml@*"
+    )
+    deliver(app, payload(app))
+    with _on_commit():
+        grant_revoke(grant=access_request.grant, user=access_request.requester)
+    assert reviews(app) == [(7001, None), (7001, "rejected")]
+    assert "was revoked" in app.callbacks[-1].comment
+
+
+def test_the_sweep_rejects_a_deployment_whose_closing_message_was_lost(app):
+    policy, _, approvers = approver_setup()
+    pending = AccessRequestFactory(requester=UserFactory(username="dave"), policy=policy)
+    deliver(app, payload(app))
+    access_request_deny(access_request=pending, approver=approvers["alice"], comment="No")
+    # (the denial's after-commit message never ran: no capture around it)
+    with _on_commit():
+        assert gates.deployment_gates_sweep()["decided"] == 1
+    assert reviews(app) == [(7001, None), (7001, "rejected")]
+
+
+def test_another_open_request_keeps_the_deployment_waiting_when_one_is_denied(app):
+    policy, _, approvers = approver_setup()
+    dave = UserFactory(username="dave")
+    first = AccessRequestFactory(requester=dave, policy=policy)
+    second = AccessRequestFactory(requester=dave, policy=policy)
+    deliver(app, payload(app))
+    with _on_commit():
+        access_request_deny(access_request=first, approver=approvers["alice"], comment="dup")
+    assert reviews(app) == [(7001, None)]
+    assert DeploymentGate.objects.get().state == "pending"
+    assert second.status == AccessRequest.Status.PENDING
+
+
+def test_a_deployment_after_a_denial_waits_for_a_new_request(app):
+    policy, _, approvers = approver_setup()
+    denied = AccessRequestFactory(requester=UserFactory(username="dave"), policy=policy)
+    access_request_deny(access_request=denied, approver=approvers["alice"], comment="No")
+    deliver(app, payload(app))
+    with _on_commit():
+        gates.deployment_gates_sweep()
+    assert DeploymentGate.objects.get().state == "pending"
+    assert reviews(app) == [(7001, None)]
+
+
+# -- the guarantees: the sweep, GitHub's errors ----------------------------------------------
+
+
+def test_the_sweep_approves_a_deployment_whose_activation_message_was_lost(app):
+    deliver(app, payload(app))
+    active_request("dave")  # made active behind the hooks' back, as if the message was lost
+
+    with _on_commit():
+        assert gates.deployment_gates_sweep()["decided"] == 1
+    assert reviews(app) == [(7001, None), (7001, "approved")]
+
+
+def test_a_transient_github_error_is_retried_until_the_approval_arrives(app):
+    active_request("dave")
+    app.faults.add(
+        "POST", "/repos/*/*/actions/runs/*/deployment_protection_rule", status=502, times=None
+    )
+    deliver(app, payload(app))
+
+    gate = DeploymentGate.objects.get()
+    assert gate.state == "approved" and gate.posted_at is None
+    assert gate.post_attempts == 1 and "502" in gate.last_error
+    assert gate.next_attempt_at > timezone.now()
+    assert gates.deployment_gates_sweep()["posts"] == 0  # not before its backoff ends
+
+    app.faults.clear()
+    DeploymentGate.objects.filter(pk=gate.pk).update(next_attempt_at=timezone.now())
+    gates.deployment_gates_sweep()
+
+    gate.refresh_from_db()
+    assert gate.posted_at is not None and gate.last_error == ""
+    assert reviews(app) == [(7001, "approved")]
+
+
+def test_a_permanent_refusal_is_recorded_audited_and_not_retried(app):
+    active_request("dave")
+    app.faults.add(
+        "POST",
+        "/repos/*/*/actions/runs/*/deployment_protection_rule",
+        status=422,
+        body={"message": "No pending deployment protection rule for this run"},
+        times=None,
+    )
+    deliver(app, payload(app))
+
+    gate = DeploymentGate.objects.get()
+    assert gate.gave_up_at is not None
+    assert "No pending deployment protection rule" in gate.last_error
+    failed = AuditEvent.objects.get(action="deployment_gate.post_failed")
+    assert "No pending deployment protection rule" in failed.reason
+    app.faults.clear()
+    assert gates.deployment_gates_sweep()["posts"] == 0
+
+
+def test_a_gate_another_worker_is_posting_is_left_to_it(app):
+    active_request("dave")
+    celery_app.conf.task_always_eager = False  # post by hand below
+    deliver(app, payload(app))
+    gate = DeploymentGate.objects.get()
+    DeploymentGate.objects.filter(pk=gate.pk).update(
+        claimed_until=timezone.now() + timedelta(minutes=1)
+    )
+    assert gates.deployment_gate_post(gate_id=gate.pk) == "busy"
+    assert app.callbacks == []
+    DeploymentGate.objects.filter(pk=gate.pk).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)  # that worker died
+    )
+    assert gates.deployment_gate_post(gate_id=gate.pk) == "posted"
+    assert gates.deployment_gate_post(gate_id=gate.pk) == "nothing to post"
+    assert reviews(app) == [(7001, "approved")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_posting_the_same_gate_at_once_post_once(app, on_postgres):
+    active_request("dave")
+    celery_app.conf.task_always_eager = False  # post by hand below, from two threads
+    deliver(app, payload(app))
+    gate = DeploymentGate.objects.get()
+    # Slow, but within the client's timeout (1 s in these tests), so one POST is made.
+    app.faults.timeout("POST", "/repos/*/*/actions/runs/*/deployment_protection_rule", delay=0.5)
+    outcomes = []
+
+    def post():
+        try:
+            outcomes.append(gates.deployment_gate_post(gate_id=gate.pk))
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=post) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sorted(outcomes) == ["busy", "posted"]
+    assert reviews(app) == [(7001, "approved")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_delivery_twice_at_once_opens_one_gate(app, on_postgres):
+    active_request("dave")
+    body = payload(app)
+    answers = []
+
+    def post():
+        try:
+            raw, headers = app.webhook_delivery(
+                "deployment_protection_rule", body, SECRET, "same-delivery"
+            )
+            answers.append(post_raw(raw, headers).status_code)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=post) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sorted(answers) == [202, 409]
+    assert DeploymentGate.objects.count() == 1
