@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint bench clean
+.PHONY: run test venv lint bench clean github
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# A local GitHub (the tests' faithful fake) seeded with acme/api, for watching grants:
+# see README "Watch a grant on a local GitHub".
+github: $(STAMP)
+	mkdir -p data && cp demo/local-github.json data/local-github.json
+	$(BIN)/python -m tests.github_fake --port 9100 --state-file data/local-github.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,10 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     os.chdir(ROOT)
-    (ROOT / "data").mkdir(exist_ok=True)
     env = dict(os.environ)
+    Path(env.get("AIRLOCK_DATA_DIR", ROOT / "data")).mkdir(parents=True, exist_ok=True)
     env.setdefault("DEBUG", "true")
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     env.setdefault("AIRLOCK_SECRET_DEPLOY_TOKEN", "demo-deploy-token-value")
@@ -48,6 +52,8 @@ def main() -> int:
     ) else f"live against {env.get('GITHUB_API_URL', 'https://api.github.com')}"
     print(f"\nAirlock is starting on http://{address}/ in {mode}. Ctrl-C stops it.\n",
           flush=True)
+    # A SIGTERM (from `timeout`, a process manager, ...) stops the children like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
