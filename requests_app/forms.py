@@ -167,6 +167,14 @@ class AdminLoginForm(AdminAuthenticationForm):
     """The admin's password form, open to approvers as well as staff, like the admin site
     itself (portal.admin_site). Django's own form lets staff in only."""
 
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "invalid_login": (
+            "Please enter the correct %(username)s and password of an approver or platform "
+            "admin account. Note that both fields may be case-sensitive."
+        ),
+    }
+
     def confirm_login_allowed(self, user):
         AuthenticationForm.confirm_login_allowed(self, user)
         if not (user.is_staff or user_is_approver(user=user)):

@@ -153,18 +153,20 @@ def _lifecycle_context(request, access_request: AccessRequest, extend_form) -> d
     Status = AccessRequest.Status
     own = access_request.requester_id == request.user.pk
     grant = getattr(access_request, "grant", None) if own else None
-    can_give_back = (
-        grant is not None
-        and grant.state in ("pending", "applied")
-        and grant.revoke_requested_at is None
-        and access_request.status in (Status.APPROVED, Status.ACTIVE)
-    )
-    open_extension = request_open_extension(access_request=access_request)
     in_force = (
         access_request.status == Status.ACTIVE
         and access_request.expires_at is not None
         and access_request.expires_at > timezone.now()
     )
+    # Past its expiry an active request is only waiting for the engine to remove it:
+    # there is nothing left to give back.
+    can_give_back = (
+        grant is not None
+        and grant.state in ("pending", "applied")
+        and grant.revoke_requested_at is None
+        and (in_force or access_request.status == Status.APPROVED)
+    )
+    open_extension = request_open_extension(access_request=access_request)
     policy = access_request.policy
     return {
         "can_give_back": can_give_back,

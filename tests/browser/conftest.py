@@ -161,12 +161,30 @@ def _wait_for_other_database_sessions_to_end(timeout: float = 15) -> None:
         time.sleep(0.2)
 
 
+def _missing_services() -> list[str]:
+    from django.db import connection
+
+    missing = []
+    if not os.environ.get("AIRLOCK_LIVE_BROKER_URL", "").startswith("redis://"):
+        missing.append("AIRLOCK_LIVE_BROKER_URL=redis://127.0.0.1:6379/N (a Redis to flush)")
+    if connection.vendor != "postgresql":
+        missing.append("a PostgreSQL DATABASE_URL")
+    browser = os.environ.get("AIRLOCK_BROWSER", "")
+    if not (browser and os.access(browser, os.X_OK)):
+        missing.append("AIRLOCK_BROWSER=/usr/bin/chromium (headless Chromium)")
+    return missing
+
+
 @pytest.fixture
-def deployment(transactional_db, github, static_root, artifacts, tmp_path):
+def deployment(request, transactional_db, github, artifacts, tmp_path):
     """Airlock's settings for this test, none of its processes started yet (see `portal`
     and `portal_and_engine`): pytest's test database, the Redis broker (flushed), the local
     GitHub for the grant engine, sign-in and OIDC, DEBUG off over plain HTTP."""
+    missing = _missing_services()
+    if missing:
+        pytest.skip("needs " + "; ".join(missing))
     broker = live_broker_url()
+    static_root = request.getfixturevalue("static_root")  # only once we know it is needed
     import redis
 
     redis.Redis.from_url(broker).flushdb()

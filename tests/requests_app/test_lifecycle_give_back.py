@@ -16,6 +16,7 @@ from tests.requests_app.lifecycle import (
     approve,
     file_request,
     grant_now,
+    move_expiry,
     policy_and_approvers,
 )
 
@@ -120,10 +121,24 @@ def test_only_the_requester_gives_access_back_and_only_once(gh, approvers, clien
 def test_a_pending_request_has_nothing_to_give_back(gh, approvers, client):
     pending = file_request("dave")
     client.force_login(pending.requester)
-    assert "Give access back" not in client.get(
-        reverse("requests_app:detail", args=[pending.pk])
-    ).content.decode()
+    assert (
+        "Give access back"
+        not in client.get(reverse("requests_app:detail", args=[pending.pk])).content.decode()
+    )
     response = client.post(give_back_url(pending), follow=True)
     assert "has no access to give back" in response.content.decode()
     pending.refresh_from_db()
     assert pending.status == Status.PENDING
+
+
+def test_access_past_its_expiry_offers_nothing_to_give_back_while_it_is_removed(
+    gh, approvers, client
+):
+    access_request = move_expiry(active_on_github(approvers["alice"]))
+    assert access_request.status == Status.ACTIVE  # the engine has not removed it yet
+    client.force_login(access_request.requester)
+
+    page = client.get(reverse("requests_app:detail", args=[access_request.pk])).content.decode()
+
+    assert "Give access back now" not in page
+    assert "Ask for more time" not in page
