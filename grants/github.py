@@ -298,7 +298,15 @@ def _pygithub() -> Github:
             Auth.AppAuth(int(settings.GITHUB_APP_ID), settings.GITHUB_APP_PRIVATE_KEY),
             int(settings.GITHUB_APP_INSTALLATION_ID),
         )
-    client = Github(
+    client = _new_pygithub(auth)
+    _clients.github = (config, client)
+    return client
+
+
+def _new_pygithub(auth) -> Github:
+    # PyGithub's own retries and throttling are off: GitHubClient retries, honouring
+    # retry-after and the rate-limit reset, and renews the reconciler's lease in between.
+    return Github(
         auth=auth,
         base_url=settings.GITHUB_API_URL,
         timeout=max(1, int(settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS)),
@@ -308,8 +316,6 @@ def _pygithub() -> Github:
         user_agent="airlock",
         lazy=True,
     )
-    _clients.github = (config, client)
-    return client
 
 
 def _path(*parts: str) -> str:
@@ -656,16 +662,7 @@ def _installation_pygithub(installation_id: int) -> Github:
         auth = Auth.AppAuth(
             int(settings.GITHUB_APP_ID), settings.GITHUB_APP_PRIVATE_KEY
         ).get_installation_auth(installation_id)
-        client = cache[1][installation_id] = Github(
-            auth=auth,
-            base_url=settings.GITHUB_API_URL,
-            timeout=max(1, int(settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS)),
-            retry=None,
-            seconds_between_requests=None,
-            seconds_between_writes=None,
-            user_agent="airlock",
-            lazy=True,
-        )
+        client = cache[1][installation_id] = _new_pygithub(auth)
     return client
 
 

@@ -237,6 +237,31 @@ def _priority(grant: Grant):
 # --- transitions of grants (inside the outcome transaction) -----------------------------------
 
 
+def _lock_rows(grants) -> None:
+    """Lock the requests, then the grants, an outcome transaction may change, before its
+    first audit event takes the audit chain's lock (audit.log_event holds it to the end of
+    the transaction). Every transaction that changes both takes them in this order (see
+    grants.services.grant_revoke, and the request services, which lock their request first),
+    so none waits for a row while holding the chain another is queued on: PostgreSQL would
+    abort one of them as a deadlock."""
+    grants = list(grants)
+    if not grants:
+        return
+    request_ids = sorted({grant.access_request_id for grant in grants})
+    list(
+        AccessRequest.objects.select_for_update()
+        .filter(pk__in=request_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    list(
+        Grant.objects.select_for_update()
+        .filter(pk__in=sorted({grant.pk for grant in grants}))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 def _grant_expiry(grant: Grant, at: datetime) -> tuple[datetime, bool | None]:
     """When a grant starting at `at` ends, and (for an extension) whether it continues its
     original. A grant lasts its duration from the moment it is applied. An extension that
@@ -372,6 +397,7 @@ def _record_failed_attempt(grants_to_apply, grants_ending, error: GitHubError, n
     retry_at = getattr(error, "retry_at", None)
     retrying = []
     with transaction.atomic():
+        _lock_rows([*grants_to_apply, *grants_ending])
         for grant in grants_to_apply:
             attempts = grant.attempts + 1
             if attempts >= settings.AIRLOCK_GRANT_MAX_ATTEMPTS:
@@ -435,25 +461,34 @@ def _save_dry_run_state(target, gh) -> None:
 def reconcile_environment(target_id: int, *, check: bool = False) -> ReconcileResult:
     """Reconcile one environment now. Returns busy=True when another worker holds it; that
     worker then passes again, because this call raised the target's generation first."""
-    target = Target.objects.get(pk=target_id)
+    cache: dict = {}
+
+    def environment_pass(target, gh, result, check):
+        _environment_pass(target, gh, result, check=check, cache=cache)
+
+    return _reconcile_under_lease(Target, target_id, environment_pass, check=check)
+
+
+def _reconcile_under_lease(model, pk: int, one_pass, *, check: bool) -> ReconcileResult:
+    """Take the target's lease and make passes (at most MAX_PASSES) until nobody asked
+    for another reconcile meanwhile; only the first pass is a drift check."""
+    target = model.objects.get(pk=pk)
     result = ReconcileResult(target=str(target))
-    request_reconcile(Target, target_id)
-    lease = Lease(Target, target_id)
+    request_reconcile(model, pk)
+    lease = Lease(model, pk)
     if not lease.acquire():
         result.busy = True
         return result
     try:
-        cache: dict = {}
         for _ in range(MAX_PASSES):
-            target = Target.objects.get(pk=target_id)
-            gh = _client(target, lease)
-            _environment_pass(target, gh, result, check=check, cache=cache)
+            target = model.objects.get(pk=pk)
+            one_pass(target, _client(target, lease), result, check)
             check = False
             if lease.release_if_unchanged():
                 break
         else:
             # Changes keep arriving: let go and queue another reconcile rather than hold on.
-            transaction.on_commit(lambda: schedule_reconcile(Target, target_id))
+            transaction.on_commit(lambda: schedule_reconcile(model, pk))
     except LeaseLost as exc:
         result.errors.append(str(exc))
         logger.warning("%s", exc)
@@ -550,6 +585,7 @@ def _reconcile_reviewers(target, gh, grants, result, now, check, cache) -> None:
     if not needs_github:
         if plan.withdrawn:
             with transaction.atomic():
+                _lock_rows(plan.withdrawn)
                 for grant in plan.withdrawn:
                     if _mark_revoked(grant, at=now, detail={"github": "never applied"}):
                         result.revoked.append(grant.pk)
@@ -561,6 +597,7 @@ def _reconcile_reviewers(target, gh, grants, result, now, check, cache) -> None:
             _resolve_user_id(target, gh, grant, result)
         except NotFoundError as exc:
             with transaction.atomic():
+                _lock_rows([grant])
                 _mark_failed(
                     grant,
                     message=f"GitHub has no user named {grant.login} ({exc.message}).",
@@ -645,6 +682,7 @@ def _reconcile_reviewers(target, gh, grants, result, now, check, cache) -> None:
     written_keys = {r.key for r in written.reviewers}
     applied_at = timezone.now()
     with transaction.atomic():
+        _lock_rows(plan.keep + plan.to_apply + plan.ending + plan.withdrawn)
         target.airlock_reviewers = [
             r.as_json()
             for r in airlock + [a for a in added if a.key not in airlock_keys]
@@ -773,6 +811,7 @@ def _environment_missing(target, gh, plan, result, now, exc) -> None:
         except GitHubError:
             gone = False
     with transaction.atomic():
+        _lock_rows(plan.keep + plan.ending + plan.withdrawn)
         for grant in plan.withdrawn:
             if _mark_revoked(grant, at=now, detail={"github": "never applied"}):
                 result.revoked.append(grant.pk)
@@ -794,6 +833,7 @@ def _environment_missing(target, gh, plan, result, now, exc) -> None:
 
 def _fail_all(plan: Plan, message: str, result: ReconcileResult) -> None:
     with transaction.atomic():
+        _lock_rows(plan.to_apply)
         for grant in plan.to_apply:
             if _mark_failed(grant, message=message):
                 result.failed.append(grant.pk)
@@ -931,6 +971,7 @@ def _reconcile_environment_secret(target, gh, name, grants, result, now, check) 
 
     at = timezone.now()
     with transaction.atomic():
+        _lock_rows(plan.to_apply + plan.ending + plan.withdrawn)
         if changed:
             audit.log_event(
                 action=f"github.environment_secret_{changed}",
@@ -972,31 +1013,14 @@ def _record_secret_baseline(row: EnvironmentSecret, present: bool) -> None:
 
 
 def reconcile_org_secret(org_secret_id: int, *, check: bool = False) -> ReconcileResult:
-    target = OrgSecretTarget.objects.get(pk=org_secret_id)
-    result = ReconcileResult(target=str(target))
-    request_reconcile(OrgSecretTarget, org_secret_id)
-    lease = Lease(OrgSecretTarget, org_secret_id)
-    if not lease.acquire():
-        result.busy = True
-        return result
-    try:
-        for _ in range(MAX_PASSES):
-            target = OrgSecretTarget.objects.get(pk=org_secret_id)
-            gh = _client(target, lease)
-            _org_secret_pass(target, gh, result, check=check)
-            _save_dry_run_state(target, gh)
-            check = False
-            if lease.release_if_unchanged():
-                break
-        else:
-            # Changes keep arriving: let go and queue another reconcile rather than hold on.
-            transaction.on_commit(lambda: schedule_reconcile(OrgSecretTarget, org_secret_id))
-    except LeaseLost as exc:
-        result.errors.append(str(exc))
-        logger.warning("%s", exc)
-    finally:
-        lease.release()
-    return result
+    """Reconcile one organization secret's repository list now (busy=True as for an
+    environment)."""
+
+    def org_secret_pass(target, gh, result, check):
+        _org_secret_pass(target, gh, result, check=check)
+        _save_dry_run_state(target, gh)
+
+    return _reconcile_under_lease(OrgSecretTarget, org_secret_id, org_secret_pass, check=check)
 
 
 def _repository_id(grant: Grant, gh, result) -> int:
@@ -1045,6 +1069,7 @@ def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, ch
     if not (plan.to_apply or plan.ending or check or set(airlock) - kept_ids):
         if plan.withdrawn:
             with transaction.atomic():
+                _lock_rows(plan.withdrawn)
                 for grant in plan.withdrawn:
                     if _mark_revoked(grant, at=now, detail={"github": "never applied"}):
                         result.revoked.append(grant.pk)
@@ -1130,6 +1155,7 @@ def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, ch
 
     at = timezone.now()
     with transaction.atomic():
+        _lock_rows(plan.keep + plan.to_apply + plan.ending + plan.withdrawn)
         airlock_after = [i for i in intent if i in after]
         observed = None if target.dry_run else after
         OrgSecretTarget.objects.filter(pk=target.pk).update(

@@ -160,6 +160,7 @@ def grant_revoke(*, grant: Grant, user, comment: str = "") -> Grant:
     if not (is_requester or _may_manage(user)):
         raise NotAllowed("Only the requester or a platform admin can revoke this grant.")
     with transaction.atomic():
+        _lock_extension_chain(grant.access_request)
         if not _revoke_one(grant, user=user, comment=comment):
             grant.refresh_from_db()
             raise WrongState(
@@ -169,6 +170,27 @@ def grant_revoke(*, grant: Grant, user, comment: str = "") -> Grant:
             )
         _end_extension_chain(grant.access_request, user=user, comment=comment)
     return grant
+
+
+def _lock_extension_chain(access_request: AccessRequest) -> None:
+    """Lock every request of the stretch of access, then their grants, before the first
+    audit event takes the chain's lock: the order the request services and the reconciler
+    keep too (grants.reconciler._lock_rows), so none of them deadlocks with a revocation."""
+    from requests_app.selectors import request_extension_chain
+
+    request_ids = sorted(r.pk for r in request_extension_chain(access_request=access_request))
+    list(
+        AccessRequest.objects.select_for_update()
+        .filter(pk__in=request_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    list(
+        Grant.objects.select_for_update()
+        .filter(access_request_id__in=request_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _revoke_one(grant: Grant, *, user, comment: str) -> bool:
@@ -222,6 +244,12 @@ def grant_retry(*, grant: Grant, user) -> Grant:
     if not _may_manage(user):
         raise NotAllowed("Only a platform admin can retry a grant.")
     with transaction.atomic():
+        # The request first, then the grant: the order every other writer of both keeps.
+        list(
+            AccessRequest.objects.select_for_update()
+            .filter(pk=grant.access_request_id)
+            .values_list("pk", flat=True)
+        )
         grant = Grant.objects.select_for_update().get(pk=grant.pk)
         if grant.state == State.FAILED:
             Grant.objects.filter(pk=grant.pk, state=State.FAILED).update(

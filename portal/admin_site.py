@@ -1,14 +1,27 @@
 """The admin site: platform admins (staff) and approvers share it.
 
 Approvers are not staff. They get in because they belong to an approver group, and lose
-access the moment they leave it; nothing has to be kept in sync.
+access the moment they leave it; nothing has to be kept in sync. Inside, someone who is not
+staff reaches only APPROVER_MODELS, whatever permissions their account holds: Django's own
+rule is that only staff enter the admin, so a permission left on a non-staff account (from
+when it was staff, say) must not open the audit log, the grants or the users to it.
 """
 
 from datetime import timedelta
+from functools import wraps
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils import timezone
+
+# The admin pages an approver who is not staff may open (each ModelAdmin then limits them
+# to the requests routed to that approver).
+APPROVER_MODELS = frozenset({"requests_app.accessrequest", "requests_app.approval"})
+
+
+def _for_approver(model) -> bool:
+    return model._meta.label_lower in APPROVER_MODELS
 
 
 class AirlockAdminSite(admin.AdminSite):
@@ -28,6 +41,31 @@ class AirlockAdminSite(admin.AdminSite):
 
         user = request.user
         return user.is_active and (user.is_staff or user_is_approver(user=user))
+
+    def admin_view(self, view, cacheable=False):
+        model_admin = getattr(view, "__self__", None)
+        if isinstance(model_admin, admin.ModelAdmin) and not _for_approver(model_admin.model):
+
+            @wraps(view)
+            def staff_only(request, *args, **kwargs):
+                if not request.user.is_staff:
+                    raise PermissionDenied
+                return view(request, *args, **kwargs)
+
+            return super().admin_view(staff_only, cacheable)
+        return super().admin_view(view, cacheable)
+
+    def _build_app_dict(self, request, label=None):
+        # The index and app pages list what has_module_permission allows; for someone who is
+        # not staff, only what admin_view lets them open.
+        app_dict = super()._build_app_dict(request, label)
+        if request.user.is_staff or not app_dict:
+            return app_dict
+        return {
+            app_label: {**app, "models": models}
+            for app_label, app in app_dict.items()
+            if (models := [m for m in app["models"] if _for_approver(m["model"])])
+        }
 
     def index(self, request, extra_context=None):
         extra_context = {"airlock_dashboard": dashboard(request), **(extra_context or {})}

@@ -55,6 +55,8 @@ TOKEN_PATTERNS = [
     # GitHub personal, OAuth, user-to-server, server-to-server and refresh tokens.
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
     re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    # Airlock's own personal API tokens (requests_app.tokens: "alk_" + 43 URL-safe chars).
+    re.compile(r"\balk_[A-Za-z0-9_-]{20,}"),
     # A JWT (OIDC tokens, GitHub App JWTs): header and payload are base64url JSON objects.
     re.compile(r"\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"),
     # PEM private keys (a GitHub App's key), whole or cut short, with real or escaped

@@ -141,6 +141,23 @@ def test_manage_py_reconcile_reconciles_every_target_now(gh):
     assert gh.reviewers("acme/api", "production") == ["alice"]
 
 
+def test_manage_py_reconcile_exits_non_zero_when_a_target_reports_an_error(gh):
+    # Scripts and cron jobs see failure by the exit status, not by reading the output.
+    from django.core.management import CommandError
+
+    gh.add_user("alice")
+    gh.add_environment("acme/api", "production")
+    approved_request("alice")
+    # GitHub keeps answering 502 for longer than the client retries.
+    gh.faults.add("GET", "/repos/acme/api/environments/production", status=502, times=100)
+
+    out = StringIO()
+    with pytest.raises(CommandError, match="1 target"):
+        call_command("reconcile", stdout=out)
+
+    assert "acme/api:production" in out.getvalue() and "errors:" in out.getvalue()
+
+
 def test_the_admin_shows_overdue_revocations_and_can_retry_and_revoke(gh, client):
     gh.add_user("alice")
     gh.add_user("carol")

@@ -66,6 +66,14 @@ def test_tokens_in_the_message_and_its_arguments_are_masked(capture_logs):
     assert all(entry["message"] for entry in logs.lines())
 
 
+def test_an_airlock_api_token_is_masked_wherever_it_appears(capture_logs):
+    airlock_token = "alk_" + "Zx9_Yw8-Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa98765"
+    logs = capture_logs()
+    logging.getLogger("requests_app").warning("pasted into a reason: %s", airlock_token)
+    assert airlock_token not in logs.text
+    assert "[REDACTED]" in logs.text
+
+
 def test_an_authorization_header_is_masked_whatever_its_scheme(capture_logs):
     logs = capture_logs()
     log = logging.getLogger("requests_app.api")

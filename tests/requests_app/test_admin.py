@@ -445,3 +445,29 @@ def test_the_admin_password_form_lets_approvers_in_but_not_plain_users(routed):
 
     assert accepts("alice")
     assert not accepts("plain")
+
+
+def test_an_approver_who_is_not_staff_reaches_only_the_requests_whatever_their_permissions(
+    client, routed
+):
+    # Django's rule is that only staff enter the admin; approvers get in without being
+    # staff, so permissions left on a non-staff account (say, from when it was staff) must
+    # not open anything more than the requests routed to them.
+    _access_request, users = routed
+    alice = users["alice"]
+    for codename in ("view_auditevent", "view_grant", "view_user", "change_accesspolicy"):
+        alice.user_permissions.add(Permission.objects.get(codename=codename))
+    client.force_login(alice)
+
+    assert client.get(CHANGELIST).status_code == 200
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "Audit events" not in index and "Grants" not in index and "Users" not in index
+    for url in (
+        reverse("admin:audit_auditevent_changelist"),
+        reverse("admin:audit_auditevent_export"),
+        reverse("admin:grants_grant_changelist"),
+        reverse("admin:auth_user_changelist"),
+        reverse("admin:requests_app_accesspolicy_changelist"),
+    ):
+        assert client.get(url).status_code == 403, url
+    assert client.get(reverse("admin:app_list", args=["audit"])).status_code == 404
