@@ -34,14 +34,15 @@ METHOD = """\
    log from the moment the expiries were set. *Limited*: the same with the local GitHub
    enforcing GitHub's secondary limit on content-creating requests (writes per minute,
    answered 403 with `retry-after`).
-5. **Fault soak.** Requests filed and approved while the local GitHub answers a share of
-   REST requests with 500/502/503, plus secondary rate limits (403 + `retry-after`) on writes,
-   primary rate limits (403, `x-ratelimit-remaining: 0`, reset) and timeouts (held past the
-   client's timeout, then 504), on a schedule; the worker is SIGKILLed once and the private
-   Redis restarted once (losing every queued message). Each grant is given a short life
-   once applied (5% are given back early by their requester). After the fault window GitHub
-   recovers; the run waits until every grant has ended. *Late after recovery* = removal −
-   max(due, recovery) > one sweep interval.
+5. **Fault soak.** Requests filed and approved while, for the fault window, the local GitHub
+   answers 10% of REST requests with 500/502/503 at random, and on a schedule two requests
+   every 15 s are held past the client's timeout (2 s) and then answered 504, two writes
+   every 20 s get a secondary rate limit (403 + `retry-after: 2`), and two requests every
+   30 s a primary one (403, `x-ratelimit-remaining: 0`, reset in 3 s); the worker is
+   SIGKILLed once and the private Redis restarted once (losing every queued message). Each
+   grant is given a short life once applied (5% are given back early by their requester).
+   After the fault window GitHub recovers; the run waits until every grant has ended.
+   *Late after recovery* = removal − max(due, recovery) > one sweep interval.
 
 Invariants (2 to 5, and the CI versions in `tests/soak/`): every approved request got
 exactly one grant, applied at most once and revoked at most once (audit events per grant);
@@ -140,7 +141,11 @@ def rows(report: dict) -> list[tuple]:
                      _verdict(reads["max"] <= 1 and writes["max"] <= 1) if not limit else "–"),
                     (4, "", f"{label}all gone, after the last expiry",
                      _s(part["all_gone_after_last_expiry"])
-                     + f" (per-environment lag p99 {_s(part['lag']['p99'])})"
+                     + f" (per-environment lag p50 {_s(part['lag']['p50'])}, "
+                     f"p99 {_s(part['lag']['p99'])}"
+                     + (f"; {part['grants_revoked_per_second']:.1f} grants/s"
+                        if part.get("grants_revoked_per_second") else "")
+                     + ")"
                      + (f"; {part['refused_writes']} writes refused with retry-after"
                         if limit else ""),
                      "", "–"),
@@ -153,8 +158,11 @@ def rows(report: dict) -> list[tuple]:
                 (5, "Fault soak", "faults injected",
                  ", ".join(f"{n} {k}" for k, n in sorted(served.items()))
                  + f", {result['worker_kills']} worker kill, "
-                 f"{result['redis_restarts']} Redis restart "
-                 f"(of {result['github_requests']} GitHub requests, {result['grants']} grants)",
+                 f"{result['redis_restarts']} Redis restart, over {result['fault_seconds']:.0f} s; "
+                 f"{result.get('5xx_share_during_faults') or 0:.0%} of the "
+                 f"{result.get('github_requests_during_faults', '?')} GitHub requests in that "
+                 f"window got a 5xx ({result['github_requests']} requests in all, "
+                 f"{result['grants']} grants)",
                  "", "–"),
                 (5, "", "grants late by more than one sweep after GitHub recovered",
                  f"{result['late_after_recovery']} (max {_s(result['lag_after_recovery']['max'])})",

@@ -340,7 +340,8 @@ def mass_expiry(
             f"  all expire between {first:%H:%M:%S} and {last:%H:%M:%S}"
             + (f"; GitHub allows {writes_per_minute} writes a minute" if writes_per_minute else "")
         )
-        allowance = 60 + (
+        # Generous: how long it takes is the figure; the bound only stops a stuck run.
+        allowance = max(120, 0.15 * total) + (
             2 * 60 * environments / writes_per_minute if writes_per_minute else 0
         )
         timeout = (last - timezone.now()).total_seconds() + 4 * h.sweep_seconds + allowance
@@ -377,6 +378,9 @@ def mass_expiry(
         "envs_with_more_than_one_write": sum(w > 1 for w in writes),
         "all_gone_after_first_expiry": (max(gone) - first.timestamp()) if gone else None,
         "all_gone_after_last_expiry": (max(gone) - last.timestamp()) if gone else None,
+        "grants_revoked_per_second": (
+            len(grants) / (max(gone) - first.timestamp()) if gone else None
+        ),
         "lag": summary(lags),
         "writes_per_minute_limit": writes_per_minute,
         "invariants": check_invariants(h.github, envs, github_ids, request_ids),
@@ -457,13 +461,11 @@ class Chaos:
         self.h.say(f"  [{self.events[-1][0]:5.1f}s] {what}")
 
     def _run(self) -> None:
-        schedule = []
-        t = 3.0
-        while t < self.seconds:
-            schedule.append((t, "timeout"))
-            t += 6.0
-        schedule += [(t, "secondary") for t in _every(5.0, 10.0, self.seconds)]
-        schedule += [(t, "primary") for t in _every(8.0, 15.0, self.seconds)]
+        # Each of these holds a worker process for seconds (a timeout, a retry-after), so
+        # they are spaced out: the random 5xx are the steady background.
+        schedule = [(t, "timeout") for t in _every(3.0, 15.0, self.seconds)]
+        schedule += [(t, "secondary") for t in _every(5.0, 20.0, self.seconds)]
+        schedule += [(t, "primary") for t in _every(8.0, 30.0, self.seconds)]
         if self.kill_at is not None:
             schedule.append((self.kill_at, "kill"))
         if self.redis_at is not None and self.h.redis is not None:
@@ -606,6 +608,10 @@ def fault_soak(
         lags_after_recovery.append(late)
         if late > h.sweep_seconds:
             late_after_recovery.append(grant.pk)
+    during = [
+        r for r in h.github.requests
+        if r.path.startswith(("/repos/", "/users/")) and r.at < recovered_at
+    ]
     statuses = Counter(
         r.status for r in h.github.requests
         if r.path.startswith(("/repos/", "/users/")) and r.status and r.status >= 400
@@ -619,10 +625,14 @@ def fault_soak(
         "github_requests": sum(
             1 for r in h.github.requests if r.path.startswith(("/repos/", "/users/"))
         ),
-        "github_requests_during_faults": sum(
-            1
-            for r in h.github.requests
-            if r.path.startswith(("/repos/", "/users/")) and r.at < recovered_at
+        "github_requests_during_faults": len(during),
+        "faulted_share_during_faults": (
+            sum(1 for r in during if r.status and (r.status >= 500 or r.status in (403, 429)))
+            / len(during) if during else None
+        ),
+        "5xx_share_during_faults": (
+            sum(1 for r in during if r.status and r.status >= 500) / len(during)
+            if during else None
         ),
         "worker_kills": stack.worker_kills,
         "redis_restarts": h.redis.restarts if h.redis is not None else 0,

@@ -181,6 +181,8 @@ def process_env(
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "portal.settings",
+            # deploy/start runs $PYTHON: this interpreter (CI exports PYTHON=python3.11).
+            "PYTHON": sys.executable,
             "PYTHONPATH": str(ROOT),
             "DEBUG": "false",
             "SECRET_KEY": "airlock-benchmark-not-secret-0123456789abcdefghijklmnop",

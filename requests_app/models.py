@@ -6,6 +6,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from requests_app.crypto import decrypt_value, encrypt_value
@@ -226,6 +227,14 @@ class AccessRequest(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["repository", "environment", "status"], name="request_target"),
+            # The grant check (grants/check.py) looks up in-force requests by target,
+            # case-insensitively like GitHub; without this it reads every active request.
+            models.Index(
+                Upper("repository"),
+                Upper("environment"),
+                condition=Q(status="active"),
+                name="request_in_force_target",
+            ),
         ]
         constraints = [
             # The engine and the API's check rely on a secret request naming its secret.

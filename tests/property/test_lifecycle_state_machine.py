@@ -360,7 +360,7 @@ def test_request_and_grant_lifecycle_keeps_its_invariants(local_github):
     run_state_machine_as_test(
         LifecycleMachine,
         settings=settings(
-            max_examples=35,
+            max_examples=30,
             stateful_step_count=30,
             deadline=None,
             database=None,
