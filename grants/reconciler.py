@@ -625,13 +625,11 @@ def _reconcile_reviewers(target, gh, grants, result, now, check, cache) -> None:
         # 401/403: Airlock's credentials cannot read it. Revocations stay overdue, shown.
         _fail_all(plan, f"GitHub refused to read {where}: {exc.message}", result)
         result.retrying += _record_failed_attempt([], plan.ending, exc, now)
-        _note_target_error(target, str(exc))
-        result.errors.append(str(exc))
+        _note_target_error(target, str(exc), result)
         return
     except TransientGitHubError as exc:
         result.retrying += _record_failed_attempt(plan.to_apply, plan.ending, exc, now)
-        _note_target_error(target, str(exc))
-        result.errors.append(str(exc))
+        _note_target_error(target, str(exc), result)
         return
 
     if target.baseline_recorded_at is None:
@@ -666,15 +664,13 @@ def _reconcile_reviewers(target, gh, grants, result, now, check, cache) -> None:
             )
         except TransientGitHubError as exc:
             result.retrying += _record_failed_attempt(plan.to_apply, plan.ending, exc, now)
-            _note_target_error(target, str(exc))
-            result.errors.append(str(exc))
+            _note_target_error(target, str(exc), result)
             return
         except PermanentGitHubError as exc:
             # Even the removals alone were refused: revocations stay overdue and visible.
             result.retrying += _record_failed_attempt([], plan.ending, exc, now)
             _fail_all(Plan(to_apply=plan.to_apply), f"GitHub refused: {exc.message}", result)
-            _note_target_error(target, str(exc))
-            result.errors.append(str(exc))
+            _note_target_error(target, str(exc), result)
             return
         added = accepted
     cache["environment"] = written
@@ -827,8 +823,7 @@ def _environment_missing(target, gh, plan, result, now, exc) -> None:
                     result.revoked.append(grant.pk)
     if not gone:
         result.retrying += _record_failed_attempt([], plan.ending, exc, now)
-    _note_target_error(target, str(exc))
-    result.errors.append(str(exc))
+    _note_target_error(target, str(exc), result)
 
 
 def _fail_all(plan: Plan, message: str, result: ReconcileResult) -> None:
@@ -862,8 +857,11 @@ def _set_airlock_reviewers(target: Target, reviewers: list[Reviewer]) -> None:
     Target.objects.filter(pk=target.pk).update(airlock_reviewers=target.airlock_reviewers)
 
 
-def _note_target_error(target, message: str) -> None:
+def _note_target_error(target, message: str, result: ReconcileResult | None = None) -> None:
+    """Keep GitHub's message on the target (the admin shows it), and in this pass's result."""
     type(target).objects.filter(pk=target.pk).update(last_error=message)
+    if result is not None:
+        result.errors.append(message)
 
 
 def _names(reviewers) -> list[str]:
@@ -1093,19 +1091,16 @@ def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, ch
         _fail_all(Plan(to_apply=plan.to_apply), f"GitHub has no {secret} ({exc.message}).", result)
         if plan.ending:
             result.retrying += _record_failed_attempt([], plan.ending, exc, now)
-        _note_target_error(target, str(exc))
-        result.errors.append(str(exc))
+        _note_target_error(target, str(exc), result)
         return
     except PermanentGitHubError as exc:
         _fail_all(Plan(to_apply=plan.to_apply), f"GitHub refused: {exc.message}", result)
         result.retrying += _record_failed_attempt([], plan.ending, exc, now)
-        _note_target_error(target, str(exc))
-        result.errors.append(str(exc))
+        _note_target_error(target, str(exc), result)
         return
     except TransientGitHubError as exc:
         result.retrying += _record_failed_attempt(plan.to_apply, plan.ending, exc, now)
-        _note_target_error(target, str(exc))
-        result.errors.append(str(exc))
+        _note_target_error(target, str(exc), result)
         return
 
     if target.baseline_recorded_at is None:
