@@ -1,5 +1,6 @@
 """Airlock's URLs plus the throughput benchmark's baseline view (benchmarks/bench_wsgi.py)."""
 
+from django.db import connection
 from django.http import JsonResponse
 from django.urls import path
 
@@ -11,4 +12,19 @@ def baseline(request):
     return JsonResponse({"allowed": True, "grant": None, "reason": "baseline"})
 
 
-urlpatterns = [path("bench/baseline", baseline), *airlock_urlpatterns]
+def one_query(request):
+    """The same answer after one trivial query: the least any check that consults the
+    database on every call can cost. One round trip, like the check, which lets its own
+    query stand in for Django's health check (grants/check.py)."""
+    connection.health_check_done = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return JsonResponse({"allowed": True, "grant": None, "reason": "one query"})
+
+
+urlpatterns = [
+    path("bench/baseline", baseline),
+    path("bench/one-query", one_query),
+    *airlock_urlpatterns,
+]

@@ -34,6 +34,7 @@ from benchmarks.stack import Gunicorn, StackError
 HERE = Path(__file__).resolve().parent
 CHECK_PATH = "/api/v1/grants/check"
 BASELINE_PATH = "/bench/baseline"
+ONE_QUERY_PATH = "/bench/one-query"
 
 
 def seed_population(grants: int = 10_000) -> list[seeding.Environment]:
@@ -196,6 +197,9 @@ def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
         audited = wrk(gunicorn.url + CHECK_PATH, seconds=seconds, connections=connections,
                       tokens=fresh)
         audited["tokens"] = needed
+        h.say(f"  one-query view: {seconds}s")
+        one_query = wrk(gunicorn.url + ONE_QUERY_PATH, seconds=seconds,
+                        connections=connections, tokens=repeat)
         h.say(f"  baseline again: {seconds}s")
         base_2 = wrk(gunicorn.url + BASELINE_PATH, seconds=seconds, connections=connections,
                      tokens=repeat)
@@ -210,7 +214,9 @@ def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
         baseline_again=base_2,
         check=check,
         check_audited=audited,
+        one_query=one_query,
         ratio=check["rps"] / baseline_rps,
+        ratio_one_query=one_query["rps"] / baseline_rps,
         ratio_audited=audited["rps"] / baseline_rps,
     )
     return figures

@@ -15,7 +15,9 @@ METHOD = """\
    *Repeat run*: 300 workflow runs asking again and again (an allowed answer is audited once
    per run, so this is the read path). *New run each*: every request a new run, so every
    answer writes an audit event. The baseline is measured before and after the checks and
-   averaged. Queries per check: the same request in-process under `CaptureQueriesContext`.
+   averaged. *One SELECT 1*: a third view (`/bench/one-query`) that runs one trivial query
+   before answering, the floor for a check that asks the database on every call. Queries
+   per check: the same request in-process under `CaptureQueriesContext`.
 2. **Revocation lag.** Requests filed and approved through the services; a separate Celery
    worker and beat (`deploy/start worker|beat`, Redis, PostgreSQL) apply them on the local
    GitHub; their expiries are then moved to one every `window / n` seconds. Lag = the
@@ -96,6 +98,11 @@ def rows(report: dict) -> list[tuple]:
                 (1, "", "requests/s, check (new run each, audited)",
                  f"{audited['rps']:.0f} (ratio {result['ratio_audited']:.2f}); p50 / p99 "
                  f"{audited['p50_ms']:.1f} / {audited['p99_ms']:.1f} ms", "", "–"),
+                *([(1, "", "requests/s, a view that runs one SELECT 1 (the floor)",
+                     f"{result['one_query']['rps']:.0f} (ratio "
+                     f"{result['ratio_one_query']:.2f}); the check reaches "
+                     f"{check['rps'] / result['one_query']['rps']:.2f} of it", "", "–")]
+                  if "one_query" in result else []),
                 (1, "", "queries per check: new run / repeat / refused",
                  f"{q['first']} / {q['repeat']} / {q['refused']}", "", "–"),
                 (1, "", "non-2xx or socket errors",

@@ -116,19 +116,21 @@ class CheckApproverSerializer(serializers.Serializer):
 
 
 class CheckedGrantSerializer(serializers.Serializer):
-    """The grant in force, as the check reports it (built from its access request)."""
+    """The grant in force, as the check reports it. It documents the shape (the schema);
+    the check writes the answer itself (grants.check.CheckAnswer.as_json), and a test holds
+    the two together."""
 
-    id = serializers.SerializerMethodField()
-    request = serializers.IntegerField(source="pk")
-    user = serializers.CharField(source="requester.username")
+    id = serializers.IntegerField(allow_null=True, help_text="The grant; null until created.")
+    request = serializers.IntegerField(help_text="The access request it was granted for.")
+    user = serializers.CharField()
     repository = serializers.CharField()
     environment = serializers.CharField()
     access = serializers.CharField()
-    secret = serializers.SerializerMethodField()
+    secret = serializers.CharField(allow_null=True)
     break_glass = serializers.BooleanField()
     granted_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField()
-    approvers = serializers.SerializerMethodField()
+    approvers = CheckApproverSerializer(many=True)
     workflow_ref_pattern = serializers.CharField(
         help_text="Only workflows whose job_workflow_ref matches may use the grant; "
         "empty: any workflow."
@@ -137,25 +139,8 @@ class CheckedGrantSerializer(serializers.Serializer):
         help_text="Only workflows whose ref matches may use the grant; empty: any ref."
     )
 
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_id(self, access_request) -> int | None:
-        grant = getattr(access_request, "grant", None)
-        return grant.pk if grant is not None else None
-
-    @extend_schema_field(serializers.CharField(allow_null=True))
-    def get_secret(self, access_request) -> str | None:
-        return access_request.secret.name if access_request.secret_id else None
-
-    @extend_schema_field(CheckApproverSerializer(many=True))
-    def get_approvers(self, access_request):
-        approvers = [
-            {"login": approval.approver.username, "approved_at": approval.created_at}
-            for approval in access_request.approvals.all()
-        ]
-        return CheckApproverSerializer(approvers, many=True).data
-
 
 class GrantCheckSerializer(serializers.Serializer):
     allowed = serializers.BooleanField()
-    grant = CheckedGrantSerializer(allow_null=True, source="access_request")
+    grant = CheckedGrantSerializer(allow_null=True)
     reason = serializers.CharField()

@@ -8,15 +8,18 @@ base64url parts joined by dots. A bearer token that is neither is refused, not i
 OIDC tokens are verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUER +
 /.well-known/jwks), RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked
 and a small leeway for clock skew. The key set is cached, and fetched again when a token
-names a kid it does not hold (GitHub rotates its keys). An OIDC caller is not a portal
+names a kid it does not hold (GitHub rotates its keys). A verified token is remembered
+until it expires, for at most as long as the key set is cached. An OIDC caller is not a portal
 user: it becomes an OidcPrincipal carrying the verified claims, and may only call the grant
 check (IsPortalUser keeps it out of everything else).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 import jwt
@@ -128,8 +131,42 @@ def _jwks_client() -> jwt.PyJWKClient:
         return client
 
 
+# Tokens already verified, so that a job asking again (before each sensitive step, or the
+# Action retrying) costs a dictionary lookup instead of an RSA verification. An entry lasts
+# until its token expires (with the leeway), and never longer than the key set is cached:
+# a key the issuer withdraws stops being honoured no later than without this cache.
+# Keyed by a digest of the token with the issuer and audience it was verified against.
+VERIFIED_CACHE_SIZE = 10_000
+_verified: dict[bytes, tuple[float, dict]] = {}
+_verified_lock = threading.Lock()
+
+
+def _verified_key(token: str) -> bytes:
+    material = "\x1f".join((token, settings.GITHUB_OIDC_ISSUER, settings.AIRLOCK_OIDC_AUDIENCE))
+    return hashlib.sha256(material.encode()).digest()
+
+
 def oidc_verify(token: str) -> dict:
     """The verified claims of an Actions ID token; raises AuthenticationFailed saying why."""
+    key = _verified_key(token)
+    entry = _verified.get(key)
+    if entry is not None and time.time() < entry[0]:
+        return dict(entry[1])
+    claims = _oidc_verify(token)
+    until = min(float(claims["exp"]) + OIDC_LEEWAY_SECONDS, time.time() + JWKS_CACHE_SECONDS)
+    with _verified_lock:
+        if len(_verified) >= VERIFIED_CACHE_SIZE:
+            now = time.time()
+            for stale in [k for k, (deadline, _) in _verified.items() if deadline <= now]:
+                del _verified[stale]
+            # Still full: the oldest tenth goes (insertion order), so this runs rarely.
+            for oldest in list(_verified)[: len(_verified) - VERIFIED_CACHE_SIZE * 9 // 10]:
+                del _verified[oldest]
+        _verified[key] = (until, claims)
+    return dict(claims)
+
+
+def _oidc_verify(token: str) -> dict:
     refuse = exceptions.AuthenticationFailed
     try:
         header = jwt.get_unverified_header(token)
@@ -171,8 +208,7 @@ def oidc_verify(token: str) -> dict:
         raise refuse("The OIDC token is not valid yet (nbf/iat in the future).") from None
     except jwt.InvalidAudienceError:
         raise refuse(
-            f"The OIDC token's audience is not {audience!r}; request the token with that "
-            "audience."
+            f"The OIDC token's audience is not {audience!r}; request the token with that audience."
         ) from None
     except jwt.InvalidIssuerError:
         raise refuse(f"The OIDC token was not issued by {issuer}.") from None

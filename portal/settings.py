@@ -107,7 +107,15 @@ def _database(url: str) -> dict:
         # instead of one failing with "database is locked" halfway through.
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
-    elif config["ENGINE"] != "django.db.backends.postgresql":
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        # Django turns psycopg's prepared statements off for the sake of connection
+        # poolers. Its own queries are bound on the client and never prepared either way;
+        # this lets the grant check's one query (grants/check.py) be planned once per
+        # connection instead of on every call. Off behind a PgBouncer in transaction mode
+        # older than 1.21, which cannot carry prepared statements.
+        prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+        config.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5 if prepared else None)
+    else:
         raise ImproperlyConfigured("DATABASE_URL must be a sqlite:// or postgres:// URL")
     return config
 

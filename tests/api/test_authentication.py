@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 
 import jwt
@@ -19,6 +19,7 @@ from jwt.algorithms import RSAAlgorithm
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from portal import authentication
 from requests_app.models import ApiToken
 from requests_app.tokens import api_token_create, token_digest
 from tests.api.conftest import active_request, oidc_client
@@ -294,3 +295,57 @@ def test_the_tokens_page_refuses_a_nameless_token(client):
 
 def test_the_tokens_page_needs_sign_in(client):
     assert client.get("/account/tokens/").status_code == 302
+
+
+# --- verified tokens are remembered, within the same limits -------------------------------
+
+
+def test_a_token_asked_with_again_is_not_verified_again(oidc, monkeypatch):
+    active_request("dave")
+    verified = []
+    real_decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: verified.append(1) or real_decode(*a, **k))
+    token = oidc()
+    for _ in range(3):
+        assert oidc_client(token).get(CHECK).json()["allowed"] is True
+    assert len(verified) == 1
+    assert oidc_client(oidc(run_id="another-run")).get(CHECK).status_code == 200
+    assert len(verified) == 2
+
+
+def test_a_remembered_token_still_expires(oidc, monkeypatch):
+    active_request("dave")
+    now = time.time()
+    token = oidc(iat=int(now), nbf=int(now), exp=int(now) + 120)
+    assert oidc_client(token).get(CHECK).status_code == 200
+    # Past exp plus the leeway, the remembered answer no longer counts.
+    later = now + 120 + 61
+    monkeypatch.setattr(authentication.time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _clock_at(later))  # PyJWT's own clock
+    assert "expired" in refusal(token)
+
+
+def _clock_at(timestamp: float):
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.fromtimestamp(timestamp, tz)
+
+    return Clock
+
+
+def test_a_token_is_remembered_only_for_the_audience_it_was_verified_for(oidc, settings):
+    active_request("dave")
+    token = oidc()
+    assert oidc_client(token).get(CHECK).status_code == 200
+    settings.AIRLOCK_OIDC_AUDIENCE = "https://another-portal.test"
+    assert "audience" in refusal(token)
+
+
+def test_the_remembered_tokens_are_bounded(oidc, monkeypatch):
+    active_request("dave")
+    monkeypatch.setattr(authentication, "VERIFIED_CACHE_SIZE", 10)
+    monkeypatch.setattr(authentication, "_verified", {})
+    for run in range(25):
+        assert oidc_client(oidc(run_id=str(run))).get(CHECK).status_code == 200
+        assert len(authentication._verified) <= 10

@@ -323,7 +323,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             )
             if not answer.allowed:
                 continue
-            found = answer.access_request
+            found = AccessRequest.objects.get(pk=answer.grant.request)
             assert found.status == AccessRequest.Status.ACTIVE
             assert found.expires_at > now, f"#{found.pk} allowed past its expiry"
             grant = self._grant(found.pk)

@@ -71,7 +71,7 @@ def test_an_extension_approved_in_time_continues_without_a_gap_or_a_github_write
         environment="production",
         access="reviewer",
     )
-    assert grant_check(scope=scope).access_request.pk == extension.pk
+    assert grant_check(scope=scope).grant.request == extension.pk
 
     # The original ends: the reviewer stays, shared with the extension. Nothing is written.
     reconcile_environment(move_expiry(original).grant.target_id)
