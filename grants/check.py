@@ -270,9 +270,10 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool) -> str:
     MAX_CANDIDATES, longest-lasting first), each with its grant, secret and approvals.
 
     Written by hand because the check is the hot path: the ORM took ten times longer to
-    build this query than the database took to run it. Names come from the models'
-    metadata; matching is case-insensitive like Django's iexact (UPPER() on both sides,
-    which is also what the partial index request_in_force_target holds on PostgreSQL).
+    build this query than the database took to run it. Tables are named from the models'
+    metadata, columns are the fields' names (the tests run it on SQLite and PostgreSQL).
+    Matching is case-insensitive like Django's iexact (UPPER() on both sides, which is
+    also what the partial index request_in_force_target holds on PostgreSQL).
     """
     del vendor  # part of the cache key: quoting differs between backends
     # The status is written into the query, not bound: PostgreSQL uses a partial index

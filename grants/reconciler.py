@@ -523,6 +523,8 @@ def _environment_pass(target: Target, gh, result: ReconcileResult, *, check, cac
             state__in=Grant.OPEN_STATES,
         ).select_related("access_request", "secret", "access_request__requester")
     )
+    for grant in grants:
+        grant.target = target  # already loaded: the audit log names it for every grant
     _reconcile_reviewers(
         target, gh, [g for g in grants if g.kind == Kind.REVIEWER], result, now, check, cache
     )
@@ -1207,12 +1209,25 @@ def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, ch
 def _schedule_expiries(model, pk: int, grants) -> None:
     """After the commit, ask for a reconcile at each expiry that falls before the sweep
     after next; later ones the sweep schedules when they come within reach. No long ETAs:
-    brokers redeliver or drop them."""
+    brokers redeliver or drop them. Expiries close together share one message."""
     horizon = timezone.now() + timedelta(seconds=2 * settings.AIRLOCK_SWEEP_SECONDS)
     due = [g for g in grants if g.expires_at and g.expires_at <= horizon]
-    if not due:
-        return
-    for grant in due:
-        Grant.objects.filter(pk=grant.pk).update(reconcile_scheduled_for=grant.expires_at)
-        eta = grant.expires_at
+    for eta, together in expiry_batches(due):
+        Grant.objects.filter(pk__in=[g.pk for g in together]).update(
+            reconcile_scheduled_for=F("expires_at")
+        )
         transaction.on_commit(lambda eta=eta: schedule_reconcile(model, pk, eta=eta))
+
+
+def expiry_batches(grants) -> list[tuple[datetime, list[Grant]]]:
+    """The grants of one target grouped by when a reconcile should run for them: a pass at
+    eta ends every grant expiring up to EXPIRY_TOLERANCE later (_is_wanted), so one
+    message serves a batch instead of one per grant (a mass expiry sends one per
+    environment, not twenty)."""
+    batches: list[tuple[datetime, list[Grant]]] = []
+    for grant in sorted(grants, key=lambda g: (g.expires_at, g.pk)):
+        if batches and grant.expires_at <= batches[-1][0] + EXPIRY_TOLERANCE:
+            batches[-1][1].append(grant)
+        else:
+            batches.append((grant.expires_at, [grant]))
+    return batches

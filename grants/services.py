@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 import audit
@@ -344,20 +344,30 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
         units.add(_unit(grant))
     report.newly_overdue = _mark_overdue(ending, now - interval)
 
+    # (unit, eta, grants, what each grant records as scheduled): a start each; expiries
+    # batched per unit (reconciler.expiry_batches), each grant recording its own expiry.
     later = []
     for grant in pending.filter(
         access_request__starts_at__gt=now, access_request__starts_at__lte=horizon
     ).select_related("access_request"):
-        later.append((grant, grant.access_request.starts_at))
+        if grant.reconcile_scheduled_for != grant.access_request.starts_at:
+            starts_at = grant.access_request.starts_at
+            later.append((_unit(grant), starts_at, [grant], starts_at))
+    expiring: dict = {}
     for grant in applied.filter(
         expires_at__gt=now, expires_at__lte=horizon, revoke_requested_at__isnull=True
     ):
-        later.append((grant, grant.expires_at))
-    for grant, eta in later:
-        if grant.reconcile_scheduled_for == eta:
-            continue
-        Grant.objects.filter(pk=grant.pk).update(reconcile_scheduled_for=eta)
-        model, pk = _unit(grant)
+        if grant.reconcile_scheduled_for != grant.expires_at:
+            expiring.setdefault(_unit(grant), []).append(grant)
+    for unit, grants in expiring.items():
+        later += [
+            (unit, eta, batch, F("expires_at"))
+            for eta, batch in reconciler.expiry_batches(grants)
+        ]
+    for (model, pk), eta, grants, scheduled in later:
+        Grant.objects.filter(pk__in=[g.pk for g in grants]).update(
+            reconcile_scheduled_for=scheduled
+        )
         schedule_reconcile(model, pk, eta=eta)
         report.scheduled += 1
 

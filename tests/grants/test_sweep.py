@@ -8,8 +8,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from audit.models import AuditEvent
-from grants import services
+from grants import reconciler, services
 from grants.models import Grant, Target
+from grants.reconciler import reconcile_environment
 from grants.schedule import beat_schedule, install_beat_schedule
 from grants.services import grant_reconcile, grants_sweep
 from requests_app.models import AccessRequest
@@ -158,3 +159,41 @@ def test_the_beat_schedule_is_installed_idempotently_from_code(settings):
         # message.
         "updated airlock: deployment gates: interval, expire_seconds",
     ]
+
+
+def test_expiries_close_together_share_one_scheduled_reconcile(gh, enqueued):
+    grants = [reviewer_grant(login) for login in ("alice", "carol", "erin")]
+    at = timezone.now() + timedelta(seconds=5)
+    ends = [at, at + timedelta(milliseconds=400), at + timedelta(seconds=2)]
+    for grant, end in zip(grants, ends, strict=True):
+        Grant.objects.filter(pk=grant.pk).update(
+            state=Grant.State.APPLIED, applied_at=timezone.now(), expires_at=end
+        )
+
+    grants_sweep()
+    grants_sweep()
+
+    target = Target.objects.get().pk
+    # One message for the first two (a pass ends what expires within EXPIRY_TOLERANCE of
+    # it), one for the third; none again on the next sweep.
+    assert enqueued == [("Target", target, ends[0]), ("Target", target, ends[2])]
+
+
+def test_one_pass_at_a_batch_s_time_ends_every_grant_of_the_batch(gh):
+    for login in ("alice", "carol"):
+        gh.add_user(login)
+    gh.add_environment("acme/api", "production", reviewers=[])
+    first, second = reviewer_grant("alice"), reviewer_grant("carol")
+    grant_reconcile(grant=first)
+    grant_reconcile(grant=second)
+    assert sorted(gh.reviewers("acme/api", "production")) == ["alice", "carol"]
+    now = timezone.now()
+    Grant.objects.filter(pk=first.pk).update(expires_at=now)
+    Grant.objects.filter(pk=second.pk).update(expires_at=now + timedelta(milliseconds=400))
+    (eta, batch), = reconciler.expiry_batches(Grant.objects.all())
+    assert eta == now and {g.pk for g in batch} == {first.pk, second.pk}
+
+    reconcile_environment(first.target_id)
+
+    assert gh.reviewers("acme/api", "production") == []
+    assert set(Grant.objects.values_list("state", flat=True)) == {Grant.State.REVOKED}
