@@ -607,7 +607,19 @@ def fault_soak(
         late = left - max(due, recovered_at)
         lags_after_recovery.append(late)
         if late > h.sweep_seconds:
-            late_after_recovery.append(grant.pk)
+            # What it takes to find out why (the request log is gone after the run).
+            late_after_recovery.append({
+                "grant": grant.pk, "target": f"{key[0]}:{key[1]}", "login": grant.login,
+                "due_after_recovery_s": round(due - recovered_at, 3),
+                "left_after_recovery_s": round(left - recovered_at, 3),
+                "puts": [
+                    (round(r.at - recovered_at, 3), r.status)
+                    for r in h.github.requests
+                    if r.method == "PUT" and r.path.lower().endswith(
+                        f"/repos/{key[0]}/environments/{key[1]}"
+                    )
+                ][-8:],
+            })
     during = [
         r for r in h.github.requests
         if r.path.startswith(("/repos/", "/users/")) and r.at < recovered_at
@@ -642,6 +654,7 @@ def fault_soak(
             1 for g in _grants(request_ids) if g.revoke_requested_at is not None
         ),
         "late_after_recovery": len(late_after_recovery),
+        "late_grants": late_after_recovery[:5],
         "lag_after_recovery": summary(lags_after_recovery),
         "invariants": check_invariants(h.github, envs, github_ids, request_ids),
     }

@@ -78,6 +78,8 @@ MAX_RETRY_DELAY = timedelta(minutes=15)
 class ReconcileResult:
     target: str
     busy: bool = False
+    # A pass that started after the reconcile was asked for has already done its work.
+    skipped: bool = False
     github_reads: int = 0
     github_writes: int = 0
     applied: list[int] = field(default_factory=list)
@@ -90,6 +92,8 @@ class ReconcileResult:
     def summary(self) -> str:
         if self.busy:
             return f"{self.target}: busy (another worker holds it; it will pick this up)"
+        if self.skipped:
+            return f"{self.target}: already reconciled since this was asked for"
         parts = [f"{len(getattr(self, n))} {n}" for n in ("applied", "revoked", "failed")]
         parts.append(f"{self.github_reads} read(s), {self.github_writes} write(s)")
         if self.retrying:
@@ -458,22 +462,40 @@ def _save_dry_run_state(target, gh) -> None:
 # --- environments: reviewers and environment secrets ---------------------------------------
 
 
-def reconcile_environment(target_id: int, *, check: bool = False) -> ReconcileResult:
+def reconcile_environment(
+    target_id: int, *, check: bool = False, requested_at: datetime | None = None
+) -> ReconcileResult:
     """Reconcile one environment now. Returns busy=True when another worker holds it; that
-    worker then passes again, because this call raised the target's generation first."""
+    worker then passes again, because this call raised the target's generation first.
+    With requested_at (when the reconcile was asked for), skipped=True when a pass that
+    started since then has completed: it saw everything this one would."""
     cache: dict = {}
 
     def environment_pass(target, gh, result, check):
         _environment_pass(target, gh, result, check=check, cache=cache)
 
-    return _reconcile_under_lease(Target, target_id, environment_pass, check=check)
+    return _reconcile_under_lease(
+        Target, target_id, environment_pass, check=check, requested_at=requested_at
+    )
 
 
-def _reconcile_under_lease(model, pk: int, one_pass, *, check: bool) -> ReconcileResult:
+def _reconcile_under_lease(
+    model, pk: int, one_pass, *, check: bool, requested_at: datetime | None = None
+) -> ReconcileResult:
     """Take the target's lease and make passes (at most MAX_PASSES) until nobody asked
-    for another reconcile meanwhile; only the first pass is a drift check."""
+    for another reconcile meanwhile; only the first pass is a drift check.
+
+    A message asking for a reconcile that a later pass has already covered is dropped
+    (last_reconciled_at is when the last completed pass started). Without that, every
+    sweep during a GitHub outage queues another pass per target while each pass crawls
+    through timeouts, and once GitHub is back the worker spends its time on that backlog
+    while new expiries wait behind it. A drift check always runs."""
     target = model.objects.get(pk=pk)
     result = ReconcileResult(target=str(target))
+    covered = target.last_reconciled_at
+    if requested_at is not None and not check and covered and covered >= requested_at:
+        result.skipped = True
+        return result
     request_reconcile(model, pk)
     lease = Lease(model, pk)
     if not lease.acquire():
@@ -513,6 +535,7 @@ def _adopt_extensions(**original_grant) -> None:
 
 
 def _environment_pass(target: Target, gh, result: ReconcileResult, *, check, cache) -> None:
+    started = timezone.now()  # becomes last_reconciled_at: every change before it is seen
     if target.dry_run == settings.AIRLOCK_DRY_RUN:
         _adopt_extensions(target=target)
     now = timezone.now()
@@ -542,7 +565,7 @@ def _environment_pass(target: Target, gh, result: ReconcileResult, *, check, cac
         )
     _save_dry_run_state(target, gh)
     Target.objects.filter(pk=target.pk).update(
-        last_reconciled_at=timezone.now(),
+        last_reconciled_at=started,
         **({"last_checked_at": timezone.now()} if check else {}),
     )
 
@@ -1012,15 +1035,19 @@ def _record_secret_baseline(row: EnvironmentSecret, present: bool) -> None:
 # --- organization secrets ------------------------------------------------------------------
 
 
-def reconcile_org_secret(org_secret_id: int, *, check: bool = False) -> ReconcileResult:
-    """Reconcile one organization secret's repository list now (busy=True as for an
+def reconcile_org_secret(
+    org_secret_id: int, *, check: bool = False, requested_at: datetime | None = None
+) -> ReconcileResult:
+    """Reconcile one organization secret's repository list now (busy and skipped as for an
     environment)."""
 
     def org_secret_pass(target, gh, result, check):
         _org_secret_pass(target, gh, result, check=check)
         _save_dry_run_state(target, gh)
 
-    return _reconcile_under_lease(OrgSecretTarget, org_secret_id, org_secret_pass, check=check)
+    return _reconcile_under_lease(
+        OrgSecretTarget, org_secret_id, org_secret_pass, check=check, requested_at=requested_at
+    )
 
 
 def _repository_id(grant: Grant, gh, result) -> int:
@@ -1040,6 +1067,7 @@ def _repository_id(grant: Grant, gh, result) -> int:
 
 
 def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, check) -> None:
+    started = timezone.now()  # becomes last_reconciled_at: every change before it is seen
     if target.dry_run == settings.AIRLOCK_DRY_RUN:
         _adopt_extensions(org_secret=target)
     now = timezone.now()
@@ -1159,7 +1187,7 @@ def _org_secret_pass(target: OrgSecretTarget, gh, result: ReconcileResult, *, ch
             airlock_repository_ids=airlock_after,
             observed=observed,
             last_error=str(error) if error else "",
-            last_reconciled_at=at,
+            last_reconciled_at=started,
             **({"last_checked_at": at} if check else {}),
         )
         if drift is not None:

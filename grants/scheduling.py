@@ -8,6 +8,8 @@ message that is lost, or never sent, delays the work by at most one sweep interv
 import logging
 from datetime import datetime
 
+from django.utils import timezone
+
 logger = logging.getLogger(__name__)
 
 
@@ -16,8 +18,11 @@ def schedule_reconcile(model, pk: int, *, eta: datetime | None = None, check=Fal
     from grants.models import Target
 
     task = tasks.reconcile_target if model is Target else tasks.reconcile_org_secret
+    # When the work was asked for (for an ETA, when it is due): a pass that starts later
+    # covers it, so the task is dropped if one has completed by the time it runs.
+    requested_at = (eta or timezone.now()).timestamp()
     try:
-        task.apply_async(args=[pk], kwargs={"check": check}, eta=eta)
+        task.apply_async(args=[pk], kwargs={"check": check, "requested_at": requested_at}, eta=eta)
     except Exception:  # any broker error; the sweep is the guarantee
         logger.exception("Could not enqueue %s(%s); the sweep will pick it up", task.name, pk)
 

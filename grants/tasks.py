@@ -9,6 +9,7 @@ reconciler records them on the grants (next_attempt_at, overdue) and the sweep t
 """
 
 import logging
+from datetime import UTC, datetime
 
 from celery import shared_task
 
@@ -31,15 +32,25 @@ def apply_request(request_id: int) -> None:
         logger.info("apply_request(%s): %s", request_id, result.summary())
 
 
+def _moment(requested_at: float | None):
+    return None if requested_at is None else datetime.fromtimestamp(requested_at, UTC)
+
+
 @shared_task(acks_late=True, ignore_result=True)
-def reconcile_target(target_id: int, check: bool = False) -> None:
-    result = reconciler.reconcile_environment(target_id, check=check)
+def reconcile_target(target_id: int, check: bool = False, requested_at: float | None = None):
+    result = reconciler.reconcile_environment(
+        target_id, check=check, requested_at=_moment(requested_at)
+    )
     logger.info("reconcile_target(%s): %s", target_id, result.summary())
 
 
 @shared_task(acks_late=True, ignore_result=True)
-def reconcile_org_secret(org_secret_id: int, check: bool = False) -> None:
-    result = reconciler.reconcile_org_secret(org_secret_id, check=check)
+def reconcile_org_secret(
+    org_secret_id: int, check: bool = False, requested_at: float | None = None
+):
+    result = reconciler.reconcile_org_secret(
+        org_secret_id, check=check, requested_at=_moment(requested_at)
+    )
     logger.info("reconcile_org_secret(%s): %s", org_secret_id, result.summary())
 
 

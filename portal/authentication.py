@@ -9,9 +9,9 @@ OIDC tokens are verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUE
 /.well-known/jwks), RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked
 and a small leeway for clock skew. The key set is cached, and fetched again when a token
 names a kid it does not hold (GitHub rotates its keys). A verified token is remembered
-until it expires, for at most as long as the key set is cached. An OIDC caller is not a portal
-user: it becomes an OidcPrincipal carrying the verified claims, and may only call the grant
-check (IsPortalUser keeps it out of everything else).
+until it expires, for at most as long as the key set is cached. An OIDC caller is not a
+portal user: it becomes an OidcPrincipal carrying the verified claims, and may only call
+the grant check (IsPortalUser keeps it out of everything else).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from portal.env import env_bool, env_int, env_list, env_str, env_url
 from portal.logging import log_format_and_level_from_env, logging_config
@@ -252,6 +253,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # take the option: the SQLite one hands its options to SQLAlchemy, which refuses it.)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://", "sqs://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://")):
+    # Take the queues in the order below, not in turn (see CELERY_TASK_QUEUES).
+    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 # When the broker connection drops, its unacknowledged messages go back to the queue and
 # another worker takes them: stop our running copies instead of finishing them twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
@@ -263,8 +267,16 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = 1000
 # Worker and beat log through LOGGING below (JSON, request and task ids, secrets masked)
 # instead of replacing the root logger's handlers with Celery's own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# One queue is enough: every task is short and the sweep backs up any of them, so there is
-# nothing to keep apart with CELERY_TASK_ROUTES.
+# Two queues, which a worker takes in this order (strictly, on Redis): the grant engine's,
+# which also carries the sweep that backs everything up, then messages to people. When
+# GitHub comes back after an outage, hundreds of notifications are due at once; in one
+# queue with the engine they held expiries back by more than a sweep interval (the fault
+# soak in benchmarks/). A worker consumes both unless told otherwise (celery -Q).
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("airlock.notify"))
+CELERY_TASK_ROUTES = {
+    f"requests_app.tasks.{name}": {"queue": "airlock.notify"}
+    for name in ("send_notification", "send_email", "post_to_slack", "remind_expiring")
+}
 AIRLOCK_SWEEP_SECONDS = env_int("AIRLOCK_SWEEP_SECONDS", 15, minimum=1)
 # The grant engine (grants/): how long one GitHub call may keep retrying transient errors,
 # the backoff between tries, the reconciler's per-target lease, and how often a grant that

@@ -197,3 +197,40 @@ def test_one_pass_at_a_batch_s_time_ends_every_grant_of_the_batch(gh):
 
     assert gh.reviewers("acme/api", "production") == []
     assert set(Grant.objects.values_list("state", flat=True)) == {Grant.State.REVOKED}
+
+
+def test_a_reconcile_asked_for_before_a_later_pass_started_is_dropped(gh):
+    """During an outage every sweep queues another pass per target; once GitHub is back,
+    passes that a later pass already covered must not crowd out new expiries."""
+    gh.add_user("alice")
+    gh.add_environment("acme/api", "production", reviewers=[])
+    grant = reviewer_grant("alice")
+    asked = timezone.now()
+    grant_reconcile(grant=grant)  # a pass that started after `asked`
+    assert gh.reviewers("acme/api", "production") == ["alice"]
+    calls = len(gh.requests)
+
+    covered = reconcile_environment(grant.target_id, requested_at=asked)
+    assert covered.skipped and len(gh.requests) == calls
+    assert "already reconciled" in covered.summary()
+
+    # Asked for since that pass started: it runs. And a drift check always runs.
+    assert not reconcile_environment(grant.target_id, requested_at=timezone.now()).skipped
+    assert not reconcile_environment(grant.target_id, check=True, requested_at=asked).skipped
+    assert len(gh.requests) > calls
+
+
+def test_the_task_carries_when_it_was_asked_for(gh, monkeypatch):
+    from grants import scheduling, tasks
+
+    sent = []
+    monkeypatch.setattr(
+        tasks.reconcile_target, "apply_async", lambda **kwargs: sent.append(kwargs)
+    )
+    eta = timezone.now() + timedelta(seconds=30)
+    scheduling.schedule_reconcile(Target, 7, eta=eta)
+    before = timezone.now().timestamp()
+    scheduling.schedule_reconcile(Target, 7)
+    assert sent[0]["kwargs"]["requested_at"] == eta.timestamp()
+    assert sent[1]["kwargs"]["requested_at"] >= before
+    assert sent[0]["args"] == [7] and sent[0]["eta"] == eta

@@ -140,3 +140,26 @@ def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, vari
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
+
+
+def test_a_redis_worker_takes_the_engine_s_queue_before_the_notifications(production_env):
+    values = read_settings(production_env, "CELERY_BROKER_TRANSPORT_OPTIONS")
+    assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["queue_order_strategy"] == "priority"
+
+
+def test_notifications_have_a_queue_of_their_own_after_the_engine_s():
+    from portal.celery import app
+
+    assert [queue.name for queue in app.amqp.queues.consume_from.values()] == [
+        "celery", "airlock.notify",
+    ]
+
+    def queue_of(task: str) -> str:
+        return app.amqp.router.route({}, task)["queue"].name
+
+    for task in ("grants.tasks.reconcile_target", "grants.tasks.sweep",
+                 "grants.tasks.apply_request", "grants.tasks.post_deployment_gate"):
+        assert queue_of(task) == "celery", task
+    for task in ("requests_app.tasks.send_notification", "requests_app.tasks.send_email",
+                 "requests_app.tasks.post_to_slack", "requests_app.tasks.remind_expiring"):
+        assert queue_of(task) == "airlock.notify", task
