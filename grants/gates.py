@@ -65,15 +65,8 @@ Status = AccessRequest.Status
 # Requests that have ended: a gate still waiting on one is rejected (denied, cancelled,
 # timed out or failed: access never came; revoked or expired: it is gone, and whatever
 # waits was not covered by it).
-CLOSED_WITHOUT_ACCESS = (
-    Status.DENIED,
-    Status.CANCELLED,
-    Status.TIMED_OUT,
-    Status.FAILED,
-    Status.REVOKED,
-    Status.EXPIRED,
-)
-OPEN_STATUSES = (Status.PENDING, Status.APPROVED, Status.ACTIVE)
+CLOSED_WITHOUT_ACCESS = AccessRequest.CLOSED_STATUSES
+OPEN_STATUSES = AccessRequest.OPEN_STATUSES
 # GitHub stops waiting for a custom protection rule after 30 days; the sweep stops looking.
 GATE_HORIZON = timedelta(days=30)
 CLAIM_SECONDS = 120

@@ -253,9 +253,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # take the option: the SQLite one hands its options to SQLAlchemy, which refuses it.)
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://", "sqs://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://", "sentinel://")):
-    # Take the queues in the order below, not in turn (see CELERY_TASK_QUEUES).
-    CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
+    if not CELERY_BROKER_URL.startswith("sqs://"):
+        # Redis: take the queues in the order below, not in turn (see CELERY_TASK_QUEUES).
+        CELERY_BROKER_TRANSPORT_OPTIONS["queue_order_strategy"] = "priority"
 # When the broker connection drops, its unacknowledged messages go back to the queue and
 # another worker takes them: stop our running copies instead of finishing them twice.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True

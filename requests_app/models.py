@@ -158,6 +158,15 @@ class AccessRequest(models.Model):
         ESCALATED = "escalated"
 
     OPEN_STATUSES = (Status.PENDING, Status.APPROVED, Status.ACTIVE)
+    # Final: the request holds no access and never will again.
+    CLOSED_STATUSES = (
+        Status.EXPIRED,
+        Status.REVOKED,
+        Status.DENIED,
+        Status.CANCELLED,
+        Status.TIMED_OUT,
+        Status.FAILED,
+    )
 
     requester = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"

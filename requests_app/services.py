@@ -394,15 +394,7 @@ def _enqueue_grant(request_id: int) -> None:
 # After these, the deployment gates waiting on the request's person and environment are
 # decided (grants.gates): approved once access is active, rejected once the request ended.
 # After the commit; the gates' sweep is the guarantee when the message is lost.
-_DECIDES_DEPLOYMENT_GATES = (
-    Status.ACTIVE,
-    Status.DENIED,
-    Status.CANCELLED,
-    Status.TIMED_OUT,
-    Status.FAILED,
-    Status.REVOKED,
-    Status.EXPIRED,
-)
+_DECIDES_DEPLOYMENT_GATES = (Status.ACTIVE, *AccessRequest.CLOSED_STATUSES)
 
 
 def _follow_deployment_gates(request_id: int, status: str) -> None:

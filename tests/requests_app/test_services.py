@@ -355,3 +355,10 @@ def test_most_specific_policy_wins():
 
     assert file_request(dave).policy == specific
     assert file_request(dave, repository="acme/web").policy == group_policy
+
+
+def test_every_status_is_either_open_or_closed():
+    """Gates, extensions and the engine sort requests by these two groups: a new status
+    must be put in one of them."""
+    open_, closed = set(AccessRequest.OPEN_STATUSES), set(AccessRequest.CLOSED_STATUSES)
+    assert open_ | closed == set(AccessRequest.Status) and not open_ & closed
