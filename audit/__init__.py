@@ -1,5 +1,5 @@
-"""Append-only, hash-chained audit log. Every change in Airlock is recorded through
-audit.log_event(), in the same transaction as the change."""
+"""Append-only audit log, hash-chained under a key from the environment. Every change in
+Airlock is recorded through audit.log_event(), in the same transaction as the change."""
 
 
 def log_event(**kwargs):

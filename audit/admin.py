@@ -1,4 +1,5 @@
-"""The audit log in the admin: read-only for everyone, filterable, exportable as JSON Lines."""
+"""The audit log in the admin: read-only for everyone, filterable, exportable as JSON Lines,
+with the log's head shown to keep outside the database."""
 
 import json
 
@@ -10,7 +11,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit.export import JSON_LINES_CONTENT_TYPE, events_for_export, json_lines
+from audit.export import (
+    JSON_LINES_CONTENT_TYPE,
+    KeptHead,
+    events_for_export,
+    json_lines,
+    log_head,
+)
 from audit.models import AuditEvent
 from audit.services import log_event
 
@@ -63,6 +70,10 @@ class AuditEventAdmin(admin.ModelAdmin):
         text = json.dumps(event.detail, indent=2, sort_keys=True, ensure_ascii=False)
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', text)
 
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"log_head": log_head(), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):
         export = path(
             "export/",
@@ -95,4 +106,6 @@ class AuditEventAdmin(admin.ModelAdmin):
         response = StreamingHttpResponse(json_lines(events), content_type=JSON_LINES_CONTENT_TYPE)
         filename = f"audit-log-{timezone.now():%Y%m%dT%H%M%SZ}.jsonl"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        # The log's head once the export is recorded, for whoever keeps heads elsewhere.
+        response["X-Audit-Head"] = str(KeptHead.of(exported))
         return response

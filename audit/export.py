@@ -1,21 +1,62 @@
-"""The audit log as data for others: one event as a dict, and JSON Lines for a SIEM.
+"""The audit log as data for others: one event as a dict, JSON Lines for a SIEM, and the
+log's head to keep outside the database.
 
-A line carries everything its hash covers, so a reader can check each event on its own:
-drop "id" and "hash", and sha256 of the rest as compact, key-sorted, ASCII JSON is "hash".
+A line carries everything its hash covers, so a reader holding the key can check each
+event on its own: drop "id", "key_id" and "hash", and HMAC-SHA256 of the rest as compact,
+key-sorted, ASCII JSON, keyed with the UTF-8 bytes of the AIRLOCK_AUDIT_KEYS entry that
+"key_id" names, is "hash". An event with an empty "key_id" was chained before the log had
+a key: there "hash" is a plain sha256 of the same.
 """
 
 import json
+import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from audit.models import AuditEvent
 
 JSON_LINES_CONTENT_TYPE = "application/x-ndjson"
 EXPORT_CHUNK_SIZE = 2000
+KEPT_HEAD_PATTERN = re.compile(r"([1-9][0-9]*):([0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class KeptHead:
+    """An event's place in the chain, written SEQ:HASH, to keep outside the database.
+
+    Whoever can write to the database can empty the log and let it grow again, a sound
+    chain with nothing to show for what was lost. A head kept elsewhere catches that:
+    the log must still hold that event, at that seq, with that hash (verify_audit_log
+    --head).
+    """
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> "KeptHead":
+        match = KEPT_HEAD_PATTERN.fullmatch(text.strip())
+        if match is None:
+            raise ValueError(f"{text!r} is not SEQ:HASH")
+        return cls(seq=int(match[1]), hash=match[2])
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> "KeptHead":
+        return cls(seq=event.seq, hash=event.hash)
+
+    def __str__(self):
+        return f"{self.seq}:{self.hash}"
+
+
+def log_head() -> KeptHead | None:
+    """The newest event's place, or None while the log is empty."""
+    newest = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
+    return KeptHead.of(newest) if newest is not None else None
 
 
 def event_record(event: AuditEvent) -> dict:
     """One event as plain JSON data: the admin and every export use this shape."""
-    return {"id": event.id, **event.chained_fields(), "hash": event.hash}
+    return {"id": event.id, **event.chained_fields(), "key_id": event.key_id, "hash": event.hash}
 
 
 def json_lines(events: Iterable[AuditEvent]) -> Iterator[str]:

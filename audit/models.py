@@ -1,7 +1,8 @@
 """The audit log's tables: the events themselves, hash-chained, and the chain's head.
 
 An event is never updated or deleted. The ORM refuses to (see AuditEventQuerySet and
-AuditEvent.save/delete) and on PostgreSQL the table itself refuses (migration 0002).
+AuditEvent.save/delete) and on PostgreSQL the table itself refuses (migrations 0002, 0003).
+Each link is keyed (audit/keys.py), so only someone holding the key can forge one.
 """
 
 import hashlib
@@ -9,6 +10,8 @@ import json
 from datetime import UTC
 
 from django.db import models
+
+from audit.keys import AuditKey, AuditKeyring, audit_keyring
 
 # The hash an event links to when it is the first one.
 GENESIS_HASH = ""
@@ -25,8 +28,16 @@ def canonical_json(value) -> str:
     )
 
 
-def chain_hash(fields: dict) -> str:
-    return hashlib.sha256(canonical_json(fields).encode("ascii")).hexdigest()
+def chain_hash(fields: dict, key: AuditKey | None) -> str:
+    """The link: HMAC-SHA256 under key of the canonical fields (which hold prev_hash).
+
+    key None is the unkeyed link of events chained before the chain had a key: a plain
+    sha256 that anyone can compute, trusted only as far as a keyed event follows it.
+    """
+    message = canonical_json(fields).encode("ascii")
+    if key is None:
+        return hashlib.sha256(message).hexdigest()
+    return key.sign(message)
 
 
 class AuditEventQuerySet(models.QuerySet):
@@ -57,6 +68,9 @@ class AuditEvent(models.Model):
     reason = models.TextField(blank=True, editable=False)
     detail = models.JSONField(default=dict, blank=True, editable=False)
     prev_hash = models.CharField(max_length=64, blank=True, editable=False)
+    # The id of the key the hash is keyed with (audit/keys.py); empty for events chained
+    # before the chain had a key. Not itself hashed: a wrong id only fails verification.
+    key_id = models.CharField(max_length=16, blank=True, default="", editable=False)
     hash = models.CharField(max_length=64, unique=True, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
@@ -84,7 +98,7 @@ class AuditEvent(models.Model):
         raise AppendOnlyError("audit log is append-only: events cannot be deleted")
 
     def chained_fields(self) -> dict:
-        """What the hash covers: everything but the database id and the hash itself.
+        """What the hash covers: everything but the database id, the key id and the hash.
 
         Every value is plain JSON and reads back from the database exactly as written, so a
         reloaded row hashes the same: created_at is spelled in UTC to the microsecond (what
@@ -104,8 +118,13 @@ class AuditEvent(models.Model):
             "prev_hash": self.prev_hash,
         }
 
-    def compute_hash(self) -> str:
-        return chain_hash(self.chained_fields())
+    def compute_hash(self, keyring: AuditKeyring | None = None) -> str:
+        """The hash this event must have, under the key its key_id names.
+
+        Raises UnknownAuditKeyError when none of the configured keys has that id.
+        """
+        key = (keyring or audit_keyring()).get(self.key_id) if self.key_id else None
+        return chain_hash(self.chained_fields(), key)
 
 
 class AuditChainHead(models.Model):

@@ -1,4 +1,5 @@
-"""Writing to the audit log: log_event() appends one event to the hash chain."""
+"""Writing to the audit log: log_event() appends one event to the keyed hash chain, and
+unkeyed_events_seal() vouches for events chained before the chain had a key."""
 
 import json
 
@@ -6,7 +7,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router, transaction
 from django.utils import timezone
 
-from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
+from audit.keys import audit_keyring
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, chain_hash
 
 SYSTEM_ACTOR_LABEL = "system"
 ANONYMOUS_ACTOR_LABEL = "anonymous"
@@ -66,6 +68,7 @@ def log_event(
         reason=reason or "",
         detail=plain_json(detail or {}),
     )
+    key = audit_keyring().signing
     using = router.db_for_write(AuditEvent)
     # No savepoint: if the audit write fails, the change it records must not commit alone.
     with transaction.atomic(using=using, savepoint=False):
@@ -74,12 +77,32 @@ def log_event(
         event.prev_hash = head.hash
         # Taken under the lock, so created_at follows seq (as far as the clock allows).
         event.created_at = timezone.now()
-        event.hash = event.compute_hash()
+        event.key_id = key.id
+        event.hash = chain_hash(event.chained_fields(), key)
         event.save(using=using, force_insert=True)
         AuditChainHead.objects.using(using).filter(pk=head.pk).update(
             seq=event.seq, hash=event.hash
         )
     return event
+
+
+def unkeyed_events_seal() -> AuditEvent | None:
+    """Append one keyed event after events chained before the chain had a key, if the
+    newest event is one of those; return it, or None when there is nothing to seal.
+
+    Unkeyed links are plain sha256s that anyone can compute, so verification trusts them
+    only as far as a keyed event follows: its keyed link covers their hashes. Until one
+    does, a log rewritten by anyone would verify as well as the real one. Run after every
+    migrate (audit/apps.py), so an upgraded log is sealed before it is next verified.
+    """
+    newest = AuditEvent.objects.order_by("-seq").first()
+    if newest is None or newest.key_id:
+        return None
+    return log_event(
+        action="audit.unkeyed_sealed",
+        reason="events chained before the audit log had a key are vouched for by this one",
+        detail={"unkeyed_events": AuditEvent.objects.filter(key_id="").count()},
+    )
 
 
 def plain_json(value):

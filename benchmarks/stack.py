@@ -160,6 +160,10 @@ class RedisServer:
         self.start()
 
 
+# Every process that writes or verifies the audit log chains it with the same key.
+AUDIT_KEY = "airlock-benchmark-audit-key-not-secret-0123456789"
+
+
 def process_env(
     *,
     database_url: str,
@@ -186,6 +190,7 @@ def process_env(
             "PYTHONPATH": str(ROOT),
             "DEBUG": "false",
             "SECRET_KEY": "airlock-benchmark-not-secret-0123456789abcdefghijklmnop",
+            "AIRLOCK_AUDIT_KEYS": AUDIT_KEY,
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "AIRLOCK_SSL_REDIRECT": "false",
             "AIRLOCK_SECURE_COOKIES": "false",

@@ -223,6 +223,12 @@ SOCIALACCOUNT_PROVIDERS = {
 # derived from SECRET_KEY, which is fine for development only.
 AIRLOCK_ENCRYPTION_KEYS = env_list("AIRLOCK_ENCRYPTION_KEYS")
 
+# --- Audit log -------------------------------------------------------------------------------
+# Keys of the audit log's hash chain (comma-separated secrets, 32 characters or more, newest
+# first, so keys can be rotated), never stored in the database. Without one, a key derived
+# from SECRET_KEY chains the log (audit/keys.py); `check --deploy` warns.
+AIRLOCK_AUDIT_KEYS = env_list("AIRLOCK_AUDIT_KEYS")
+
 # --- Celery ----------------------------------------------------------------------------------
 # The default broker keeps its queue in a SQLite file, so `make run` needs no server.
 CELERY_BROKER_URL = env_str(

@@ -20,6 +20,25 @@ def pytest_collection_modifyitems(config, items):
         )
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, with the audit table's TRUNCATE trigger switched off.
+
+    pytest-django empties the database after every transactional test with Django's
+    flush, which uses TRUNCATE, and a deployment refuses TRUNCATE on the audit table (audit
+    migration 0003). Only that trigger is off: the row triggers stay on, and
+    tests/audit/test_postgres_protection.py switches this one on again to prove it works.
+    """
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_refuse_truncate"
+                )
+
+
 @pytest.fixture
 def on_postgres():
     from django.db import connection

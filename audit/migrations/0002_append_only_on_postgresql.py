@@ -2,6 +2,7 @@
 
 TRUNCATE is left alone on purpose: Django's flush (and so every transactional test on
 PostgreSQL) empties tables with TRUNCATE. Row triggers do not fire on TRUNCATE.
+(Migration 0003 since refuses TRUNCATE as well; the test database switches that off.)
 SQLite has no such protection; there the ORM refuses and verify_audit_log detects.
 """
 

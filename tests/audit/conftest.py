@@ -1,4 +1,5 @@
-"""Audit test helpers: tampering with the table the way someone with database access could."""
+"""Audit test helpers: audit keys, and tampering with the table the way someone with
+database access could."""
 
 import sqlite3
 
@@ -8,23 +9,30 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from audit.models import AuditEvent
 
 TABLE = AuditEvent._meta.db_table
+# The row trigger of migration 0002; the TRUNCATE trigger (0003) is off in the test
+# database already (tests/conftest.py) and is left as it is.
+ROW_TRIGGER = "audit_event_append_only"
+
+# AIRLOCK_AUDIT_KEYS values, as an operator would generate them.
+AUDIT_KEY = "new-audit-key-Qw8Zr2Lk9Tn4Vb7Xc1Md5Pf3Hs6Jg0Ye"
+OLDER_AUDIT_KEY = "old-audit-key-Ab3Cd5Ef7Gh9Ij1Kl3Mn5Op7Qr9St1Uv"
 
 
 @pytest.fixture
 def tamper():
     """Run raw SQL against the audit table, bypassing the ORM's refusal.
 
-    On PostgreSQL the append-only triggers are switched off around the statement, as a
+    On PostgreSQL the append-only row trigger is switched off around the statement, as a
     table owner could do; the switch is transactional, so it ends with the test anyway.
     """
 
     def run(sql: str, params=()):
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
+                cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER {ROW_TRIGGER}")
             cursor.execute(sql.format(table=TABLE), params)
             if connection.vendor == "postgresql":
-                cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
+                cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER {ROW_TRIGGER}")
 
     return run
 

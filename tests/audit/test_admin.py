@@ -135,5 +135,23 @@ def test_export_action_exports_the_selected_events(admin_client):
     assert [line["seq"] for line in exported(response)] == [2, 4]
 
 
+def test_changelist_shows_the_head_of_the_log_to_keep_outside_the_database(admin_client):
+    newest = AuditEventFactory.create_batch(2)[-1]
+
+    content = admin_client.get(CHANGELIST).content.decode()
+
+    assert f"<code>2:{newest.hash}</code>" in content
+    assert "verify_audit_log --head" in content
+
+
+def test_an_export_names_the_head_of_the_log_it_was_taken_from(admin_client):
+    AuditEventFactory.create_batch(2)
+
+    response = admin_client.get(EXPORT)
+
+    record = AuditEvent.objects.get(action="audit.exported")
+    assert response["X-Audit-Head"] == f"{record.seq}:{record.hash}"
+
+
 def test_export_with_an_unknown_filter_is_a_bad_request(admin_client):
     assert admin_client.get(EXPORT, {"no_such_field": "1"}).status_code == 400

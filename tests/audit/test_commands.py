@@ -1,4 +1,5 @@
 import hashlib
+import hmac
 import json
 from datetime import timedelta
 from io import StringIO
@@ -10,7 +11,8 @@ from django.utils import timezone
 
 from audit.export import event_record
 from audit.models import AuditEvent
-from tests.audit.factories import AuditEventFactory
+from tests.audit.conftest import AUDIT_KEY, OLDER_AUDIT_KEY
+from tests.audit.factories import AuditEventFactory, unkeyed_events
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +49,32 @@ def test_verify_audit_log_names_the_first_broken_link_and_exits_1(tamper):
     )
 
 
+def test_verify_audit_log_names_the_first_event_it_has_no_key_for(settings):
+    settings.AIRLOCK_AUDIT_KEYS = [OLDER_AUDIT_KEY]
+    event = AuditEventFactory(action="request.approved")
+    settings.AIRLOCK_AUDIT_KEYS = [AUDIT_KEY]
+
+    with pytest.raises(CommandError) as failure:
+        run("verify_audit_log")
+
+    assert failure.value.returncode == 1
+    assert str(failure.value) == (
+        f"Audit log BROKEN at seq 1 (id {event.pk}, request.approved): chained under audit "
+        f"key {event.key_id}, which AIRLOCK_AUDIT_KEYS does not hold (wrong or missing key). "
+        "0 events before it are intact."
+    )
+
+
+def test_verify_audit_log_says_how_many_events_are_from_before_the_key():
+    unkeyed_events(2)
+    newest = AuditEventFactory()
+
+    assert run("verify_audit_log") == (
+        f"Audit log OK: 3 events, chain intact (head {newest.hash[:12]}); "
+        "unkeyed, from before the chain had a key: seq 1 to 2\n"
+    )
+
+
 def test_verify_audit_log_reports_deleted_newest_events(tamper):
     AuditEventFactory.create_batch(4)
     tamper("DELETE FROM {table} WHERE seq = 4")
@@ -78,20 +106,36 @@ def test_export_writes_one_json_line_per_event_oldest_first():
         "reason": "ship the hotfix",
         "detail": {"before": {"reviewers": []}},
         "prev_hash": "",
+        "key_id": events[0].key_id,
         "hash": events[0].hash,
     }
     assert exported[1]["prev_hash"] == exported[0]["hash"]
 
 
-def test_each_exported_line_can_be_checked_on_its_own():
+def test_each_exported_line_can_be_checked_on_its_own_with_the_key(settings):
+    settings.AIRLOCK_AUDIT_KEYS = [AUDIT_KEY]
     AuditEventFactory(detail={"note": "Zoë 🚀", "count": 3})
     AuditEventFactory()
 
     for line in lines(run("export_audit_log")):
         claimed = line.pop("hash")
         line.pop("id")
+        assert line.pop("key_id")
         canonical = json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        assert hashlib.sha256(canonical.encode()).hexdigest() == claimed
+        mac = hmac.new(AUDIT_KEY.encode(), canonical.encode(), hashlib.sha256)
+        assert mac.hexdigest() == claimed
+
+
+def test_an_exported_unkeyed_line_is_checked_with_plain_sha256():
+    unkeyed_events(1)
+
+    (line,) = lines(run("export_audit_log"))
+
+    claimed = line.pop("hash")
+    line.pop("id")
+    assert line.pop("key_id") == ""
+    canonical = json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert hashlib.sha256(canonical.encode()).hexdigest() == claimed
 
 
 def test_export_filters_by_action_and_by_action_family():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.scenarios import Harness
-from benchmarks.stack import RedisServer, process_env
+from benchmarks.stack import AUDIT_KEY, RedisServer, process_env
 from portal.celery import app as celery_app
 from tests.live_processes import current_database_url, live_broker_url
 
@@ -37,6 +37,8 @@ def live_harness(transactional_db, github, settings):
     settings.GITHUB_TOKEN = github.app_token
     settings.AIRLOCK_DRY_RUN = False
     settings.AIRLOCK_SWEEP_SECONDS = SWEEP_SECONDS
+    # This process approves and verifies the audit log, the worker revokes: one key.
+    settings.AIRLOCK_AUDIT_KEYS = [AUDIT_KEY]
     artifacts = os.environ.get("CI_ARTIFACTS")
     log_dir = Path(tempfile.mkdtemp(prefix="airlock-soak-", dir=artifacts or None))
     redis = RedisServer(log_dir).start()

@@ -1,4 +1,5 @@
-"""manage.py export_audit_log: the audit log as JSON Lines, oldest first, for a SIEM."""
+"""manage.py export_audit_log: the audit log as JSON Lines, oldest first, for a SIEM, and
+its head to keep outside the database (--head)."""
 
 import os
 import sys
@@ -8,14 +9,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from audit.export import events_for_export, json_lines
+from audit.export import KeptHead, events_for_export, json_lines, log_head
 from audit.models import AuditEvent
 
 
 class Command(BaseCommand):
     help = (
         "Writes audit events as JSON Lines (one event per line, with its hash and "
-        "prev_hash), oldest first, to standard output or a file."
+        "prev_hash), oldest first, to standard output or a file; with --head, also the "
+        "log's head to keep outside the database."
     )
 
     def add_arguments(self, parser):
@@ -31,9 +33,22 @@ class Command(BaseCommand):
             help='only this action, e.g. request.approved; "request.*" for a whole family',
         )
         parser.add_argument("--output", help="write to this file instead of standard output")
+        parser.add_argument(
+            "--head",
+            metavar="FILE",
+            help=(
+                "also write the log's head (SEQ:HASH of its newest event, whatever the "
+                "filters) to this file, to keep outside the database for "
+                "verify_audit_log --head"
+            ),
+        )
 
     def handle(self, *args, **options):
-        events = AuditEvent.objects.all()
+        head = log_head()
+        if options["head"] and head is None:
+            raise CommandError("the audit log is empty: it has no head to keep")
+        # The events and the head show the log as it was when the export began.
+        events = AuditEvent.objects.filter(seq__lte=head.seq if head else 0)
         if options["since"]:
             events = events.filter(created_at__gte=_parse_since(options["since"]))
         if options["action"]:
@@ -52,6 +67,9 @@ class Command(BaseCommand):
                 # The reader stopped early (| head): not a failure. Point stdout at
                 # /dev/null so that Python's own flush at exit does not fail again.
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
+            if options["head"]:
+                _write_head(options["head"], head)
             return
         count = 0
         try:
@@ -62,6 +80,17 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot write {options['output']}: {exc}") from None
         self.stdout.write(f"Wrote {count} audit events to {options['output']}")
+        if options["head"]:
+            _write_head(options["head"], head)
+            self.stdout.write(f"Wrote the log head {head} to {options['head']}")
+
+
+def _write_head(path: str, head: KeptHead) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as output:
+            output.write(f"{head}\n")
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc}") from None
 
 
 def _parse_since(text: str) -> datetime:
