@@ -842,3 +842,7 @@ class SecretDefinitionAdmin(PlatformAdminOnly):
         if obj.value_updated_at:
             return f"value set on {obj.value_updated_at:%Y-%m-%d %H:%M %Z}"
         return "value set"
+
+
+# Django's user and group admin, with Airlock's rules and audit (registered on import).
+from requests_app import admin_accounts  # noqa: E402, F401
