@@ -270,3 +270,7 @@ class DeploymentGateAdmin(ReadOnlyAdmin):
                 "{}: retrying: <span class='airlock-refusal'>{}</span>", pending, gate.last_error
             )
         return pending
+
+
+# django-celery-beat's admin, with Airlock's entries read-only and writes audited.
+from grants import admin_beat  # noqa: E402, F401

@@ -59,6 +59,12 @@ def beat_schedule() -> dict[str, dict]:
     }
 
 
+def is_airlock_entry(name: str) -> bool:
+    """Whether a periodic task of this name is one of Airlock's, declared above: the admin
+    shows those read-only, and only install_beat_schedule writes them."""
+    return name in beat_schedule()
+
+
 def install_beat_schedule() -> list[str]:
     """Create or update the periodic tasks; returns what changed (empty when nothing)."""
     from django_celery_beat.models import IntervalSchedule, PeriodicTask

@@ -81,7 +81,7 @@ FAILED_WITHIN = timedelta(days=7)
 def dashboard(request) -> list[dict]:
     """The sections on the admin's home page, for this user: approvers see only what is
     routed to them; overdue revocations are for those who may see grants."""
-    from grants.selectors import grants_revocation_overdue
+    from grants.selectors import beat_entries_out_of_place, grants_revocation_overdue
     from requests_app.selectors import admin_dashboard_requests
 
     user = request.user
@@ -140,6 +140,25 @@ def dashboard(request) -> list[dict]:
                 "kind": "grants",
                 "style": "alert",
                 "empty": "Every revocation is done on time.",
+            },
+        )
+    if user.is_active and user.is_staff and user.has_perm("django_celery_beat.view_periodictask"):
+        out_of_place = beat_entries_out_of_place()
+        rows = [{"name": name, "problem": "missing"} for name in out_of_place["missing"]] + [
+            {"name": name, "problem": "disabled"} for name in out_of_place["disabled"]
+        ]
+        sections.insert(
+            1,
+            {
+                "key": "beat",
+                "title": "Airlock's beat entries",
+                "count": len(rows),
+                "rows": rows,
+                "link": reverse("admin:django_celery_beat_periodictask_changelist")
+                + "?q=airlock",
+                "kind": "beat",
+                "style": "alert",
+                "empty": "Every Airlock beat entry is installed and enabled.",
             },
         )
     return sections

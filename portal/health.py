@@ -54,7 +54,8 @@ def broker_status() -> dict:
 def beat_status(*, database_ok: bool = True) -> dict:
     """When beat last sent the sweep (the periodic task whose name or task contains
     "sweep"), and whether that is recent enough. Null times when it never has, or when
-    the database cannot say."""
+    the database cannot say. Not ok either while any of Airlock's beat entries is missing
+    or disabled (entries_missing, entries_disabled name them)."""
     stale_after = STALE_AFTER_SWEEPS * settings.AIRLOCK_SWEEP_SECONDS
     status = {
         "ok": False,
@@ -66,7 +67,10 @@ def beat_status(*, database_ok: bool = True) -> dict:
         return status | {"error": "database unavailable"}
     from django_celery_beat.models import PeriodicTask
 
+    from grants.selectors import beat_entries_out_of_place
+
     try:
+        out_of_place = beat_entries_out_of_place()
         last_sweep_at = (
             PeriodicTask.objects.filter(Q(name__icontains="sweep") | Q(task__icontains="sweep"))
             .filter(enabled=True, last_run_at__isnull=False)
@@ -76,11 +80,16 @@ def beat_status(*, database_ok: bool = True) -> dict:
         )
     except DatabaseError as exc:  # e.g. before the first migration
         return status | {"error": type(exc).__name__}
+    status |= {
+        "entries_missing": out_of_place["missing"],
+        "entries_disabled": out_of_place["disabled"],
+    }
     if last_sweep_at is None:
         return status
     age = max(0.0, (timezone.now() - last_sweep_at).total_seconds())
+    in_place = not (out_of_place["missing"] or out_of_place["disabled"])
     return status | {
-        "ok": age <= stale_after,
+        "ok": age <= stale_after and in_place,
         "last_sweep_at": last_sweep_at.isoformat(),
         "age_seconds": round(age, 1),
     }

@@ -22,7 +22,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-import audit
+from audit.admin_changes import AuditedAdmin
 from requests_app import selectors
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.forms import (
@@ -680,7 +680,7 @@ def _outcome(decision: str, access_request: AccessRequest) -> str:
 # --- platform admins' models -------------------------------------------------------------------
 
 
-class PlatformAdminOnly(admin.ModelAdmin):
+class PlatformAdminOnly(AuditedAdmin, admin.ModelAdmin):
     """For staff only: approvers never see these, whatever permissions they were given.
     Changes are written to the audit log too, in the admin's transaction."""
 
@@ -698,27 +698,6 @@ class PlatformAdminOnly(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_staff and super().has_delete_permission(request, obj)
-
-    def log_addition(self, request, obj, message):
-        self._audit(request, obj, "created", message)
-        return super().log_addition(request, obj, message)
-
-    def log_change(self, request, obj, message):
-        self._audit(request, obj, "changed", message)
-        return super().log_change(request, obj, message)
-
-    def log_deletions(self, request, queryset):
-        for obj in queryset:
-            self._audit(request, obj, "deleted", [])
-        return super().log_deletions(request, queryset)
-
-    def _audit(self, request, obj, verb, message) -> None:
-        audit.log_event(
-            action=f"{self.opts.model_name}.{verb}",
-            actor=request.user,
-            target=obj,
-            detail={"name": str(obj), "changes": message},
-        )
 
 
 class ApproverGroupMemberInline(admin.TabularInline):
@@ -842,3 +821,7 @@ class SecretDefinitionAdmin(PlatformAdminOnly):
         if obj.value_updated_at:
             return f"value set on {obj.value_updated_at:%Y-%m-%d %H:%M %Z}"
         return "value set"
+
+
+# Django's user and group admin, with Airlock's rules and audit (registered on import).
+from requests_app import admin_accounts  # noqa: E402, F401

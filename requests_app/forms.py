@@ -6,12 +6,12 @@ import re
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
-from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from requests_app.models import AccessKind, AccessPolicy, SecretDefinition
-from requests_app.selectors import user_is_approver
+from requests_app.selectors import user_is_approver, username_is_taken
 
 
 class PortalForm(forms.Form):
@@ -324,3 +324,28 @@ class SecretDefinitionAdminForm(forms.ModelForm):
             secret.save()
             self.save_m2m()
         return secret
+
+
+def _refuse_taken_username(form, username: str, *, other_than=None) -> str:
+    if username and username_is_taken(username=username, other_than=other_than):
+        raise ValidationError(
+            form.instance.unique_error_message(form._meta.model, ["username"]), code="unique"
+        )
+    return username
+
+
+class UserAdminCreationForm(AdminUserCreationForm):
+    """Usernames are GitHub logins: a case variant of one taken is taken (the database
+    refuses it too; this says so as a form error instead of failing)."""
+
+    def clean_username(self):
+        return _refuse_taken_username(self, self.cleaned_data.get("username"))
+
+
+class UserAdminChangeForm(UserChangeForm):
+    """Renaming to a case variant of another user's name is refused, as when adding."""
+
+    def clean_username(self):
+        return _refuse_taken_username(
+            self, self.cleaned_data.get("username"), other_than=self.instance
+        )

@@ -171,6 +171,9 @@ class AccessRequest(models.Model):
     requester = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"
     )
+    # The requester's identity when they filed it (selectors.approver_identity), so that no
+    # other account of theirs approves it even after a rename or a relinked GitHub account.
+    requester_identity = models.CharField(max_length=160, blank=True, editable=False)
     repository = models.CharField(max_length=200, db_index=True, help_text="owner/repo")
     environment = models.CharField(max_length=255, db_index=True)
     access = models.CharField(max_length=20, choices=AccessKind.choices)
@@ -280,14 +283,24 @@ class Approval(models.Model):
     approver = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals_given"
     )
+    # The approver's identity when they approved (selectors.approver_identity): the person,
+    # whichever of their accounts they used.
+    approver_identity = models.CharField(max_length=160, editable=False)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
-            # Approvals are counted per distinct approver; access_request_approve relies on it.
+            # Approvals are counted per distinct person: access_request_approve counts the
+            # rows, so one account, and one identity, may add one approval each.
             models.UniqueConstraint(fields=["request", "approver"], name="one_approval_each"),
+            models.UniqueConstraint(
+                fields=["request", "approver_identity"], name="one_approval_per_person"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(approver_identity=""), name="approval_identity_recorded"
+            ),
         ]
 
     def __str__(self):

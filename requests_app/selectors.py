@@ -1,8 +1,51 @@
-"""Reads about requests and approvers: who may decide what, and what awaits whom."""
+"""Reads about requests and approvers: who may decide what, and what awaits whom, and who
+is the same person as whom."""
 
+from allauth.socialaccount.models import SocialAccount
+from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
+from django.db.models.functions import Lower
 
 from requests_app.models import AccessRequest, ApproverGroup, ApproverGroupMember
+
+GITHUB = "github"
+
+
+def github_user_id(user) -> int | None:
+    """The GitHub numeric id of a user who signed in with GitHub, else None."""
+    if user is None or not user.pk:
+        return None
+    uid = (
+        SocialAccount.objects.filter(user=user, provider=GITHUB)
+        .order_by("pk")
+        .values_list("uid", flat=True)
+        .first()
+    )
+    return int(uid) if uid and uid.isdigit() else None
+
+
+def login_identity(login: str) -> str:
+    return f"login:{login.casefold()}"
+
+
+def approver_identity(user) -> str:
+    """Who a person is, whatever their portal accounts: their GitHub account's numeric id
+    where Airlock knows it (it survives renames and follows the GitHub account from one
+    portal account to another), else their username case-folded (GitHub logins ignore
+    case). Approvals count distinct identities, and nobody approves a request filed under
+    their own identity; requests and approvals keep the identity they were made with.
+    """
+    uid = github_user_id(user)
+    return f"github:{uid}" if uid is not None else login_identity(user.get_username())
+
+
+def username_is_taken(*, username: str, other_than=None) -> bool:
+    """Whether another user holds this username, case aside: usernames are GitHub logins,
+    which ignore case, and the database refuses case variants (migration 0006)."""
+    users = get_user_model().objects.filter(username__iexact=username)
+    if other_than is not None:
+        users = users.exclude(pk=other_than.pk)
+    return users.exists()
 
 
 def user_is_approver(*, user) -> bool:
@@ -34,12 +77,14 @@ def requests_visible_to(*, user) -> QuerySet[AccessRequest]:
 
 def requests_awaiting_decision_by(*, user) -> QuerySet[AccessRequest]:
     """Pending requests routed to the user that they may still approve."""
+    identity = approver_identity(user)
     return (
         requests_routed_to(user=user)
         .filter(status=AccessRequest.Status.PENDING)
         .exclude(requester=user)
-        .exclude(requester__username__iexact=user.username)
+        .exclude(requester_identity=identity)
         .exclude(approvals__approver=user)
+        .exclude(approvals__approver_identity=identity)
     )
 
 
@@ -57,8 +102,8 @@ def request_refusal_for_decider(*, access_request: AccessRequest, user) -> str |
     Nobody decides their own request, superusers included; only members of the groups the
     request is routed to decide, superusers included too.
     """
-    if access_request.requester_id == user.pk or (
-        access_request.requester.username.lower() == user.username.lower()
+    if access_request.requester_id == user.pk or approver_identity(user) in _requester_identities(
+        access_request
     ):
         return "You cannot decide on your own request."
     if user.username.lower() not in request_approver_logins(access_request=access_request):
@@ -71,14 +116,30 @@ def request_refusal_for_decider(*, access_request: AccessRequest, user) -> str |
 
 
 def request_pending_approvers(*, access_request: AccessRequest) -> list[str]:
-    """Who may still approve: group members who are not the requester and have not yet."""
-    done = {a.approver.username.lower() for a in access_request.approvals.all()}
-    requester = access_request.requester.username.lower()
-    return sorted(
-        login
-        for login in request_approver_logins(access_request=access_request)
-        if login not in done and login != requester
-    )
+    """Who may still approve: group members who are not the requester (under any account)
+    and whose identity has not approved yet."""
+    approvals = access_request.approvals.values_list("approver_id", "approver_identity")
+    done_by = {approver_id for approver_id, _ in approvals} | {access_request.requester_id}
+    excluded = {identity for _, identity in approvals} | _requester_identities(access_request)
+    logins = request_approver_logins(access_request=access_request)
+    # A login with no portal account yet is its own identity; one with an account is the
+    # account's (its GitHub id where known).
+    identities = {login_identity(login): login for login in logins}
+    users = get_user_model().objects.annotate(folded=Lower("username")).filter(folded__in=logins)
+    for user in users:
+        login = identities.pop(login_identity(user.get_username()))
+        if user.pk not in done_by:
+            identities[approver_identity(user)] = login
+    return sorted(login for identity, login in identities.items() if identity not in excluded)
+
+
+def _requester_identities(access_request: AccessRequest) -> set[str]:
+    # The identity the request was filed under, and the requester's identity now (a
+    # request made before identities were recorded has only the latter).
+    identities = {approver_identity(access_request.requester)}
+    if access_request.requester_identity:
+        identities.add(access_request.requester_identity)
+    return identities
 
 
 def requester_history(*, access_request: AccessRequest, limit: int = 10):

@@ -28,6 +28,7 @@ from requests_app.models import (
 from requests_app.policies import policy_for_target
 from requests_app.policy_file import PolicyDocument, PolicyFileError
 from requests_app.selectors import (
+    approver_identity,
     request_open_extension,
     request_refusal_for_decider,
     request_refusal_for_reviewer,
@@ -190,6 +191,7 @@ def access_request_create(
             )
         access_request = AccessRequest.objects.create(
             requester=requester,
+            requester_identity=approver_identity(requester),
             repository=repository,
             environment=environment,
             access=access,
@@ -234,11 +236,27 @@ def access_request_approve(*, access_request: AccessRequest, approver, comment: 
         refusal = request_refusal_for_decider(access_request=locked, user=approver)
         if refusal:
             raise NotAllowed(refusal)
+        identity = approver_identity(approver)
+        earlier = (
+            locked.approvals.filter(approver_identity=identity)
+            .exclude(approver=approver)
+            .select_related("approver")
+            .first()
+        )
+        if earlier is not None:
+            raise NotAllowed(
+                f"Request #{locked.pk} already has an approval from "
+                f"{earlier.approver.get_username()}, the same person as you ({identity}): "
+                "each person counts once."
+            )
         try:
             with transaction.atomic():
-                Approval.objects.create(request=locked, approver=approver, comment=comment)
+                Approval.objects.create(
+                    request=locked, approver=approver, approver_identity=identity, comment=comment
+                )
         except IntegrityError:
             raise WrongState("You have already approved this request.") from None
+        # The constraints make each approval a distinct account and a distinct person.
         count = locked.approvals.count()
         audit.log_event(
             action="request.approval_added",

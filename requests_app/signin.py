@@ -11,27 +11,15 @@ import requests
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
-from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.shortcuts import render
 
+from requests_app.selectors import GITHUB, username_is_taken
+
 logger = logging.getLogger(__name__)
 
-GITHUB = "github"
 MEMBERSHIP_TIMEOUT_SECONDS = 10
-
-
-def github_user_id(user) -> int | None:
-    """The GitHub numeric id of a user who signed in with GitHub, else None."""
-    if user is None or not user.pk:
-        return None
-    uid = (
-        SocialAccount.objects.filter(user=user, provider=GITHUB)
-        .values_list("uid", flat=True)
-        .first()
-    )
-    return int(uid) if uid and uid.isdigit() else None
 
 
 def org_membership_refusal(*, token: str, org: str) -> str | None:
@@ -142,7 +130,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     @staticmethod
     def _login_is_taken(login: str) -> bool:
-        return get_user_model().objects.filter(username__iexact=login).exists()
+        return username_is_taken(username=login)
 
     @staticmethod
     def _follow_rename(user, login: str) -> None:
@@ -150,8 +138,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         the numeric id); the username follows the new login unless someone holds it."""
         if not login or user.username == login:
             return
-        User = get_user_model()
-        if User.objects.filter(username__iexact=login).exclude(pk=user.pk).exists():
+        if username_is_taken(username=login, other_than=user):
             logger.warning(
                 "GitHub user %s renamed to %s, but that username is taken; keeping %s",
                 user.username,

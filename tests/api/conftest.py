@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 from grants.models import Grant
 from grants.services import grant_create_for_request
 from requests_app.models import AccessRequest
+from requests_app.selectors import approver_identity
 from requests_app.tokens import api_token_create
 from tests.requests_app.factories import AccessPolicyFactory, AccessRequestFactory, UserFactory
 
@@ -84,8 +85,11 @@ def active_request(
         decided_at=timezone.now(),
         **extra,
     )
-    for approver in approvers:
-        access_request.approvals.create(approver=UserFactory(username=approver))
+    for login in approvers:
+        approver = UserFactory(username=login)
+        access_request.approvals.create(
+            approver=approver, approver_identity=approver_identity(approver)
+        )
     grant = grant_create_for_request(access_request=access_request)
     now = timezone.now()
     AccessRequest.objects.filter(pk=access_request.pk).update(

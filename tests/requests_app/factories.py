@@ -13,6 +13,7 @@ from requests_app.models import (
     ApproverGroupMember,
     SecretDefinition,
 )
+from requests_app.selectors import approver_identity
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -97,6 +98,7 @@ class AccessRequestFactory(factory.django.DjangoModelFactory):
         model = AccessRequest
 
     requester = factory.SubFactory(UserFactory)
+    requester_identity = factory.LazyAttribute(lambda r: approver_identity(r.requester))
     repository = "acme/api"
     environment = "production"
     access = "reviewer"

@@ -19,6 +19,7 @@ from requests_app.services import (
 )
 from tests.requests_app.factories import (
     AccessPolicyFactory,
+    ApproverGroupFactory,
     SecretDefinitionFactory,
     UserFactory,
     approver_setup,
@@ -120,7 +121,8 @@ def test_approval_by_a_non_member_is_refused():
 
 
 def test_membership_is_matched_case_insensitively_like_github_logins():
-    _, _, _ = approver_setup(approvers=("Alice", "bob"))
+    group = ApproverGroupFactory(members=["Alice", "bob"])
+    AccessPolicyFactory(approver_groups=[group])
     alice = UserFactory(username="alice")
     access_request = file_request(UserFactory(username="dave"))
 

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.urls import reverse
 
-from requests_app.signin import github_user_id
+from requests_app.selectors import github_user_id
 from tests.requests_app.factories import ApproverGroupFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

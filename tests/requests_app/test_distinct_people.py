@@ -1,0 +1,210 @@
+"""One person is one approver, whatever their usernames: usernames are unique without
+regard to case (in the database and in the user admin), and approvals count people by their
+GitHub identity where Airlock knows it, by the case-folded username where it does not."""
+
+import importlib
+
+import pytest
+from allauth.socialaccount.models import SocialAccount
+from django.apps import apps as global_apps
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+
+from requests_app.exceptions import NotAllowed
+from requests_app.models import AccessRequest
+from requests_app.selectors import (
+    approver_identity,
+    request_pending_approvers,
+    requests_awaiting_decision_by,
+)
+from requests_app.services import access_request_approve, access_request_create
+from tests.requests_app.factories import UserFactory, approver_setup
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+Status = AccessRequest.Status
+USERNAME_MIGRATION = importlib.import_module(
+    "requests_app.migrations.0006_username_unique_casefold"
+)
+
+
+def file_request(requester):
+    return access_request_create(
+        requester=requester,
+        repository="acme/api",
+        environment="production",
+        access="reviewer",
+        reason="Deploying the hotfix for INC-1234",
+        duration_minutes=60,
+    )
+
+
+def link_github(user, uid: int) -> SocialAccount:
+    return SocialAccount.objects.create(
+        user=user, provider="github", uid=str(uid), extra_data={"login": user.username}
+    )
+
+
+def user_change_form(user, **overrides):
+    """What the user admin's change page posts back for `user`, with overrides."""
+    data = {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+        "last_login_0": "",
+        "last_login_1": "",
+    }
+    for flag in ("is_active", "is_staff", "is_superuser"):
+        if getattr(user, flag):
+            data[flag] = "on"
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+@pytest.fixture
+def platform_admin(client):
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(root)
+    return root
+
+
+# --- usernames are unique without regard to case -----------------------------------------------
+
+
+def test_renaming_a_user_to_a_case_variant_of_another_is_refused_by_the_admin_form(
+    client, platform_admin
+):
+    UserFactory(username="bob")
+    robert = UserFactory(username="robert")
+
+    response = client.post(
+        reverse("admin:auth_user_change", args=[robert.pk]),
+        user_change_form(robert, username="Bob"),
+    )
+
+    assert response.status_code == 200
+    assert "A user with that username already exists." in response.content.decode()
+    robert.refresh_from_db()
+    assert robert.username == "robert"
+
+
+def test_adding_a_case_variant_of_an_existing_user_is_refused_by_the_admin_form(
+    client, platform_admin
+):
+    UserFactory(username="bob")
+
+    response = client.post(
+        reverse("admin:auth_user_add"),
+        {"username": "BOB", "usable_password": "false", "password1": "", "password2": ""},
+    )
+
+    assert response.status_code == 200
+    assert "A user with that username already exists." in response.content.decode()
+    assert not User.objects.filter(username="BOB").exists()
+
+
+def test_a_user_keeps_their_own_name_when_saved_in_the_admin(client, platform_admin):
+    bob = UserFactory(username="bob")
+
+    response = client.post(
+        reverse("admin:auth_user_change", args=[bob.pk]),
+        user_change_form(bob, username="Bob", email="bob@example.org"),
+    )
+
+    assert response.status_code == 302, response.content.decode()
+    bob.refresh_from_db()
+    assert (bob.username, bob.email) == ("Bob", "bob@example.org")
+
+
+def test_the_database_refuses_a_case_variant_username():
+    User.objects.create(username="bob")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create(username="Bob")
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_a_case_variant_username(on_postgres):
+    User.objects.create(username="bob")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create(username="BOB")
+
+
+def test_the_migration_stops_on_case_variant_usernames_and_names_them():
+    # Only a database from before the migration can hold such names: take the index away
+    # for the length of this test (its transaction puts it back).
+    with connection.cursor() as cursor:
+        cursor.execute(USERNAME_MIGRATION.drop_index_sql(connection.ops.quote_name))
+    User.objects.bulk_create([User(username="bob"), User(username="Bob"), User(username="eve")])
+
+    with pytest.raises(RuntimeError) as refused:
+        USERNAME_MIGRATION.refuse_case_variants(global_apps, None)
+
+    assert "'Bob', 'bob'" in str(refused.value)
+    assert "eve" not in str(refused.value)
+
+
+# --- approvals count people ---------------------------------------------------------------------
+
+
+def test_an_identity_is_the_github_id_where_known_else_the_case_folded_username():
+    alice = UserFactory(username="Alice")
+    bob = UserFactory(username="bob")
+    link_github(bob, 4242)
+
+    assert approver_identity(alice) == "login:alice"
+    assert approver_identity(bob) == "github:4242"
+
+
+def test_two_accounts_with_one_github_identity_count_as_one_approver():
+    _, _, users = approver_setup(approvals_required=2)
+    access_request = file_request(UserFactory(username="dave"))
+    github_account = link_github(users["alice"], 1001)
+    access_request_approve(access_request=access_request, approver=users["alice"])
+    # The same GitHub account, now linked to carol's portal account.
+    github_account.user = users["carol"]
+    github_account.save()
+
+    with pytest.raises(NotAllowed, match="counts once"):
+        access_request_approve(access_request=access_request, approver=users["carol"])
+
+    access_request.refresh_from_db()
+    assert access_request.status == Status.PENDING
+    assert access_request.approvals.count() == 1
+    assert request_pending_approvers(access_request=access_request) == ["bob"]
+    assert not requests_awaiting_decision_by(user=users["carol"]).exists()
+
+
+def test_a_second_account_of_the_requester_cannot_approve():
+    _, _, users = approver_setup(approvals_required=1)
+    dave = UserFactory(username="dave")
+    github_account = link_github(dave, 2002)
+    access_request = file_request(dave)
+    github_account.user = users["bob"]
+    github_account.save()
+
+    with pytest.raises(NotAllowed, match="your own request"):
+        access_request_approve(access_request=access_request, approver=users["bob"])
+
+    access_request.refresh_from_db()
+    assert access_request.status == Status.PENDING
+    assert access_request.approvals.count() == 0
+    assert "bob" not in request_pending_approvers(access_request=access_request)
+    assert not requests_awaiting_decision_by(user=users["bob"]).exists()
+
+
+def test_distinct_people_still_approve_together():
+    _, _, users = approver_setup(approvals_required=2)
+    link_github(users["alice"], 1001)
+    access_request = file_request(UserFactory(username="dave"))
+
+    access_request_approve(access_request=access_request, approver=users["alice"])
+    access_request_approve(access_request=access_request, approver=users["bob"])
+
+    access_request.refresh_from_db()
+    assert access_request.status == Status.APPROVED
