@@ -150,6 +150,23 @@ def break_glass_awaiting_review() -> QuerySet[AccessRequest]:
     )
 
 
+def break_glass_outstanding(*, requester, repository: str, environment: str):
+    """The requester's latest break-glass request on this target that is still open, or
+    closed but not yet reviewed; None when there is none (break-glass is then open to them
+    on this target)."""
+    return (
+        AccessRequest.objects.filter(
+            requester=requester,
+            repository__iexact=repository,
+            environment__iexact=environment,
+            break_glass=True,
+        )
+        .filter(Q(status__in=AccessRequest.OPEN_STATUSES) | Q(review_outcome=""))
+        .order_by("-pk")
+        .first()
+    )
+
+
 def request_refusal_for_reviewer(*, access_request: AccessRequest, user) -> str | None:
     """Why this user may not record the review of this break-glass access, or None. The same
     people who decide a request review it: its approvers, never the requester."""
