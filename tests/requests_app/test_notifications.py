@@ -480,13 +480,14 @@ def test_the_html_email_shows_untrusted_text_escaped_and_links_only_to_us(approv
     assert "&lt;a href=&quot;https://evil.example/x&quot;&gt;" in html
 
 
-FORGED = "FORGED: https://evil.example/x"
+FORGED = "FORGED"
 # Every way text can end a line: \n, \r, \r\n, and the Unicode line and paragraph breaks.
 BREAKS = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"]
 
 
 def crafted(text: str) -> str:
-    return "".join(f"{text}{brk}{FORGED}" for brk in BREAKS)
+    # Short enough for every column it goes in (a GitHub login: 100 characters).
+    return text + "".join(f"{brk}{FORGED}" for brk in BREAKS)
 
 
 @pytest.fixture
