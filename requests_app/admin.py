@@ -64,8 +64,7 @@ def _is_approver(request) -> bool:
 
 
 def _sees_all_requests(request) -> bool:
-    user = request.user
-    return user.is_active and user.is_staff and user.has_perm("requests_app.view_accessrequest")
+    return selectors.user_sees_all_requests(user=request.user)
 
 
 def can_view_request(request, access_request=None) -> bool:
@@ -93,7 +92,7 @@ class AwaitingMyDecisionFilter(admin.SimpleListFilter):
     def __init__(self, request, params, model, model_admin):
         super().__init__(request, params, model, model_admin)
         # An approver opens the list to decide; a platform admin to look around.
-        self.default = self.ALL if request.user.is_staff else self.MINE
+        self.default = self.ALL if _sees_all_requests(request) else self.MINE
 
     def lookups(self, request, model_admin):
         return [(self.MINE, "Awaiting my decision"), (self.ALL, "All I can see")]

@@ -9,6 +9,13 @@ Each event has a template, templates/notifications/<event>.txt, whose first line
 subject and the rest the plain-text body; an optional <event>.html is sent as the HTML
 alternative. The Slack text is the subject and a link.
 
+Text that people or GitHub wrote (reasons, comments, names, logins, GitHub's errors) is
+quoted here, once, so it can never pass for Airlock's own words: in plain text a name is
+kept on its line (quote_inline, the |inline filter) and free text becomes a block whose
+every line starts with "  > " (quote_block, |quoted), so neither starts a line of its own
+such as a fake "Decide here:"; HTML is escaped by Django; for Slack, &, < and > are escaped
+and the text is sent verbatim, so it makes no link, mention or channel name.
+
 Events and who gets them:
 
 | event | to | Slack |
@@ -28,6 +35,7 @@ yet is skipped.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
@@ -236,8 +244,28 @@ def _minutes_left(access_request) -> int | None:
     return max(0, int((access_request.expires_at - timezone.now()).total_seconds() // 60))
 
 
+# What would end a line of plain text (every break str.splitlines knows, which mail readers
+# share), other control characters, and the bidirectional controls that make a line show
+# other than it reads.
+_NOT_INLINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+QUOTE_MARK = "  > "
+
+
+def quote_inline(value) -> str:
+    """Untrusted text inside one of our lines (a name, a login): it stays on that line."""
+    return _NOT_INLINE.sub(" ", str(value))
+
+
+def quote_block(value) -> str:
+    """Untrusted free text (a reason, a comment, GitHub's error) as a quoted block of its
+    own lines, each starting with QUOTE_MARK: no line of it can pass for one of ours."""
+    lines = str(value).splitlines() or [""]
+    return "\n".join(f"{QUOTE_MARK}{quote_inline(line)}".rstrip() for line in lines)
+
+
 def _slack_escape(text: str) -> str:
-    # Slack's mrkdwn treats these three as control characters.
+    # Slack's mrkdwn treats these three as control characters: escaped, a crafted name
+    # makes no <link|label>, <!channel> or <@U123> of its own.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -252,14 +280,29 @@ def send_email(*, subject: str, body: str, html: str | None, to: str) -> None:
     message.send()
 
 
+def slack_payload(text: str) -> dict:
+    """The incoming webhook's JSON for a message's mrkdwn text (Message.slack_text). The
+    block is what Slack shows, `text` the fallback for notifications. verbatim: Slack makes
+    no link or mention of a bare URL, @here or #name in the names quoted there; our own
+    <link|label> still works."""
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
+        ],
+        "unfurl_links": False,
+        "unfurl_media": False,
+    }
+
+
 def post_to_slack(text: str) -> None:
-    """POST {"text": ...} to the incoming webhook. Raises SlackError; transient ones (no
+    """POST the message to the incoming webhook. Raises SlackError; transient ones (no
     answer, 429, 5xx) are worth retrying, others (a wrong or revoked URL) are not."""
     url = settings.AIRLOCK_SLACK_WEBHOOK_URL
     if not url:
         return
     try:
-        response = requests.post(url, json={"text": text}, timeout=SLACK_TIMEOUT_SECONDS)
+        response = requests.post(url, json=slack_payload(text), timeout=SLACK_TIMEOUT_SECONDS)
     except requests.RequestException as exc:
         raise SlackError(f"{type(exc).__name__}: {exc}", transient=True) from exc
     if response.status_code < 300:

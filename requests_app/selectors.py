@@ -54,6 +54,18 @@ def user_is_approver(*, user) -> bool:
     return ApproverGroupMember.objects.filter(login__iexact=user.username).exists()
 
 
+def user_sees_all_requests(*, user) -> bool:
+    """Platform admins see every request: staff who may view requests (superusers may).
+    The admin admits only staff, so the permission on an account that is not staff opens
+    nothing, and neither does the staff flag without it. The portal, the API and the admin
+    all ask this."""
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.has_perm("requests_app.view_accessrequest")
+    )
+
+
 def approver_groups_for_user(*, user) -> QuerySet[ApproverGroup]:
     return ApproverGroup.objects.filter(members__login__iexact=user.username).distinct()
 
@@ -66,8 +78,9 @@ def requests_routed_to(*, user) -> QuerySet[AccessRequest]:
 
 
 def requests_visible_to(*, user) -> QuerySet[AccessRequest]:
-    """Own requests, and those routed to the user as an approver."""
-    if user.is_staff:
+    """Own requests, and those routed to the user as an approver; every request to
+    platform admins."""
+    if user_sees_all_requests(user=user):
         return AccessRequest.objects.all()
     routed = AccessRequest.objects.filter(
         policy__approver_groups__members__login__iexact=user.username
@@ -211,6 +224,23 @@ def break_glass_awaiting_review() -> QuerySet[AccessRequest]:
     )
 
 
+def break_glass_outstanding(*, requester, repository: str, environment: str):
+    """The requester's latest break-glass request on this target that is still open, or
+    closed but not yet reviewed; None when there is none (break-glass is then open to them
+    on this target)."""
+    return (
+        AccessRequest.objects.filter(
+            requester=requester,
+            repository__iexact=repository,
+            environment__iexact=environment,
+            break_glass=True,
+        )
+        .filter(Q(status__in=AccessRequest.OPEN_STATUSES) | Q(review_outcome=""))
+        .order_by("-pk")
+        .first()
+    )
+
+
 def request_refusal_for_reviewer(*, access_request: AccessRequest, user) -> str | None:
     """Why this user may not record the review of this break-glass access, or None. The same
     people who decide a request review it: its approvers, never the requester."""
@@ -222,7 +252,7 @@ def request_refusal_for_reviewer(*, access_request: AccessRequest, user) -> str 
 def requests_for_admin(*, user) -> QuerySet[AccessRequest]:
     """What the admin shows this user: every request to platform admins who may view them,
     the requests routed to them to approvers."""
-    if user.is_active and user.is_staff and user.has_perm("requests_app.view_accessrequest"):
+    if user_sees_all_requests(user=user):
         return AccessRequest.objects.all()
     return AccessRequest.objects.filter(pk__in=requests_routed_to(user=user).values("pk"))
 

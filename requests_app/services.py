@@ -9,6 +9,7 @@ import dataclasses
 import re
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -29,6 +30,7 @@ from requests_app.policies import policy_for_target
 from requests_app.policy_file import PolicyDocument, PolicyFileError
 from requests_app.selectors import (
     approver_identity,
+    break_glass_outstanding,
     request_open_extension,
     request_refusal_for_decider,
     request_refusal_for_reviewer,
@@ -177,6 +179,13 @@ def access_request_create(
         raise ValidationError(errors)
 
     with transaction.atomic():
+        # One person's filings queue on their user row, so the checks below (one pending
+        # request per target, one break-glass at a time) see the filing just before.
+        get_user_model().objects.select_for_update().only("pk").get(pk=requester.pk)
+        if break_glass:
+            _refuse_chained_break_glass(
+                requester=requester, repository=repository, environment=environment
+            )
         duplicate = AccessRequest.objects.filter(
             requester=requester,
             repository__iexact=repository,
@@ -222,6 +231,31 @@ def access_request_create(
         elif access_request.status == Status.PENDING:
             notifications.notify("request_routed", request_id=access_request.pk)
     return access_request
+
+
+def _refuse_chained_break_glass(*, requester, repository: str, environment: str) -> None:
+    """Break-glass is one at a time per person and target: a second one waits until the
+    first has ended and an approver has reviewed it, so it cannot be chained into standing
+    access that nobody approved."""
+    earlier = break_glass_outstanding(
+        requester=requester, repository=repository, environment=environment
+    )
+    if earlier is None:
+        return
+    if earlier.status in AccessRequest.OPEN_STATUSES:
+        message = (
+            f"You already have break-glass request #{earlier.pk} on this target "
+            f"({earlier.status}), and break-glass is one at a time. File a normal request "
+            f"for approval instead; once #{earlier.pk} has ended and an approver has reviewed "
+            "it, break-glass is open to you again."
+        )
+    else:
+        message = (
+            f"Your break-glass request #{earlier.pk} on this target ended ({earlier.status}) "
+            "and no approver has reviewed it yet. File a normal request for approval "
+            f"instead, or ask an approver to review #{earlier.pk} first."
+        )
+    raise ValidationError({"break_glass": message})
 
 
 def access_request_approve(*, access_request: AccessRequest, approver, comment: str = ""):

@@ -266,11 +266,11 @@ def test_an_approver_of_another_group_cannot_see_the_request(routed):
     assert response.status_code == 404
 
 
-def test_staff_who_are_not_approvers_get_403_deciding(routed):
+def test_platform_admins_who_are_not_approvers_get_403_deciding(routed):
     policy, _ = routed
-    staff = UserFactory(username="sam", is_staff=True)
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
     request_ = AccessRequestFactory(requester=UserFactory(username="dave"), policy=policy)
-    response = token_client(staff).post(f"/api/v1/requests/{request_.pk}/deny", {}, format="json")
+    response = token_client(admin).post(f"/api/v1/requests/{request_.pk}/deny", {}, format="json")
     assert response.status_code == 403
     assert "approver groups" in response.json()["message"]
 

@@ -6,6 +6,7 @@ run there too but prove less. CI runs them on PostgreSQL (AIRLOCK_REQUIRE_POSTGR
 import threading
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from audit.models import AuditEvent
@@ -116,4 +117,29 @@ def test_approval_racing_a_cancel_never_approves_a_cancelled_request(on_postgres
         assert access_request.approvals.count() == 0
     else:
         assert access_request.status == AccessRequest.Status.APPROVED
+    assert connection.vendor == "postgresql"
+
+
+def test_two_break_glass_requests_at_the_same_instant_grant_one(on_postgres):
+    approver_setup(approvals_required=1, break_glass=True)
+    dave = UserFactory(username="dave")
+
+    def break_glass():
+        return access_request_create(
+            requester=dave,
+            repository="acme/api",
+            environment="production",
+            access="reviewer",
+            reason="Production is down (INC-999); rolling back",
+            duration_minutes=30,
+            break_glass=True,
+        )
+
+    outcomes = run_at_once(break_glass, break_glass)
+
+    granted = [o for o in outcomes if isinstance(o, AccessRequest)]
+    refused = [o for o in outcomes if isinstance(o, ValidationError)]
+    assert len(granted) == 1 and len(refused) == 1, outcomes
+    assert f"#{granted[0].pk}" in str(refused[0])
+    assert AccessRequest.objects.filter(break_glass=True).count() == 1
     assert connection.vendor == "postgresql"

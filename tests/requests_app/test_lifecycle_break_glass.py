@@ -1,6 +1,7 @@
 """Break-glass: access at once without approval where the policy allows it, with a reason and
 a short maximum; approvers are told at once; the grant is flagged until an approver records
-an after-the-fact review (acknowledged or escalated) in the admin."""
+an after-the-fact review (acknowledged or escalated) in the admin. One at a time per person
+and target: no second break-glass while the first is open or unreviewed."""
 
 from datetime import timedelta
 
@@ -9,11 +10,16 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessRequest
-from requests_app.services import access_request_review_break_glass
+from requests_app.services import (
+    access_request_cancel,
+    access_request_end_early,
+    access_request_review_break_glass,
+)
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory
 from tests.requests_app.lifecycle import file_request, grant_now, policy_and_approvers
 
@@ -201,3 +207,94 @@ def test_a_break_glass_grant_shows_its_review_on_the_requesters_page(gh, approve
         access_request=access_request, reviewer=approvers["bob"], outcome="acknowledged"
     )
     assert "Acknowledged" in client.get(detail).content.decode()
+
+
+# --- one break-glass at a time per person and target -----------------------------------------
+
+
+def test_break_glass_cannot_be_chained_while_an_earlier_one_is_open_or_unreviewed(approvers):
+    first = break_glass()
+    assert first.status == Status.APPROVED
+
+    with pytest.raises(ValidationError) as refused:
+        break_glass()
+    [message] = refused.value.error_dict["break_glass"][0].messages
+    assert f"#{first.pk}" in message
+    assert "normal request" in message and "review" in message
+
+    # Ended, but nobody has reviewed it yet: still refused.
+    access_request_end_early(access_request=first, user=first.requester, comment="done")
+    with pytest.raises(ValidationError, match=f"#{first.pk}"):
+        break_glass()
+
+    # What the refusal says to do instead works: a normal request for approval.
+    normal = file_request("dave", reason=URGENT)
+    assert normal.status == Status.PENDING
+    assert AccessRequest.objects.filter(break_glass=True).count() == 1
+    access_request_cancel(access_request=normal, user=normal.requester)
+
+    access_request_review_break_glass(
+        access_request=first, reviewer=approvers["alice"], outcome="acknowledged"
+    )
+    again = break_glass()
+    assert again.status == Status.APPROVED and again.pk != first.pk
+
+
+def test_a_reviewed_break_glass_still_blocks_another_while_it_is_active(approvers):
+    first = break_glass()
+    access_request_review_break_glass(
+        access_request=first, reviewer=approvers["bob"], outcome="acknowledged"
+    )
+    with pytest.raises(ValidationError, match=f"#{first.pk}"):
+        break_glass(environment="PRODUCTION")  # the same target, however it is spelled
+
+
+def test_the_limit_is_per_person_and_target(approvers):
+    AccessPolicyFactory(
+        name="staging",
+        environment_patterns=["staging"],
+        break_glass=True,
+        break_glass_max_duration=timedelta(minutes=30),
+    )
+    break_glass("dave")
+    assert break_glass("erin").status == Status.APPROVED  # someone else, same target
+    assert break_glass("dave", environment="staging").status == Status.APPROVED
+
+
+def test_a_chained_break_glass_is_refused_on_the_api_and_the_form(approvers, client):
+    first = break_glass()
+    api = APIClient()
+    api.force_authenticate(first.requester)
+    response = api.post(
+        "/api/v1/requests/",
+        {
+            "repository": "acme/api",
+            "environment": "production",
+            "access": "reviewer",
+            "reason": URGENT,
+            "duration_minutes": 20,
+            "break_glass": True,
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert f"#{first.pk}" in body["message"] and "break_glass" in body["errors"]
+
+    client.force_login(first.requester)
+    page = client.post(
+        reverse("requests_app:new"),
+        {
+            "repository": "acme/api",
+            "environment": "production",
+            "access": "reviewer",
+            "reason": URGENT,
+            "duration_minutes": 20,
+            "break_glass": "on",
+        },
+    )
+    assert page.status_code == 200
+    [error] = page.context["form"].errors["break_glass"]
+    assert f"#{first.pk}" in error and error in page.content.decode()
+    assert AccessRequest.objects.filter(break_glass=True).count() == 1
+

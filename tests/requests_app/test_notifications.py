@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
+from grants.services import grant_create_for_request
 from requests_app import notifications
 from requests_app.models import AccessRequest
 from requests_app.services import (
@@ -25,7 +26,7 @@ from requests_app.services import (
     access_request_extend,
     access_requests_remind_expiring,
 )
-from tests.requests_app.factories import UserFactory
+from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
 from tests.requests_app.lifecycle import (
     active_on_github,
     approve,
@@ -443,3 +444,117 @@ def test_every_event_has_a_message(approvers):
         assert message.subject.startswith("[Airlock]"), event
         assert "\n" not in message.subject and "&#x27;" not in message.body, event
         assert message.link.startswith("http://127.0.0.1:8000/"), event
+
+
+# --- untrusted text is quoted: it cannot forge our lines, links or mentions --------------------
+
+
+def test_a_reason_cannot_forge_the_decide_here_line_of_the_email(approvers, sent):
+    forged = "Deploying the hotfix for INC-1234\nDecide here: https://evil.example/x"
+    access_request = sent(lambda: file_request("dave", reason=forged))
+
+    message = next(m for m in mail.outbox if "awaits your decision" in m.subject)
+    admin_link = "http://127.0.0.1:8000" + reverse(
+        "admin:requests_app_accessrequest_change", args=[access_request.pk]
+    )
+    decide = [
+        line for line in message.body.splitlines() if line.lstrip().startswith("Decide here:")
+    ]
+    assert decide == [f"Decide here: {admin_link}"]
+    # The reason is all there, quoted, every line of it.
+    assert "  > Deploying the hotfix for INC-1234\n  > Decide here: https://evil.example/x" in (
+        message.body
+    )
+
+
+def test_the_html_email_shows_untrusted_text_escaped_and_links_only_to_us(approvers, sent):
+    reason = 'Hotfix INC-1234 <a href="https://evil.example/x">Decide here</a>'
+    access_request = sent(lambda: file_request("dave", reason=reason))
+
+    message = next(m for m in mail.outbox if "awaits your decision" in m.subject)
+    [(html, _)] = message.alternatives
+    admin_link = "http://127.0.0.1:8000" + reverse(
+        "admin:requests_app_accessrequest_change", args=[access_request.pk]
+    )
+    assert html.count("<a ") == 1 and f'<a href="{admin_link}">' in html
+    assert "&lt;a href=&quot;https://evil.example/x&quot;&gt;" in html
+
+
+FORGED = "FORGED"
+# Every way text can end a line: \n, \r, \r\n, and the Unicode line and paragraph breaks.
+BREAKS = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x0b", "\x0c"]
+
+
+def crafted(text: str) -> str:
+    # Short enough for every column it goes in (a GitHub login: 100 characters).
+    return text + "".join(f"{brk}{FORGED}" for brk in BREAKS)
+
+
+@pytest.fixture
+def crafted_request(settings):
+    """A request and its grant whose every free or foreign text tries to start lines of its
+    own. Made directly in the database: names stored before stricter validation, or text
+    GitHub sent back, reach the messages all the same."""
+    from tests.grants.factories import approved_request
+
+    settings.AIRLOCK_DRY_RUN = True
+    access_request = approved_request(
+        "mallory",
+        repository=crafted("acme/api"),
+        environment=crafted("production"),
+        reason=crafted("Deploying the hotfix"),
+        close_comment=crafted("Not now"),
+        closed_by=UserFactory(username=crafted("bob")),
+    )
+    grant = grant_create_for_request(access_request=access_request)
+    Grant.objects.filter(pk=grant.pk).update(
+        login=crafted("mallory"),
+        last_error=crafted("GitHub said no"),
+        revocation_overdue_since=timezone.now(),
+    )
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        granted_at=timezone.now(), expires_at=timezone.now() + timedelta(minutes=30)
+    )
+    return access_request, grant
+
+
+@pytest.mark.parametrize("event", sorted(notifications.EVENTS))
+def test_no_untrusted_text_starts_a_line_of_its_own_in_any_message(event, crafted_request):
+    access_request, grant = crafted_request
+
+    message = notifications.build_message(
+        event, request_id=access_request.pk, grant_id=grant.pk
+    )
+
+    assert len(message.subject.splitlines()) == 1
+    lines = message.body.splitlines()
+    forged = [line for line in lines if line.lstrip().startswith("FORGED")]
+    assert forged == [], message.body
+    assert "FORGED" in message.body  # shown, but inside our lines or quoted
+
+
+def test_untrusted_text_reaches_slack_escaped_and_not_parsed(slack, sent):
+    # A name stored before the stricter name rules (made directly in the database).
+    policy, _group, _users = approver_setup(approvals_required=1)
+    access_request = AccessRequestFactory(
+        requester=UserFactory(username="mallory"),
+        environment="<https://evil.example|click> <!channel> @here https://evil.example/x",
+        policy=policy,
+    )
+
+    sent(lambda: notifications.notify("request_routed", request_id=access_request.pk))
+
+    [post] = slack.posts
+    payload = post["json"]
+    [block] = payload["blocks"]
+    # verbatim: Slack turns no bare URL into a link, and no @here or #name into a mention.
+    assert block["type"] == "section" and block["text"]["type"] == "mrkdwn"
+    assert block["text"]["verbatim"] is True
+    assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
+    admin_link = "http://127.0.0.1:8000" + reverse(
+        "admin:requests_app_accessrequest_change", args=[access_request.pk]
+    )
+    for text in (block["text"]["text"], payload["text"]):
+        assert "&lt;https://evil.example|click&gt; &lt;!channel&gt;" in text
+        # The only Slack markup left is our own link.
+        assert text.replace(f"<{admin_link}|Open in Airlock>", "").count("<") == 0

@@ -284,14 +284,16 @@ def test_request_page_is_404_for_strangers(client, policy):
     assert client.post(reverse("requests_app:cancel", args=[access_request.pk])).status_code == 404
 
 
-def test_request_page_is_visible_to_its_approvers_and_to_staff(client, policy):
+def test_request_page_is_visible_to_its_approvers_and_to_platform_admins(client, policy):
     access_request = AccessRequestFactory(policy=policy)
     url = reverse("requests_app:detail", args=[access_request.pk])
 
     client.force_login(UserFactory(username="bob"))
     assert client.get(url).status_code == 200
-    client.force_login(UserFactory(username="admin", is_staff=True))
+    client.force_login(UserFactory(username="admin", is_staff=True, is_superuser=True))
     assert client.get(url).status_code == 200
+    client.force_login(UserFactory(username="staff-only", is_staff=True))
+    assert client.get(url).status_code == 404
 
 
 def test_request_page_shows_approvals_and_the_timeline(client, dev):
