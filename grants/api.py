@@ -53,9 +53,9 @@ class GrantListApi(GenericAPIView):
         if filters.get("state"):
             queryset = queryset.filter(state=filters["state"])
         if filters.get("repository"):
-            queryset = queryset.filter(access_request__repository__iexact=filters["repository"])
+            queryset = queryset.filter(access_request__repository=filters["repository"])
         if filters.get("environment"):
-            queryset = queryset.filter(access_request__environment__iexact=filters["environment"])
+            queryset = queryset.filter(access_request__environment=filters["environment"])
         now = timezone.now()
         if filters.get("active") is not None:
             in_force = {

@@ -8,11 +8,14 @@ its requester, secret, grant and approvals joined (in_force_grants).
 
 Who may ask about what:
 - A workflow (OIDC token): repository, environment and actor come from the verified
-  claims. Query parameters may only narrow them (repeat them, case-insensitively); a
-  different value is refused, and so is a token without an environment claim, because
-  such a job does not run in a protected environment and so proves nothing about one.
+  claims. Query parameters may only narrow them (repeat them, in any case); a different
+  value is refused, and so is a token without an environment claim, because such a job
+  does not run in a protected environment and so proves nothing about one.
 - A person (API token or session): repository and environment must be given; user
   defaults to the caller. People may check their own grants; staff may check anyone's.
+- Names are compared in their canonical form (core.names), the form requests are stored
+  in, never with the database's case folding. A name outside GitHub's rules is refused:
+  a 400 for a parameter, a 403 for a token whose claim names one.
 
 Workflow and ref restrictions. A request may restrict its grant to workflows whose
 `job_workflow_ref` claim matches a glob, and/or whose `ref` claim matches another
@@ -57,6 +60,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 import audit
+from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
 from grants.models import Grant
 from portal.authentication import OidcPrincipal
 from requests_app.exceptions import NotAllowed
@@ -89,7 +93,22 @@ class CheckScope:
 
 
 def _same(a: str, b: str) -> bool:
+    # Logins: GitHub's are ASCII, compared without case.
     return a.casefold() == b.casefold()
+
+
+def _claimed_target(caller: OidcPrincipal) -> tuple[str, str]:
+    """The token's repository and environment claims in canonical form ("" for no
+    environment); NotAllowed when a claim names something outside GitHub's rules."""
+    try:
+        repository = canonical_repository(caller.repository)
+        environment = canonical_environment(caller.environment) if caller.environment else ""
+    except NameRefused as refusal:
+        raise NotAllowed(
+            f"This job's OIDC token names a target outside GitHub's naming rules: "
+            f"{' '.join(refusal.messages)}"
+        ) from None
+    return repository, environment
 
 
 def restriction_refusal(access_request, *, job_workflow_ref: str | None, ref: str | None) -> str:
@@ -129,6 +148,22 @@ def restriction_label(access_request) -> str:
     return " and ".join(parts)
 
 
+def _canonical_parameters(repository: str, environment: str) -> tuple[str, str, dict]:
+    """The parameters' names in canonical form ("" when not given), and the errors of
+    those outside GitHub's rules."""
+    names, errors = {}, {}
+    for field, rule, value in (
+        ("repository", canonical_repository, repository),
+        ("environment", canonical_environment, environment),
+    ):
+        try:
+            names[field] = rule(value) if value else ""
+        except NameRefused as refusal:
+            names[field] = ""
+            errors.update(refusal.message_dict)
+    return names["repository"], names["environment"], errors
+
+
 def grant_check_scope(
     *,
     caller,
@@ -139,18 +174,24 @@ def grant_check_scope(
     secret: str = "",
 ) -> CheckScope:
     """The scope a caller may ask about; NotAllowed (403) or ValidationError (400) if none."""
+    # A name outside the rules is a 400 naming the field (the API's parameters arrive
+    # canonical already: GrantCheckQuerySerializer).
+    repository, environment, errors = _canonical_parameters(repository, environment)
     if isinstance(caller, OidcPrincipal):
-        if repository and not _same(repository, caller.repository):
+        if errors:
+            raise ValidationError(errors)
+        claimed_repository, claimed_environment = _claimed_target(caller)
+        if repository and repository != claimed_repository:
             raise NotAllowed(
                 f"This job's OIDC token is for the repository {caller.repository}; it cannot "
                 f"ask about {repository}."
             )
-        if not caller.environment:
+        if not claimed_environment:
             raise NotAllowed(
                 "This job's OIDC token carries no environment claim: only a job that runs in "
                 "a GitHub environment (jobs.<job_id>.environment) can check a grant for it."
             )
-        if environment and not _same(environment, caller.environment):
+        if environment and environment != claimed_environment:
             raise NotAllowed(
                 f"This job runs in the environment '{caller.environment}'; its OIDC token "
                 f"cannot ask about '{environment}'."
@@ -160,8 +201,8 @@ def grant_check_scope(
                 f"This job was started by {caller.actor}; its OIDC token cannot ask about {user}."
             )
         return CheckScope(
-            repository=caller.repository,
-            environment=caller.environment,
+            repository=claimed_repository,
+            environment=claimed_environment,
             login=caller.actor,
             access=access,
             secret=secret,
@@ -169,13 +210,11 @@ def grant_check_scope(
             ref=caller.ref,
         )
 
-    missing = {
-        name: "Required: name the target to check."
-        for name, value in (("repository", repository), ("environment", environment))
-        if not value
-    }
-    if missing:
-        raise ValidationError(missing)
+    for name, value in (("repository", repository), ("environment", environment)):
+        if not value and name not in errors:
+            errors[name] = "Required: name the target to check."
+    if errors:
+        raise ValidationError(errors)
     login = user or caller.get_username()
     if not _same(login, caller.get_username()) and not caller.is_staff:
         raise NotAllowed("You may check only your own grants; staff may check anyone's.")
@@ -272,8 +311,8 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool) -> str:
     Written by hand because the check is the hot path: the ORM took ten times longer to
     build this query than the database took to run it. Tables are named from the models'
     metadata, columns are the fields' names (the tests run it on SQLite and PostgreSQL).
-    Matching is case-insensitive like Django's iexact (UPPER() on both sides, which is
-    also what the partial index request_in_force_target holds on PostgreSQL).
+    The target is matched by plain equality of canonical names (core.names), which the
+    partial index request_in_force_target serves; the login case-insensitively.
     """
     del vendor  # part of the cache key: quoting differs between backends
     # The status is written into the query, not bound: PostgreSQL uses a partial index
@@ -301,8 +340,8 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool) -> str:
         f"LEFT JOIN {q(secret)} {s} ON {s}.{q('id')} = {r}.{q('secret_id')} "
         f"LEFT JOIN {q(grant)} {g} ON {g}.{q('access_request_id')} = {r}.{q('id')} "
         f"WHERE {r}.{q('status')} = '{ACTIVE}' AND {r}.{q('expires_at')} > %s "
-        f"AND UPPER({r}.{q('repository')}) = UPPER(%s) "
-        f"AND UPPER({r}.{q('environment')}) = UPPER(%s) "
+        f"AND {r}.{q('repository')} = %s "
+        f"AND {r}.{q('environment')} = %s "
         f"AND UPPER({u}.{q('username')}) = UPPER(%s){extra} "
         f"ORDER BY {r}.{q('expires_at')} DESC, {r}.{q('id')} DESC LIMIT {MAX_CANDIDATES}"
         f") {c} "
@@ -558,7 +597,7 @@ def grant_check_refusal_audit(*, caller, repository: str, environment: str, reas
     """Record a "no" (or a refusal to answer), sampled once per caller, target and minute."""
     minute = int(timezone.now().timestamp() // REFUSED_SAMPLE_SECONDS)
     who = caller.get_username()
-    mark = _mark("refused", who, repository.casefold(), environment.casefold(), minute)
+    mark = _mark("refused", who, ascii_lower(repository), ascii_lower(environment), minute)
     if not cache.add(mark, 1, REFUSED_SAMPLE_SECONDS * 2):
         return False
     try:

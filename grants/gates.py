@@ -51,11 +51,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 import audit
+from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
 from grants import github
 from grants.check import restriction_refusal
 from grants.models import DeploymentGate
 from requests_app.models import AccessRequest
-from requests_app.services import ENVIRONMENT_RE, REPOSITORY_RE
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,18 @@ def gate_request_from_payload(payload) -> GateRequest:
     if not isinstance(payload, dict):
         raise ValidationError("The payload must be a JSON object.")
     errors = {}
-    repository = _text(_object(payload.get("repository")).get("full_name"), limit=200)
-    if not repository or not REPOSITORY_RE.match(repository):
-        errors["repository.full_name"] = "Missing or not owner/name."
-    environment = _text(payload.get("environment"), limit=255)
-    if not environment or not environment.strip() or not ENVIRONMENT_RE.match(environment):
-        errors["environment"] = "Missing or not an environment name."
+    # Kept in canonical form (core.names): the gate is matched to grants by plain equality.
+    repository = environment = None
+    try:
+        repository = canonical_repository(
+            _object(payload.get("repository")).get("full_name"), field="repository.full_name"
+        )
+    except NameRefused as refusal:
+        errors.update(refusal.message_dict)
+    try:
+        environment = canonical_environment(payload.get("environment"))
+    except NameRefused as refusal:
+        errors.update(refusal.message_dict)
     installation_id = _positive_int(_object(payload.get("installation")).get("id"))
     if installation_id is None:
         errors["installation.id"] = "Missing: the webhook must come from a GitHub App."
@@ -143,7 +149,7 @@ def gate_request_from_payload(payload) -> GateRequest:
     except github.CallbackUrlError as refusal:
         errors["deployment_callback_url"] = str(refusal)
     else:
-        if repository and callback_repository.casefold() != repository.casefold():
+        if repository and ascii_lower(callback_repository) != repository:
             errors["deployment_callback_url"] = (
                 f"It names {callback_repository}, not the payload's repository {repository}."
             )
@@ -244,8 +250,8 @@ def _covering_request(gate: DeploymentGate, now: datetime):
     in_force = AccessRequest.objects.filter(
         status=Status.ACTIVE,
         expires_at__gt=now,
-        repository__iexact=gate.repository,
-        environment__iexact=gate.environment,
+        repository=gate.repository,
+        environment=gate.environment,
         requester__username__iexact=gate.login,
     ).order_by("-expires_at", "-pk")
     refusals = []
@@ -328,8 +334,8 @@ def deployment_gates_wait_on(*, request_id: int) -> bool:
 def _waiting_gates(access_request, now):
     return DeploymentGate.objects.filter(
         state=State.PENDING,
-        repository__iexact=access_request.repository,
-        environment__iexact=access_request.environment,
+        repository=access_request.repository,
+        environment=access_request.environment,
         login__iexact=access_request.requester.get_username(),
         created_at__gte=now - GATE_HORIZON,
     ).order_by("pk")
@@ -366,8 +372,8 @@ def _has_open_request(access_request) -> bool:
     return (
         AccessRequest.objects.filter(
             status__in=OPEN_STATUSES,
-            repository__iexact=access_request.repository,
-            environment__iexact=access_request.environment,
+            repository=access_request.repository,
+            environment=access_request.environment,
             requester_id=access_request.requester_id,
         )
         .exclude(pk=access_request.pk)
@@ -431,8 +437,8 @@ def _waiting_comment(gate, refusals: list[str]) -> str:
     open_request = (
         AccessRequest.objects.filter(
             status__in=(Status.PENDING, Status.APPROVED),
-            repository__iexact=gate.repository,
-            environment__iexact=gate.environment,
+            repository=gate.repository,
+            environment=gate.environment,
             requester__username__iexact=gate.login,
         )
         .order_by("-created_at", "-pk")
@@ -593,13 +599,13 @@ def deployment_gates_sweep(*, now: datetime | None = None) -> dict:
     )
     seen = set()
     for gate in waiting.order_by("pk"):
-        key = (gate.repository.casefold(), gate.environment.casefold(), gate.login.casefold())
+        key = (gate.repository, gate.environment, gate.login.casefold())
         if key in seen:
             continue
         seen.add(key)
         people = AccessRequest.objects.select_related("requester").filter(
-            repository__iexact=gate.repository,
-            environment__iexact=gate.environment,
+            repository=gate.repository,
+            environment=gate.environment,
             requester__username__iexact=gate.login,
         )
         covering, _ = _covering_request(gate, now)

@@ -10,7 +10,6 @@ anything else), and a lease so that only one reconcile runs per target at a time
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -46,6 +45,7 @@ class LeasedTarget(models.Model):
 class Target(LeasedTarget):
     """An environment: the unit of reviewer and environment-secret reconciliation."""
 
+    # Canonical names (core.names), as on the requests granted here.
     repository = models.CharField(max_length=200, help_text="owner/repo")
     environment = models.CharField(max_length=255)
     # Cached from GET /repos/{owner}/{repo}: organization secrets select repositories by id.
@@ -60,10 +60,10 @@ class Target(LeasedTarget):
     class Meta:
         ordering = ["repository", "environment"]
         constraints = [
-            # grants.services.target_for_request finds-or-creates relying on this: two
-            # requests for "Acme/API" and "acme/api" reconcile the same environment.
+            # grants.services.target_for finds-or-creates relying on this: requests for
+            # "Acme/API" and "acme/api" (one canonical name) reconcile the same environment.
             models.UniqueConstraint(
-                Lower("repository"), Lower("environment"), "dry_run", name="unique_target"
+                fields=["repository", "environment", "dry_run"], name="unique_target"
             ),
         ]
 
@@ -102,6 +102,7 @@ class EnvironmentSecret(models.Model):
 class OrgSecretTarget(LeasedTarget):
     """An organization secret with selected repositories."""
 
+    # Canonical names (core.names): the org lower-cased, the secret's name upper-cased.
     org = models.CharField(max_length=100)
     name = models.CharField(max_length=100)
     baseline_repository_ids = models.JSONField(default=list, blank=True, editable=False)
@@ -113,9 +114,10 @@ class OrgSecretTarget(LeasedTarget):
         ordering = ["org", "name"]
         verbose_name = "organization secret target"
         constraints = [
-            # grants.services finds-or-creates relying on this (GitHub names are case-blind).
+            # grants.services finds-or-creates relying on this (on canonical names, as
+            # GitHub's are case-blind).
             models.UniqueConstraint(
-                Lower("org"), Lower("name"), "dry_run", name="unique_org_secret_target"
+                fields=["org", "name", "dry_run"], name="unique_org_secret_target"
             ),
         ]
 
@@ -303,6 +305,7 @@ class DeploymentGate(models.Model):
     # X-GitHub-Delivery of the webhook that opened the gate. Unique: grants.gates refuses a
     # replayed delivery relying on this constraint (the insert fails, nothing else happens).
     delivery_id = models.CharField(max_length=100, unique=True, editable=False)
+    # Canonical names (core.names): matched to requests by plain equality.
     repository = models.CharField(max_length=200, db_index=True, help_text="owner/repo")
     environment = models.CharField(max_length=255)
     # Taken from deployment_callback_url (checked to be GITHUB_API_URL's own callback path);

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from grants.models import Grant
 from requests_app.models import AccessKind
+from requests_app.serializers import EnvironmentField, RepositoryField
 
 
 class GrantSerializer(serializers.ModelSerializer):
@@ -83,8 +84,8 @@ class GrantFilterSerializer(serializers.Serializer):
     """Query parameters of GET /api/v1/grants/."""
 
     state = serializers.ChoiceField(choices=Grant.State.choices, required=False)
-    repository = serializers.CharField(max_length=200, required=False)
-    environment = serializers.CharField(max_length=255, required=False)
+    repository = RepositoryField(required=False)
+    environment = EnvironmentField(required=False)
     active = serializers.BooleanField(
         required=False,
         default=None,
@@ -97,8 +98,8 @@ class GrantCheckQuerySerializer(serializers.Serializer):
     """Query parameters of the grant check. With an OIDC token all are optional and may
     only repeat what the token's claims say."""
 
-    repository = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    environment = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    repository = RepositoryField(required=False, allow_blank=True)
+    environment = EnvironmentField(required=False, allow_blank=True)
     access = serializers.ChoiceField(choices=AccessKind.choices, required=False, allow_blank=True)
     secret = serializers.CharField(max_length=100, required=False, allow_blank=True)
     user = serializers.CharField(

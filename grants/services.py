@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import audit
+from core.names import NameRefused, canonical_owner, canonical_secret_name, canonical_target
 from grants import reconciler
 from grants.models import Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
@@ -31,36 +32,35 @@ Kind = Grant.Kind
 # --- creating grants ------------------------------------------------------------------------
 
 
-def _find_or_create(model, lookup: dict, values: dict):
-    """Case-insensitive find-or-create that survives a concurrent create (the unique
-    constraints on Target and OrgSecretTarget are case-insensitive)."""
-    found = model.objects.filter(**lookup).first()
+def _find_or_create(model, names: dict):
+    """Find-or-create by canonical names, surviving a concurrent create (the unique
+    constraints on Target and OrgSecretTarget are on the canonical columns)."""
+    found = model.objects.filter(**names).first()
     if found is not None:
         return found
     try:
         with transaction.atomic():
-            return model.objects.create(**values)
+            return model.objects.create(**names)
     except IntegrityError:
-        return model.objects.get(**lookup)
+        return model.objects.get(**names)
 
 
 def target_for(*, repository: str, environment: str, dry_run: bool) -> Target:
+    """The environment's target; NameRefused for a name outside GitHub's rules."""
+    repository, environment = canonical_target(repository=repository, environment=environment)
     return _find_or_create(
-        Target,
-        {
-            "repository__iexact": repository,
-            "environment__iexact": environment,
-            "dry_run": dry_run,
-        },
-        {"repository": repository, "environment": environment, "dry_run": dry_run},
+        Target, {"repository": repository, "environment": environment, "dry_run": dry_run}
     )
 
 
 def org_secret_target_for(*, org: str, name: str, dry_run: bool) -> OrgSecretTarget:
     return _find_or_create(
         OrgSecretTarget,
-        {"org__iexact": org, "name__iexact": name, "dry_run": dry_run},
-        {"org": org, "name": name, "dry_run": dry_run},
+        {
+            "org": canonical_owner(org, field="org"),
+            "name": canonical_secret_name(name),
+            "dry_run": dry_run,
+        },
     )
 
 
@@ -75,19 +75,31 @@ def grant_create_for_request(*, access_request: AccessRequest) -> Grant | None:
     if access_request.status != AccessRequest.Status.APPROVED:
         return None
     dry_run = settings.AIRLOCK_DRY_RUN
-    target = target_for(
-        repository=access_request.repository,
-        environment=access_request.environment,
-        dry_run=dry_run,
-    )
     kind, org_secret = Kind.REVIEWER, None
     secret = access_request.secret
-    if access_request.access == AccessKind.SECRET:
-        if secret.kind == SecretDefinition.Kind.ORGANIZATION:
-            kind = Kind.ORGANIZATION_SECRET
-            org_secret = org_secret_target_for(org=secret.org, name=secret.name, dry_run=dry_run)
-        else:
-            kind = Kind.ENVIRONMENT_SECRET
+    try:
+        target = target_for(
+            repository=access_request.repository,
+            environment=access_request.environment,
+            dry_run=dry_run,
+        )
+        if access_request.access == AccessKind.SECRET:
+            if secret.kind == SecretDefinition.Kind.ORGANIZATION:
+                kind = Kind.ORGANIZATION_SECRET
+                org_secret = org_secret_target_for(
+                    org=secret.org, name=secret.name, dry_run=dry_run
+                )
+            else:
+                kind = Kind.ENVIRONMENT_SECRET
+    except NameRefused as refusal:
+        # Only a request filed before names were checked (the canonical_targets migrations
+        # leave names outside the rules as they were): it fails here rather than being
+        # written to whichever environment GitHub's own case folding makes of the name.
+        request_services.access_request_fail(
+            access_request=access_request,
+            reason=f"The target is outside GitHub's naming rules: {' '.join(refusal.messages)}",
+        )
+        return None
     try:
         with transaction.atomic():
             grant = Grant.objects.create(

@@ -117,9 +117,9 @@ class AccessRequestListCreateApi(GenericAPIView):
         if filters.get("status"):
             queryset = queryset.filter(status=filters["status"])
         if filters.get("repository"):
-            queryset = queryset.filter(repository__iexact=filters["repository"])
+            queryset = queryset.filter(repository=filters["repository"])
         if filters.get("environment"):
-            queryset = queryset.filter(environment__iexact=filters["environment"])
+            queryset = queryset.filter(environment=filters["environment"])
         if filters.get("active") is not None:
             now = timezone.now()
             queryset = (

@@ -2,7 +2,6 @@
 rules (policy limits, who may decide) live in services.py and come back as errors."""
 
 import json
-import re
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -10,6 +9,15 @@ from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm,
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.names import (
+    NameRefused,
+    canonical_environment,
+    canonical_environment_pattern,
+    canonical_owner,
+    canonical_repository,
+    canonical_repository_pattern,
+    canonical_secret_name,
+)
 from requests_app.models import AccessKind, AccessPolicy, SecretDefinition
 from requests_app.selectors import user_is_approver, username_is_taken
 
@@ -92,11 +100,33 @@ class AccessRequestForm(PortalForm):
         ),
     )
 
-    def __init__(self, *args, **kwargs):
+    TARGET_FIELDS = ("repository", "environment", "access")
+
+    def __init__(self, *args, preview: bool = False, **kwargs):
+        """preview: only the target is judged ("Check policy"), not the fields that may
+        not be filled in yet."""
         super().__init__(*args, **kwargs)
         names = SecretDefinition.objects.values_list("name", flat=True)
         self.fields["secret"].choices = [("", "(none)")] + [(name, name) for name in names]
         self.fields["starts_at"].help_text += f" Times are in {timezone.get_current_timezone()}."
+        if preview:
+            for name, field in self.fields.items():
+                field.required = field.required and name in self.TARGET_FIELDS
+
+    # The target's canonical names (core.names): what the policy is looked up by and what
+    # the request is filed with.
+    def clean_repository(self):
+        return _canonical(canonical_repository, self.cleaned_data["repository"])
+
+    def clean_environment(self):
+        return _canonical(canonical_environment, self.cleaned_data["environment"])
+
+
+def _canonical(rule, value):
+    try:
+        return rule(value)
+    except NameRefused as refusal:
+        raise ValidationError(refusal.messages) from None
 
 
 class DecisionForm(PortalForm):
@@ -185,11 +215,13 @@ class AdminLoginForm(AdminAuthenticationForm):
             )
 
 
-SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
 class PatternListField(forms.CharField):
-    """A JSON list of glob patterns, edited as comma-separated text."""
+    """A JSON list of glob patterns, edited as comma-separated text, each checked and
+    lower-cased by rule (a core.names canonical pattern function)."""
+
+    def __init__(self, *, rule, **kwargs):
+        self.rule = rule
+        super().__init__(**kwargs)
 
     def prepare_value(self, value):
         if isinstance(value, list):
@@ -211,19 +243,20 @@ class PatternListField(forms.CharField):
     def validate(self, value):
         if self.required and not value:
             raise ValidationError("Give at least one pattern.", code="required")
-        for pattern in value:
-            if any(ord(char) < 32 for char in pattern):
-                raise ValidationError(f"{pattern!r} contains a control character.")
-            if pattern.count("[") != pattern.count("]"):
-                raise ValidationError(f"{pattern!r} has an unbalanced [ ].")
+
+    def clean(self, value):
+        patterns = super().clean(value)
+        return [_canonical(self.rule, pattern) for pattern in patterns]
 
 
 class AccessPolicyAdminForm(forms.ModelForm):
     repository_patterns = PatternListField(
+        rule=canonical_repository_pattern,
         help_text='Comma-separated globs, for example "acme/*, acme-infra/deploy"',
         widget=forms.TextInput(attrs={"size": 60}),
     )
     environment_patterns = PatternListField(
+        rule=canonical_environment_pattern,
         help_text='Comma-separated globs, for example "production, prod-*"',
         widget=forms.TextInput(attrs={"size": 60}),
     )
@@ -252,15 +285,6 @@ class AccessPolicyAdminForm(forms.ModelForm):
             "break_glass_max_duration",
         ]
 
-    def clean_repository_patterns(self):
-        patterns = self.cleaned_data["repository_patterns"]
-        for pattern in patterns:
-            if "/" not in pattern:
-                raise ValidationError(
-                    f"{pattern!r} must name owner/repository, for example acme/* or acme/api."
-                )
-        return patterns
-
     def clean(self):
         cleaned = super().clean()
         default, maximum = cleaned.get("default_duration"), cleaned.get("max_duration")
@@ -287,14 +311,10 @@ class SecretDefinitionAdminForm(forms.ModelForm):
         fields = ["name", "kind", "org"]
 
     def clean_name(self):
-        # GitHub's rules for secret names; refusing here beats a failed grant later.
+        # GitHub's rules for secret names; refusing here beats a failed grant later. The
+        # name is kept as written: policies refer to the secret by it.
         name = self.cleaned_data["name"].strip()
-        if not SECRET_NAME_RE.match(name):
-            raise ValidationError(
-                "Use letters, digits and underscores only, not starting with a digit."
-            )
-        if name.upper().startswith("GITHUB_"):
-            raise ValidationError("GitHub reserves names starting with GITHUB_.")
+        _canonical(canonical_secret_name, name)
         return name
 
     def clean(self):
@@ -312,6 +332,11 @@ class SecretDefinitionAdminForm(forms.ModelForm):
                 )
         elif kind == SecretDefinition.Kind.ENVIRONMENT and org:
             self.add_error("org", "Only organization secrets take an organization.")
+        if org:
+            try:
+                org = canonical_owner(org, field="org")
+            except NameRefused as refusal:
+                self.add_error("org", refusal.messages)
         cleaned["org"] = org
         return cleaned
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Upper
 from django.utils import timezone
 
 from requests_app.crypto import decrypt_value, encrypt_value
@@ -105,7 +104,8 @@ class SecretDefinition(models.Model):
 class AccessPolicy(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
-    # Glob patterns (fnmatch, case-insensitive): "acme/*", "production", "prod-*".
+    # Glob patterns (fnmatch), kept lower-case like the canonical names they are matched
+    # against (core.names, requests_app.policies): "acme/*", "production", "prod-*".
     repository_patterns = models.JSONField(default=list)
     environment_patterns = models.JSONField(default=list)
     access_kinds = models.JSONField(default=list, help_text='e.g. ["reviewer", "secret"]')
@@ -174,6 +174,8 @@ class AccessRequest(models.Model):
     # The requester's identity when they filed it (selectors.approver_identity), so that no
     # other account of theirs approves it even after a rename or a relinked GitHub account.
     requester_identity = models.CharField(max_length=160, blank=True, editable=False)
+    # The target, in its canonical form (core.names): every lookup by target compares these
+    # by plain equality.
     repository = models.CharField(max_length=200, db_index=True, help_text="owner/repo")
     environment = models.CharField(max_length=255, db_index=True)
     access = models.CharField(max_length=20, choices=AccessKind.choices)
@@ -239,11 +241,10 @@ class AccessRequest(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["repository", "environment", "status"], name="request_target"),
-            # The grant check (grants/check.py) looks up in-force requests by target,
-            # case-insensitively like GitHub; without this it reads every active request.
+            # The grant check (grants/check.py) looks up in-force requests by their
+            # canonical target; without this it reads every active request.
             models.Index(
-                Upper("repository"),
-                Upper("environment"),
+                fields=["repository", "environment"],
                 condition=Q(status="active"),
                 name="request_in_force_target",
             ),

@@ -2,7 +2,10 @@
 
 A policy matches when one of its repository patterns matches the repository, one of its
 environment patterns matches the environment, and it allows the access kind. Patterns are
-shell globs (`*`, `?`, `[...]`), compared case-insensitively because GitHub names are.
+shell globs (`*`, `?`, `[...]`), matched against the target's canonical names (core.names):
+the same names the stored request, its grant and the check use, so a name routes to the
+policy of the target it reaches. Patterns are kept lower-case where they are entered (the
+policy file, the admin); they are lower-cased again here, A-Z only, like the names.
 
 When several policies match, the most specific wins:
 1. the repository pattern that matched: an exact name beats any glob, and among globs the
@@ -13,6 +16,7 @@ When several policies match, the most specific wins:
 
 from fnmatch import fnmatchcase
 
+from core.names import ascii_lower, canonical_target
 from requests_app.models import AccessPolicy
 
 WILDCARDS = set("*?[")
@@ -24,16 +28,18 @@ def pattern_specificity(pattern: str) -> tuple[int, int]:
 
 
 def best_match(patterns: list[str], value: str) -> tuple[int, int] | None:
-    value = value.lower()
+    """value is a canonical name."""
     scores = [
         pattern_specificity(pattern)
         for pattern in patterns
-        if fnmatchcase(value, str(pattern).lower())
+        if fnmatchcase(value, ascii_lower(str(pattern)))
     ]
     return max(scores) if scores else None
 
 
 def policy_for_target(*, repository: str, environment: str, access: str) -> AccessPolicy | None:
+    """The policy for the target; NameRefused when a name is outside GitHub's rules."""
+    repository, environment = canonical_target(repository=repository, environment=environment)
     candidates = []
     for policy in AccessPolicy.objects.prefetch_related("secrets", "approver_groups"):
         if access not in policy.access_kinds:

@@ -11,13 +11,19 @@ from datetime import timedelta
 
 import yaml
 
+from core.names import (
+    NameRefused,
+    canonical_environment_pattern,
+    canonical_owner,
+    canonical_repository_pattern,
+    canonical_secret_name,
+)
 from portal.env import parse_duration
 from requests_app.models import AccessKind, SecretDefinition
 
 LOGIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 TEAM_RE = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
-SECRET_NAME_RE = re.compile(r"^(?!GITHUB_)[A-Za-z_][A-Za-z0-9_]*$", re.IGNORECASE)
 
 
 class PolicyFileError(Exception):
@@ -134,6 +140,37 @@ class _Reader:
             self.fail(f"{path}.{key}", node, "must list at least one")
         return values
 
+    def name(self, items, key, path, *, rule, keep_as_written=False) -> str:
+        """A GitHub name checked by rule (core.names): its canonical form, or the name as
+        written when keep_as_written; "" when missing or refused."""
+        node = items.get(key)
+        value = self.scalar(node, f"{path}.{key}")
+        if value is None:
+            return ""
+        try:
+            canonical = rule(value)
+        except NameRefused as refusal:
+            self.fail(f"{path}.{key}", node, " ".join(refusal.messages))
+            return ""
+        return value.strip() if keep_as_written else canonical
+
+    def patterns(self, items, key, path, *, rule) -> list[str]:
+        """A non-empty list of policy patterns, each checked and lower-cased by rule."""
+        node = items.get(key)
+        values = []
+        entries = self.sequence(node, f"{path}.{key}")
+        for index, item in enumerate(entries):
+            value = self.scalar(item, f"{path}.{key}[{index}]")
+            if value is None:
+                continue
+            try:
+                values.append(rule(value))
+            except NameRefused as refusal:
+                self.fail(f"{path}.{key}[{index}]", item, " ".join(refusal.messages))
+        if node is not None and not entries:
+            self.fail(f"{path}.{key}", node, "must list at least one")
+        return values
+
     def duration(self, items, key, path, default: timedelta) -> timedelta:
         node = items.get(key)
         value = self.scalar(node, f"{path}.{key}")
@@ -208,7 +245,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         kind = reader.text(items, "kind", path)
         if kind and kind not in SecretDefinition.Kind.values:
             reader.fail(f"{path}.kind", items["kind"], "must be environment or organization")
-        org = reader.text(items, "org", path, pattern=LOGIN_RE, hint=" (an organization login)")
+        org = reader.name(items, "org", path, rule=canonical_owner)
         if kind == SecretDefinition.Kind.ORGANIZATION and not org:
             reader.fail(f"{path}.org", node, "is required for an organization secret")
         variable = reader.text(items, "value_from_env", path)
@@ -230,12 +267,9 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 value = environ[variable]
         document.secrets.append(
             SecretSpec(
-                name=reader.text(
-                    items,
-                    "name",
-                    path,
-                    pattern=SECRET_NAME_RE,
-                    hint=" (letters, digits and _, not starting with GITHUB_)",
+                # Kept as written: policies refer to the secret by this name.
+                name=reader.name(
+                    items, "name", path, rule=canonical_secret_name, keep_as_written=True
                 ),
                 kind=kind,
                 org=org,
@@ -296,8 +330,12 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 name=reader.text(
                     items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"
                 ),
-                repositories=reader.strings(items, "repositories", path, nonempty=True),
-                environments=reader.strings(items, "environments", path, nonempty=True),
+                repositories=reader.patterns(
+                    items, "repositories", path, rule=canonical_repository_pattern
+                ),
+                environments=reader.patterns(
+                    items, "environments", path, rule=canonical_environment_pattern
+                ),
                 access=access,
                 secrets=secrets,
                 max_duration=max_duration,

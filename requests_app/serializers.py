@@ -7,6 +7,7 @@ is the services' and comes back from them as errors.
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.names import NameRefused, canonical_environment, canonical_repository
 from requests_app.models import AccessKind, AccessRequest, Approval
 
 # Type bounds, not policy: the policy's own maximum is checked by the service. A year is
@@ -16,9 +17,45 @@ MAX_REASON_LENGTH = 5000
 MAX_COMMENT_LENGTH = 2000
 
 
+class TargetNameField(serializers.CharField):
+    """A repository or environment name, given back in its canonical form (core.names); a
+    name outside GitHub's rules is a 400 on the field. Every API input naming a target uses
+    these, so a filter, a request and the check compare the same names."""
+
+    canonical = None  # the core.names function
+
+    def run_validation(self, data=serializers.empty):
+        # After CharField's own checks (type, blank, max_length), so they speak first.
+        value = super().run_validation(data)
+        if not value:
+            return value
+        try:
+            return type(self).canonical(value, field=self.field_name or "name")
+        except NameRefused as refusal:
+            raise serializers.ValidationError(refusal.messages) from None
+
+
+class RepositoryField(TargetNameField):
+    canonical = staticmethod(canonical_repository)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("help_text", "owner/name, e.g. acme/api (not case sensitive)")
+        super().__init__(**kwargs)
+
+
+class EnvironmentField(TargetNameField):
+    canonical = staticmethod(canonical_environment)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 255)
+        kwargs.setdefault("help_text", "e.g. production (not case sensitive)")
+        super().__init__(**kwargs)
+
+
 class AccessRequestCreateSerializer(serializers.Serializer):
-    repository = serializers.CharField(max_length=200, help_text="owner/name, e.g. acme/api")
-    environment = serializers.CharField(max_length=255, help_text="e.g. production")
+    repository = RepositoryField()
+    environment = EnvironmentField()
     access = serializers.ChoiceField(choices=AccessKind.choices)
     secret = serializers.CharField(
         max_length=100,
@@ -213,8 +250,8 @@ class AccessRequestFilterSerializer(serializers.Serializer):
     """Query parameters of GET /api/v1/requests/."""
 
     status = serializers.ChoiceField(choices=AccessRequest.Status.choices, required=False)
-    repository = serializers.CharField(max_length=200, required=False)
-    environment = serializers.CharField(max_length=255, required=False)
+    repository = RepositoryField(required=False)
+    environment = EnvironmentField(required=False)
     active = serializers.BooleanField(
         required=False,
         default=None,

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
+from core.names import NameRefused, canonical_target
 from requests_app import notifications
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import (
@@ -38,21 +39,19 @@ from requests_app.selectors import (
 
 Status = AccessRequest.Status
 
-REPOSITORY_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-# GitHub environment names: up to 255 characters, no control characters; "/" is allowed.
-ENVIRONMENT_RE = re.compile(r"^[^\x00-\x1f\x7f]{1,255}$")
 MAX_SCHEDULE_AHEAD = timedelta(days=30)
 
 
-def _validate_target(*, repository: str, environment: str, access: str) -> dict:
+def _validate_target(*, repository: str, environment: str, access: str):
+    """The target in canonical form (core.names), and the errors of what was refused."""
     errors = {}
-    if not REPOSITORY_RE.match(repository):
-        errors["repository"] = "Give the repository as owner/name, for example acme/api."
-    if not environment.strip() or not ENVIRONMENT_RE.match(environment):
-        errors["environment"] = "Give the environment's name, for example production."
+    try:
+        repository, environment = canonical_target(repository=repository, environment=environment)
+    except NameRefused as refusal:
+        errors.update(refusal.message_dict)
     if access not in AccessKind.values:
         errors["access"] = f"Access must be one of: {', '.join(AccessKind.values)}."
-    return errors
+    return repository, environment, errors
 
 
 # Restrictions are globs matched (fnmatchcase) against the whole OIDC claim, so a pattern
@@ -110,12 +109,14 @@ def access_request_create(
     workflow_ref_pattern and ref_pattern optionally restrict the grant to workflows whose
     OIDC `job_workflow_ref` / `ref` claims match them (globs; grants.check enforces them).
     """
-    repository = repository.strip()
-    environment = environment.strip()
     reason = reason.strip()
     workflow_ref_pattern = (workflow_ref_pattern or "").strip()
     ref_pattern = (ref_pattern or "").strip()
-    errors = _validate_target(repository=repository, environment=environment, access=access)
+    # From here on the target is canonical: routing, the duplicate check and the stored
+    # request all see the one name GitHub's rules make of it.
+    repository, environment, errors = _validate_target(
+        repository=repository, environment=environment, access=access
+    )
     errors.update(
         _validate_restrictions(workflow_ref_pattern=workflow_ref_pattern, ref_pattern=ref_pattern)
     )
@@ -188,8 +189,8 @@ def access_request_create(
             )
         duplicate = AccessRequest.objects.filter(
             requester=requester,
-            repository__iexact=repository,
-            environment__iexact=environment,
+            repository=repository,
+            environment=environment,
             access=access,
             secret=secret,
             status=Status.PENDING,

@@ -72,17 +72,26 @@ def my_requests(request):
 def new_request(request):
     data = request.POST if request.method == "POST" else request.GET
     previewing = request.method == "GET" or "preview" in request.POST
-    target = {name: data.get(name, "").strip() for name in ("repository", "environment")}
-    target["access"] = data.get("access", "")
+    target = {name: data.get(name, "").strip() for name in AccessRequestForm.TARGET_FIELDS}
     target_given = all(target.values())
-    policy = policy_for_target(**target) if target_given else None
+    # The target alone is judged first: the policy is looked up by its canonical names, and
+    # a name outside GitHub's rules is an error on its field, never a policy lookup.
+    judged = AccessRequestForm(data, preview=True) if target_given else None
+    target_refused = judged is not None and any(
+        name in judged.errors for name in AccessRequestForm.TARGET_FIELDS
+    )
+    policy = None
+    if target_given and not target_refused:
+        target = {name: judged.cleaned_data[name] for name in AccessRequestForm.TARGET_FIELDS}
+        policy = policy_for_target(**target)
 
     if previewing:
-        # Unbound, so checking a policy does not flag the fields not filled in yet.
+        # Unbound, so checking a policy does not flag the fields not filled in yet; bound to
+        # the target's errors when it was refused.
         initial = {name: value for name, value in data.items() if name != "preview"}
         if policy and not initial.get("duration_minutes"):
             initial["duration_minutes"] = _minutes(policy.default_duration)
-        form = AccessRequestForm(initial=initial)
+        form = judged if target_refused else AccessRequestForm(initial=initial)
     else:
         form = AccessRequestForm(request.POST)
         if form.is_valid():
@@ -112,7 +121,7 @@ def new_request(request):
         {
             "form": form,
             "nav": "new",
-            "previewed": previewing and target_given,
+            "previewed": previewing and target_given and not target_refused,
             "policy": _policy_summary(policy) if policy else None,
             "target": target,
         },

@@ -9,9 +9,11 @@ from rest_framework.test import APIClient
 
 from grants.models import Grant
 from grants.services import grant_create_for_request
+from portal.celery import app as celery_app
 from requests_app.models import AccessRequest
 from requests_app.selectors import approver_identity
 from requests_app.tokens import api_token_create
+from tests.grants.conftest import gh  # noqa: F401  (the fixture, re-exported here)
 from tests.requests_app.factories import AccessPolicyFactory, AccessRequestFactory, UserFactory
 
 
@@ -23,6 +25,14 @@ def _fresh_check_marks():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run where they are sent, for tests about what happens after the commit."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
 
 
 @pytest.fixture

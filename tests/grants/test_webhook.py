@@ -219,6 +219,52 @@ def test_a_callback_url_other_than_githubs_own_is_refused(app, url):
     assert not [r for r in app.requests if r.method == "POST"]  # no token minted, no call
 
 
+def test_a_lookalike_environment_is_400_and_no_grant_approves_it(app):
+    # On PostgreSQL, UPPER() folds the dotless ı into I: 'productıon' looked like
+    # 'production' to the gate's grant lookup, and dave's production grant approved it.
+    active_request("dave")
+    app.add_environment("acme/api", "product\u0131on")
+    body = app.deployment_protection_rule_event(
+        "acme/api", "product\u0131on", run_id=7001, login="dave",
+        installation_id=app.installation,
+    )
+    response = deliver(app, body)
+    assert response.status_code == 400
+    assert "environment" in response.json()["errors"]
+    assert not DeploymentGate.objects.exists()
+    assert app.callbacks == []
+
+
+@pytest.mark.parametrize("repository", ["acme/..", "acme/.", "acme/api.git"])
+def test_a_repository_outside_githubs_rules_is_400(app, repository):
+    active_request("dave")
+    body = payload(app)
+    body["repository"]["full_name"] = repository
+    body["deployment_callback_url"] = body["deployment_callback_url"].replace(
+        "/repos/acme/api/", f"/repos/{repository}/"
+    )
+    response = deliver(app, body)
+    assert response.status_code == 400
+    assert "repository.full_name" in response.json()["errors"]
+    assert not DeploymentGate.objects.exists()
+
+
+def test_a_case_variant_of_the_target_is_the_same_target(app):
+    access_request = active_request("dave")
+    body = payload(app)
+    body["repository"]["full_name"] = "Acme/API"
+    body["environment"] = "Production"
+    body["deployment_callback_url"] = body["deployment_callback_url"].replace(
+        "/repos/acme/api/", "/repos/ACME/Api/"
+    )
+    response = deliver(app, body)
+    assert response.status_code == 202, response.json()
+    gate = DeploymentGate.objects.get()
+    assert (gate.repository, gate.environment) == ("acme/api", "production")
+    assert (gate.state, gate.access_request) == ("approved", access_request)
+    assert reviews(app) == [(7001, "approved")]
+
+
 # -- deciding ---------------------------------------------------------------------------------
 
 
