@@ -26,9 +26,10 @@ test: $(STAMP)
 
 # A local GitHub (the tests' faithful fake) seeded with acme/api, for watching grants:
 # see README "Watch a grant on a local GitHub".
+LOCAL_GITHUB_PORT ?= 9100
 github: $(STAMP)
 	mkdir -p data && cp demo/local-github.json data/local-github.json
-	$(BIN)/python -m tests.github_fake --port 9100 --state-file data/local-github.json
+	$(BIN)/python -m tests.github_fake --port $(LOCAL_GITHUB_PORT) --state-file data/local-github.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
