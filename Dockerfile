@@ -9,9 +9,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml alone, so that a code change reuses this layer.
-COPY pyproject.toml ./
-RUN pip install .
+# Dependencies first, from the lock alone, so that a code change reuses this layer: exactly
+# the pinned versions, each file checked against its hash. The project itself runs from
+# /app and is not installed.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 
 COPY . .
 

@@ -1,13 +1,15 @@
-"""Reading settings from the environment: every bad value names its variable."""
+"""Reading settings from the environment: every bad value names its variable. And the one
+exception, for development: `make run`'s .env (load_development_env_file)."""
 
 import os
+import re
 from datetime import timedelta
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
-
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
@@ -59,3 +61,54 @@ def parse_duration(text: str) -> timedelta:
     if len(raw) < 2 or raw[-1] not in units or not raw[:-1].isdigit():
         raise ValueError(f"{text!r} is not a duration like 30m, 4h or 2d")
     return timedelta(**{units[raw[-1]]: int(raw[:-1])})
+
+
+ENV_FILE_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines; blank lines and # comments are skipped, one pair of quotes around a
+    value is dropped, and nothing else is interpreted (no expansion, no inline comments).
+    That is all `make run` writes, and a subset of what compose's env_file takes; a library
+    for it would be a dependency of the image for a file the image never has."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = ENV_FILE_LINE.match(line)
+        if not match:
+            raise ImproperlyConfigured(f"{path}, line {number}: expected NAME=value")
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
+def load_development_env_file(path: Path) -> None:
+    """Development only: `make run` writes a .env (scripts/run_dev.py) with DEBUG=true and a
+    generated SECRET_KEY, and this puts its values into the environment for the variables
+    that are not set there, so that a command typed in another terminal gets the settings
+    `make run` uses. Into os.environ itself, because more than these helpers read it: a
+    policy file's `value_from_env`, and the processes `make run` starts.
+
+    Production never reads it. A process whose environment says DEBUG, either way, takes
+    its settings from that environment alone: every deployed one does (.env.example says
+    DEBUG=false, deploy/start defaults it to false), and so do the test settings. And a
+    file that does not itself say DEBUG=true is not a development file (compose's .env, for
+    one), so it is left alone. A variable that is set is never overridden."""
+    if "DEBUG" in os.environ:
+        return
+    for name, value in (development_env_file_values(path) or {}).items():
+        os.environ.setdefault(name, value)
+
+
+def development_env_file_values(path: Path) -> dict[str, str] | None:
+    """The values of a development .env, or None when there is no file at `path` or it does
+    not say DEBUG=true."""
+    if not path.is_file():
+        return None
+    values = read_env_file(path)
+    return values if values.get("DEBUG", "").strip().lower() in TRUE_WORDS else None
+

@@ -6,10 +6,12 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from portal.env import env_bool, env_int, env_list, env_str, env_url
+from portal.env import env_bool, env_int, env_list, env_str, env_url, load_development_env_file
 from portal.logging import log_format_and_level_from_env, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# `make run`'s development settings, for commands run beside it; never read in production.
+load_development_env_file(BASE_DIR / ".env")
 DATA_DIR = Path(env_str("AIRLOCK_DATA_DIR", str(BASE_DIR / "data")))
 
 DEBUG = env_bool("DEBUG", False)

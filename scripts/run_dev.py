@@ -1,10 +1,13 @@
 """`make run`: the portal, a Celery worker and beat, with embedded defaults.
 
 SQLite and a SQLite-backed broker, so nothing else needs installing; dry-run unless
-GitHub credentials are set in the environment.
+GitHub credentials are set in the environment. The development settings live in a .env
+written here the first time, which the settings read (portal/env.py), so a command typed
+in another terminal runs with the same ones.
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,17 +18,52 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+DEVELOPMENT_ENV = """\
+# Development settings for this checkout, written once by `make run` (scripts/run_dev.py):
+# `make run` and commands typed beside it (.venv/bin/python manage.py ...) read them.
+# Never committed (.gitignore) nor put in the image (.dockerignore). The settings read this
+# file only while it says DEBUG=true and the environment does not set DEBUG (portal/env.py).
+DEBUG=true
+SECRET_KEY={secret_key}
+# The value demo/policies.yml's DEPLOY_TOKEN secret takes (value_from_env).
+AIRLOCK_SECRET_DEPLOY_TOKEN=demo-deploy-token-value
+"""
+
+
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def write_development_env(path: Path) -> bool:
+    """Writes the development .env unless there is one (never overwritten: its SECRET_KEY
+    also keeps the secret values stored so far readable). True when it wrote it."""
+    try:
+        # Exclusive create: a file that appeared meanwhile is kept, too. Owner-only, since
+        # it holds a secret key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    # URL-safe: nothing a shell or an env-file reader would take for syntax.
+    with os.fdopen(fd, "w") as dotenv:
+        dotenv.write(DEVELOPMENT_ENV.format(secret_key=secrets.token_urlsafe(50)))
+    return True
 
 
 def main() -> int:
     os.chdir(ROOT)
     env = dict(os.environ)
     Path(env.get("AIRLOCK_DATA_DIR", ROOT / "data")).mkdir(parents=True, exist_ok=True)
-    env.setdefault("DEBUG", "true")
+    dotenv = ROOT / ".env"
+    if write_development_env(dotenv):
+        print(f"Wrote {dotenv} (DEBUG=true, a new SECRET_KEY) for development.", flush=True)
+    elif not _is_development_file(dotenv):
+        # Someone's own .env, compose's for one: the settings leave it alone, so give the
+        # processes started here the development defaults ourselves.
+        print(f"{dotenv} does not say DEBUG=true, so neither make run nor manage.py reads it; "
+              "make run uses its defaults.", flush=True)
+        env.setdefault("DEBUG", "true")
+        env.setdefault("AIRLOCK_SECRET_DEPLOY_TOKEN", "demo-deploy-token-value")
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-    env.setdefault("AIRLOCK_SECRET_DEPLOY_TOKEN", "demo-deploy-token-value")
     address = env.get("AIRLOCK_RUN_ADDRESS", "127.0.0.1:8000")
 
     def manage(*args):
@@ -70,6 +108,14 @@ def main() -> int:
                 process.kill()
     failed = [p for p in processes if p.returncode not in (0, -signal.SIGTERM, None)]
     return 1 if failed else 0
+
+
+def _is_development_file(path: Path) -> bool:
+    # Run as a file (python scripts/run_dev.py), so the project is not on the path yet.
+    sys.path.insert(0, str(ROOT))
+    from portal.env import development_env_file_values
+
+    return development_env_file_values(path) is not None
 
 
 if __name__ == "__main__":

@@ -160,6 +160,34 @@ def test_six_reviewers_already_fails_the_grant_with_githubs_reason_and_changes_n
     assert event.reason == grant.last_error
 
 
+# GitHub's answer to required reviewers on a private or internal repository outside GitHub
+# Enterprise (README "What works on which GitHub plan").
+PLAN_REFUSAL = (
+    "Failed to create the environment protection rule. Please ensure the billing plan "
+    "supports the required reviewers protection rule."
+)
+
+
+def test_a_plan_without_required_reviewers_fails_the_grant_with_githubs_message(gh):
+    gh.add_user("alice")
+    gh.add_environment("acme/api", "production")
+    gh.faults.add(
+        "PUT", "/repos/acme/api/environments/production", status=422, times=None,
+        body={"message": PLAN_REFUSAL, "documentation_url": "https://docs.github.com/rest"},
+    )
+    access_request = approved_request("alice")
+
+    grant_apply_request(request_id=access_request.pk)
+
+    grant = Grant.objects.get(access_request=access_request)
+    access_request.refresh_from_db()
+    assert grant.state == Grant.State.FAILED
+    assert access_request.status == Status.FAILED
+    assert PLAN_REFUSAL in grant.last_error
+    assert PLAN_REFUSAL in access_request.close_comment
+    assert gh.reviewers("acme/api", "production") == []
+
+
 def test_a_refused_reviewer_fails_only_their_own_grant(gh):
     for login in ("alice", "carol", "dave"):
         gh.add_user(login)

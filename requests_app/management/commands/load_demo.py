@@ -1,8 +1,24 @@
-"""manage.py load_demo: local demo accounts for `make run` (development only)."""
+"""manage.py load_demo: local demo accounts for `make run` (development only).
 
+When GitHub sign-in goes to the local GitHub of `make github` (README "Watch a grant on a
+local GitHub"), the demo accounts are also linked to that GitHub's users of the same login,
+so that "Sign in with GitHub" as dave lands in the demo's dave. Sign-in refuses a GitHub
+login that a portal account holds unlinked (requests_app/signin.py), and must go on doing
+so: here both sides are the demo's own data (demo/local-github.json seeds that GitHub, with
+fixed ids), and against any GitHub not on this machine nothing is linked, so nobody on a
+real GitHub can take over an account whose password is known.
+"""
+
+import ipaddress
+import json
+from urllib.parse import urlsplit
+
+from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+
+from requests_app.signin import GITHUB
 
 DEMO_PASSWORD = "airlock-demo"
 DEMO_USERS = [
@@ -12,6 +28,8 @@ DEMO_USERS = [
     ("carol", "approver (prod-approvers): decides at /admin/", False),
     ("admin", "platform admin (superuser): policies, groups, audit log", True),
 ]
+# What `make github` serves.
+LOCAL_GITHUB_SEED = settings.BASE_DIR / "demo" / "local-github.json"
 
 
 class Command(BaseCommand):
@@ -22,6 +40,7 @@ class Command(BaseCommand):
             raise CommandError("load_demo creates accounts with a known password; DEBUG only.")
         User = get_user_model()
         self.stdout.write(f"Demo accounts (password for all: {DEMO_PASSWORD}):")
+        users = []
         for username, role, superuser in DEMO_USERS:
             user, created = User.objects.get_or_create(
                 username=username, defaults={"email": f"{username}@example.com"}
@@ -30,4 +49,46 @@ class Command(BaseCommand):
                 user.set_password(DEMO_PASSWORD)
                 user.is_staff = user.is_superuser = superuser
                 user.save()
+            users.append(user)
             self.stdout.write(f"  {username:<6} {role}")
+        if settings.AIRLOCK_GITHUB_SSO and _is_on_this_machine(settings.GITHUB_URL):
+            linked = _link_to_local_github(users)
+            self.stdout.write(
+                f"Sign in with GitHub ({settings.GITHUB_URL}) as: {', '.join(linked)}"
+            )
+
+
+def _is_on_this_machine(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _link_to_local_github(users) -> list[str]:
+    """Links each demo account to the local GitHub's user of its login (the seed's id is
+    the uid GitHub sign-in finds it by). An account or id linked already is left as it is.
+    Returns the logins that can sign in with GitHub."""
+    ids = {
+        seeded["login"].lower(): seeded["id"]
+        for seeded in json.loads(LOCAL_GITHUB_SEED.read_text())["users"]
+        if "id" in seeded
+    }
+    linked = []
+    for user in users:
+        github_id = ids.get(user.username.lower())
+        if github_id is None:
+            continue
+        account = SocialAccount.objects.filter(provider=GITHUB, uid=str(github_id)).first()
+        has_one = SocialAccount.objects.filter(user=user, provider=GITHUB).exists()
+        if account is None and not has_one:
+            account = SocialAccount.objects.create(
+                user=user, provider=GITHUB, uid=str(github_id),
+                extra_data={"login": user.username, "id": github_id},
+            )
+        if account is not None and account.user_id == user.pk:
+            linked.append(user.username)
+    return linked
