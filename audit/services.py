@@ -7,6 +7,7 @@ from django.db import router, transaction
 from django.utils import timezone
 
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
+from portal import metrics
 
 SYSTEM_ACTOR_LABEL = "system"
 ANONYMOUS_ACTOR_LABEL = "anonymous"
@@ -79,6 +80,7 @@ def log_event(
         AuditChainHead.objects.using(using).filter(pk=head.pk).update(
             seq=event.seq, hash=event.hash
         )
+        metrics.audit_event_written(action=action, using=using)
     return event
 
 

@@ -1,8 +1,11 @@
-"""Reads about grants, for the pages, the admin and the API."""
+"""Reads about grants, for the pages, the admin, the API and /metrics."""
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Count, QuerySet
 
 from grants.models import Grant
+from requests_app.models import AccessRequest
 
 
 def grants_visible_to(*, user) -> QuerySet[Grant]:
@@ -18,3 +21,20 @@ def grants_visible_to(*, user) -> QuerySet[Grant]:
 def grants_revocation_overdue() -> QuerySet[Grant]:
     """Grants still on GitHub after they should have ended, oldest first: what to alert on."""
     return Grant.objects.revocation_overdue().order_by("revocation_overdue_since")
+
+
+def grants_in_force_count_by_kind(*, now: datetime) -> dict[str, int]:
+    """How many grants are in force, by kind, every kind named (0 included): those whose
+    request is active and has not yet expired, as the grant check counts them."""
+    counts = dict.fromkeys(Grant.Kind.values, 0)
+    rows = (
+        Grant.objects.filter(
+            access_request__status=AccessRequest.Status.ACTIVE,
+            access_request__expires_at__gt=now,
+        )
+        .values_list("kind")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    counts.update(dict(rows))
+    return counts
