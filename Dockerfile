@@ -25,8 +25,8 @@ RUN DEBUG=false SECRET_KEY=collectstatic-at-build-time-only \
 # Run as an unprivileged user that cannot change the code it runs. data/ is writable only
 # for the SQLite defaults; compose uses PostgreSQL and Redis.
 RUN useradd --system --user-group --home-dir /app --no-create-home --shell /usr/sbin/nologin airlock \
-    && mkdir -p data \
-    && chown airlock:airlock data
+    && mkdir -p data/metrics \
+    && chown airlock:airlock data data/metrics
 USER airlock
 
 EXPOSE 8000

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from audit.keys import audit_keyring
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, chain_hash
+from portal import metrics
 
 SYSTEM_ACTOR_LABEL = "system"
 ANONYMOUS_ACTOR_LABEL = "anonymous"
@@ -83,6 +84,7 @@ def log_event(
         AuditChainHead.objects.using(using).filter(pk=head.pk).update(
             seq=event.seq, hash=event.hash
         )
+        metrics.audit_event_written(action=action, using=using)
     return event
 
 

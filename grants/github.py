@@ -37,6 +37,8 @@ from github.EnvironmentDeploymentBranchPolicy import EnvironmentDeploymentBranch
 from github.EnvironmentProtectionRuleReviewer import ReviewerParams
 from nacl.public import PublicKey, SealedBox
 
+from portal import metrics
+
 logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = {500, 502, 503, 504}
@@ -335,27 +337,36 @@ class GitHubClient:
     heartbeat: Callable[[], None] = field(default=lambda: None)
     retry: RetryPolicy = field(default_factory=RetryPolicy.from_settings)
     dry_run = False
+    # Whose hourly quota its answers report (airlock_github_rate_limit_remaining).
+    rate_limit_client = "engine"
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def _call(self, operation: str, send: Callable[[], object]):
+    def _call(self, operation: str, send: Callable[[], object], *, family: str):
+        """family: the endpoint family, as airlock_github_requests_total counts it."""
         started = time.monotonic()
         attempt = 0
         while True:
             attempt += 1
             self.heartbeat()
             try:
-                return send()
+                answer = send()
             except GithubException as exc:
+                self._count(family, str(exc.status))
                 error = classify(exc, operation)
             except (
                 requests.Timeout,
                 requests.ConnectionError,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
+                timed_out = isinstance(exc, requests.Timeout)
+                self._count(family, "timeout" if timed_out else "connection_error")
                 error = TransientGitHubError(
                     f"{type(exc).__name__}: {exc}", operation=operation
                 )
+            else:
+                self._count(family, "2xx")
+                return answer
             if isinstance(error, PermanentGitHubError):
                 raise error
             if error.retry_at is not None:
@@ -371,6 +382,18 @@ class GitHubClient:
                 "GitHub %s: %s; attempt %d, retrying in %.2fs", operation, error, attempt, wait
             )
             self._sleep(wait)
+
+    def _count(self, family: str, status: str) -> None:
+        # PyGithub keeps the x-ratelimit-* headers of each answer, an error's too (-1 before
+        # the first); without an answer there is nothing new to report.
+        answered = status not in ("timeout", "connection_error")
+        remaining = self._requester().rate_limiting[0] if answered else None
+        metrics.github_answered(
+            family=family, status=status, client=self.rate_limit_client, remaining=remaining
+        )
+
+    def _requester(self):
+        return _pygithub().requester
 
     def _sleep(self, seconds: float) -> None:
         # Sleep in short slices so a long rate-limit wait keeps the lease alive.
@@ -393,11 +416,15 @@ class GitHubClient:
 
     def user_id(self, login: str) -> int:
         """GET /users/{login}: the numeric id the environment API wants."""
-        return self._call(f"GET user {login}", lambda: _pygithub().get_user(login).id)
+        return self._call(
+            f"GET user {login}", lambda: _pygithub().get_user(login).id, family="users"
+        )
 
     def repository_id(self, repository: str) -> int:
         return self._call(
-            f"GET repository {repository}", lambda: _pygithub().get_repo(repository).id
+            f"GET repository {repository}",
+            lambda: _pygithub().get_repo(repository).id,
+            family="repositories",
         )
 
     # -- environments ------------------------------------------------------------------------
@@ -408,6 +435,7 @@ class GitHubClient:
         payload = self._call(
             f"GET environment {repository}:{environment}",
             lambda: _pygithub().get_repo(repository).get_environment(environment).raw_data,
+            family="environments",
         )
         return EnvironmentProtection.from_github(payload)
 
@@ -423,6 +451,7 @@ class GitHubClient:
             .get_repo(repository)
             .create_environment(environment, **arguments)
             .raw_data,
+            family="environments",
         )
         return EnvironmentProtection.from_github(payload)
 
@@ -435,6 +464,7 @@ class GitHubClient:
                 lambda: self._request(
                     "GET", _repo_path(repository, "environments", environment, "secrets", name)
                 ),
+                family="environment_secrets",
             )
         except NotFoundError:
             return False
@@ -451,6 +481,7 @@ class GitHubClient:
                 "GET",
                 _repo_path(repository, "environments", environment, "secrets", "public-key"),
             ),
+            family="environment_secrets",
         )
         box = SealedBox(PublicKey(base64.b64decode(key["key"])))
         sealed = base64.b64encode(box.encrypt(value.encode())).decode()
@@ -462,6 +493,7 @@ class GitHubClient:
                 _repo_path(repository, "environments", environment, "secrets", name),
                 body=body,
             ),
+            family="environment_secrets",
         )
 
     def delete_environment_secret(self, repository: str, environment: str, name: str) -> bool:
@@ -473,6 +505,7 @@ class GitHubClient:
                     "DELETE",
                     _repo_path(repository, "environments", environment, "secrets", name),
                 ),
+                family="environment_secrets",
             )
         except NotFoundError:
             return False
@@ -484,6 +517,7 @@ class GitHubClient:
         payload = self._call(
             f"GET organization secret {org}/{name}",
             lambda: self._request("GET", _path("orgs", org, "actions", "secrets", name)),
+            family="organization_secrets",
         )
         return payload.get("visibility", "")
 
@@ -499,6 +533,7 @@ class GitHubClient:
                     _path("orgs", org, "actions", "secrets", name, "repositories"),
                     parameters={"per_page": 100, "page": page},
                 ),
+                family="organization_secrets",
             )
             batch = [int(r["id"]) for r in payload.get("repositories") or []]
             ids.extend(batch)
@@ -513,6 +548,7 @@ class GitHubClient:
                 "PUT",
                 _path("orgs", org, "actions", "secrets", name, "repositories", repository_id),
             ),
+            family="organization_secrets",
         )
 
     def remove_org_secret_repository(self, org: str, name: str, repository_id: int) -> None:
@@ -522,6 +558,7 @@ class GitHubClient:
                 "DELETE",
                 _path("orgs", org, "actions", "secrets", name, "repositories", repository_id),
             ),
+            family="organization_secrets",
         )
 
     # -- teams (approver groups synced from a team: requests_app.services) ---------------
@@ -535,7 +572,7 @@ class GitHubClient:
             team = _pygithub().get_organization(org).get_team_by_slug(team_slug)
             return [member.login for member in team.get_members()]
 
-        return self._call(f"GET members of team {org}/{team_slug}", read)
+        return self._call(f"GET members of team {org}/{team_slug}", read, family="teams")
 
 
 class DryRunGitHub:
@@ -673,6 +710,10 @@ class AppInstallationClient(GitHubClient):
     and errors as GitHubClient."""
 
     installation_id: int = 0
+    rate_limit_client = "app_installation"
+
+    def _requester(self):
+        return _installation_pygithub(self.installation_id).requester
 
     def review_deployment_protection_rule(
         self,
@@ -706,4 +747,5 @@ class AppInstallationClient(GitHubClient):
             lambda: _installation_pygithub(self.installation_id).requester.requestJsonAndCheck(
                 "POST", path, input=body
             ),
+            family="deployment_protection_rules",
         )

@@ -56,6 +56,7 @@ from grants.github import (
 )
 from grants.models import EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
+from portal import metrics
 from requests_app import services as request_services
 from requests_app.models import AccessRequest
 from requests_app.notifications import notify
@@ -355,6 +356,8 @@ def _mark_revoked(grant: Grant, *, at: datetime, detail: dict) -> bool:
     if updated != 1:
         return False
     late = (at - due).total_seconds() if due else None
+    if late is not None:
+        metrics.revocation_recorded(end_reason=reason, lag_seconds=late)
     audit.log_event(
         action="grant.revoked",
         target=grant,
@@ -501,10 +504,12 @@ def _reconcile_under_lease(
     if not lease.acquire():
         result.busy = True
         return result
+    target_kind = "environment" if model is Target else "organization_secret"
     try:
         for _ in range(MAX_PASSES):
             target = model.objects.get(pk=pk)
-            one_pass(target, _client(target, lease), result, check)
+            with metrics.reconcile_pass(target_kind=target_kind, errors=result.errors):
+                one_pass(target, _client(target, lease), result, check)
             check = False
             if lease.release_if_unchanged():
                 break

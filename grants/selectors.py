@@ -1,10 +1,13 @@
-"""Reads about grants, for the pages, the admin and the API."""
+"""Reads about grants, for the pages, the admin, the API and /metrics."""
 
-from django.db.models import QuerySet
+from datetime import datetime
+
+from django.db.models import Count, QuerySet
 from django_celery_beat.models import PeriodicTask
 
 from grants.models import Grant
 from grants.schedule import beat_schedule
+from requests_app.models import AccessRequest
 
 
 def grants_visible_to(*, user) -> QuerySet[Grant]:
@@ -34,3 +37,20 @@ def beat_entries_out_of_place() -> dict[str, list[str]]:
         "missing": [name for name in declared if name not in enabled],
         "disabled": [name for name in declared if enabled.get(name) is False],
     }
+
+
+def grants_in_force_count_by_kind(*, now: datetime) -> dict[str, int]:
+    """How many grants are in force, by kind, every kind named (0 included): those whose
+    request is active and has not yet expired, as the grant check counts them."""
+    counts = dict.fromkeys(Grant.Kind.values, 0)
+    rows = (
+        Grant.objects.filter(
+            access_request__status=AccessRequest.Status.ACTIVE,
+            access_request__expires_at__gt=now,
+        )
+        .values_list("kind")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    counts.update(dict(rows))
+    return counts

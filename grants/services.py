@@ -18,6 +18,7 @@ from core.names import NameRefused, canonical_owner, canonical_secret_name, cano
 from grants import reconciler
 from grants.models import Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
+from portal import metrics
 from requests_app import services as request_services
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessKind, AccessRequest, SecretDefinition
@@ -310,6 +311,7 @@ def _unit(grant: Grant):
     return (Target, grant.target_id)
 
 
+@metrics.sweep_observed
 def grants_sweep(*, now: datetime | None = None) -> SweepReport:
     """Find everything due, from the database alone (run by beat every
     AIRLOCK_SWEEP_SECONDS, so a lost message costs at most one interval):

@@ -6,7 +6,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
+from portal import metrics
 from portal.env import env_bool, env_int, env_list, env_str, env_url, load_development_env_file
+from portal.error_tracking import error_tracking_init
 from portal.logging import log_format_and_level_from_env, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -69,6 +71,7 @@ MIDDLEWARE = [
     # host validation and the HTTPS redirect (see portal/middleware.py).
     "portal.middleware.RequestIdMiddleware",
     "portal.middleware.HealthCheckMiddleware",
+    "portal.metrics_view.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -378,3 +381,19 @@ AIRLOCK_TEAM_SYNC_SECONDS = env_int("AIRLOCK_TEAM_SYNC_SECONDS", 900, minimum=60
 # by a filter on the only handler (portal/logging.py).
 LOG_FORMAT, LOG_LEVEL = log_format_and_level_from_env()
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+
+# --- Metrics and error tracking -------------------------------------------------------------
+# GET /metrics (portal/metrics_view.py) needs `Authorization: Bearer <this token>`; empty
+# turns it off (404).
+AIRLOCK_METRICS_TOKEN = env_str("AIRLOCK_METRICS_TOKEN").strip()
+if AIRLOCK_METRICS_TOKEN and len(AIRLOCK_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "AIRLOCK_METRICS_TOKEN must be at least 16 characters (or empty: /metrics off)"
+    )
+# Where every process writes its metrics for /metrics to add up (checked by portal.metrics
+# when it is imported, above); unset: each process counts alone.
+PROMETHEUS_MULTIPROC_DIR = metrics.MULTIPROCESS_DIR
+# Optional Sentry (portal/error_tracking.py), events masked like the logs.
+SENTRY_DSN = env_str("SENTRY_DSN").strip()
+if SENTRY_DSN:
+    error_tracking_init(dsn=SENTRY_DSN)

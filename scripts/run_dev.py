@@ -52,7 +52,14 @@ def write_development_env(path: Path) -> bool:
 def main() -> int:
     os.chdir(ROOT)
     env = dict(os.environ)
-    Path(env.get("AIRLOCK_DATA_DIR", ROOT / "data")).mkdir(parents=True, exist_ok=True)
+    data_dir = Path(env.get("AIRLOCK_DATA_DIR", ROOT / "data"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Web, worker and beat write their metrics here for /metrics to add up; emptied at each
+    # start, as prometheus-client needs (the processes of the last run are gone).
+    metrics_dir = Path(env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(data_dir / "metrics")))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
     dotenv = ROOT / ".env"
     if write_development_env(dotenv):
         print(f"Wrote {dotenv} (DEBUG=true, a new SECRET_KEY) for development.", flush=True)

@@ -178,3 +178,50 @@ def test_web_worker_and_beat_become_healthy_on_postgres_and_redis(processes, liv
     for process in (worker, beat):
         records = log_records(process.output)
         assert records, f"{process.role} logged nothing"
+
+
+@pytest.mark.live
+@pytest.mark.postgres
+def test_web_metrics_add_up_what_the_worker_recorded(processes, live_env, tmp_path):
+    """Multiprocess mode as compose runs it: gunicorn's workers serve /metrics, and the
+    sweep it counts ran only in the Celery worker's pool."""
+    token = secrets.token_urlsafe(24)
+    (tmp_path / "metrics").mkdir()
+    live_env.update(
+        AIRLOCK_METRICS_TOKEN=token,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        AIRLOCK_SWEEP_SECONDS="2",
+    )
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # The container's address over plain HTTP, as Prometheus scrapes it (not ALLOWED_HOSTS).
+    url = f"http://{live_env['AIRLOCK_BIND']}/metrics"
+    web = processes("web", live_env)
+    web.wait_for("/healthz", answers(f"http://{live_env['AIRLOCK_BIND']}/healthz"))
+    processes("worker", live_env)
+    processes("beat", live_env)
+
+    def samples() -> dict:
+        status, _, body = get(url, Authorization=f"Bearer {token}")
+        assert status == 200, body
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(body.decode())
+            for s in f.samples
+        }
+
+    web.wait_for(
+        "a sweep counted on /metrics",
+        lambda: samples().get(("airlock_sweep_duration_seconds_count", ()), 0) >= 1,
+        timeout=120,
+    )
+    seen = samples()
+    assert seen[("airlock_sweep_age_seconds", ())] < float("inf")
+    # Redis: the length of each queue's lists.
+    assert {("airlock_queue_depth", (("queue", q),)) for q in ("celery", "airlock.notify")} <= (
+        set(seen)
+    )
+    assert get(url)[0] == 401
+    # Files of several processes (gunicorn's workers, the worker's pool, beat) were read.
+    pids = {path.stem.rsplit("-", 1)[1] for path in (tmp_path / "metrics").glob("*.db")}
+    assert len(pids) >= 3

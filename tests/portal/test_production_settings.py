@@ -16,13 +16,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def production_env(tmp_path):
-    """.env.example's values with a real secret key and a local database, and nothing
-    from the test run's own environment (test settings set DEBUG, for one)."""
+    """.env.example's values with a real secret key, a local database and metrics folder,
+    and nothing from the test run's own environment (test settings set DEBUG, for one)."""
     example = (ROOT / ".env.example").read_text()
     env = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", example, re.MULTILINE))
+    (tmp_path / "metrics").mkdir()
     env.update(
         SECRET_KEY=secrets.token_urlsafe(64),
         DATABASE_URL=f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
+        # The compose volume's mount point, here a folder of the test's own.
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
         DJANGO_SETTINGS_MODULE="portal.settings",
         PATH=os.environ.get("PATH", "/usr/bin:/bin"),
         HOME=str(tmp_path),

@@ -1,0 +1,127 @@
+"""GET /metrics: what Prometheus scrapes (PRODUCT.md "Metrics"; the list is in the README).
+
+Off while AIRLOCK_METRICS_TOKEN is empty: the path is then unknown (404) like any other.
+On, it needs `Authorization: Bearer <AIRLOCK_METRICS_TOKEN>` (401 without it), and it is
+answered before host validation and the HTTPS redirect, as /healthz is: Prometheus
+scrapes the container's own address. The token is what protects it.
+
+The text holds what the processes recorded (portal.metrics), then facts read here at
+scrape time from the database and the broker, which are right however many processes
+there are: grants in force by kind, revocations overdue, and the depth of each queue.
+Each is a bounded read (two aggregate queries, one length per queue); a source that does
+not answer is left out of that scrape, and the rest is still served.
+"""
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import HttpResponse, HttpResponseNotAllowed
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from prometheus_client.core import GaugeMetricFamily
+
+from grants.selectors import grants_in_force_count_by_kind, grants_revocation_overdue
+from portal import metrics
+from portal.health import BROKER_TIMEOUT_SECONDS
+
+logger = logging.getLogger(__name__)
+
+METRICS_PATH = "/metrics"
+
+
+class MetricsMiddleware:
+    """Answer /metrics, when it is on, ahead of host validation and the HTTPS redirect."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path == METRICS_PATH and settings.AIRLOCK_METRICS_TOKEN:
+            return metrics_endpoint(request)
+        return self.get_response(request)
+
+
+def _bearer_matches(request) -> bool:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.AIRLOCK_METRICS_TOKEN.encode()
+    # Constant time: how much of a guess was right must not show in how long it took.
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
+
+
+@never_cache
+def metrics_endpoint(request):
+    if request.method != "GET":
+        return HttpResponseNotAllowed(["GET"])
+    if not _bearer_matches(request):
+        response = HttpResponse(
+            "401 Unauthorized: send Authorization: Bearer <AIRLOCK_METRICS_TOKEN>\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="airlock metrics"'
+        return response
+    return HttpResponse(metrics.exposition(ScrapeTimeFacts()), content_type=metrics.CONTENT_TYPE)
+
+
+class ScrapeTimeFacts:
+    """The gauges that are facts of the database and the broker, read at each scrape."""
+
+    def collect(self):
+        try:
+            in_force = grants_in_force_count_by_kind(now=timezone.now())
+            overdue = grants_revocation_overdue().count()
+        except DatabaseError as exc:
+            logger.warning("/metrics: the database did not answer (%s)", type(exc).__name__)
+        else:
+            family = GaugeMetricFamily(
+                "airlock_grants_in_force",
+                "Grants in force now (request active, expires_at in the future), by kind.",
+                labels=["kind"],
+            )
+            for kind, count in sorted(in_force.items()):
+                family.add_metric([kind], count)
+            yield family
+            yield GaugeMetricFamily(
+                "airlock_revocations_overdue",
+                "Grants still on GitHub after they should have ended, retried by every sweep.",
+                value=overdue,
+            )
+        depths = queue_depths()
+        if depths is not None:
+            family = GaugeMetricFamily(
+                "airlock_queue_depth",
+                "Messages waiting in the broker, by queue (not those a worker holds, such as "
+                "tasks waiting for their ETA).",
+                labels=["queue"],
+            )
+            for queue, depth in depths.items():
+                family.add_metric([queue], depth)
+            yield family
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Messages waiting in each of CELERY_TASK_QUEUES (Redis: the lengths of the queue's
+    lists; the embedded SQLite broker: its visible messages), or None when the broker
+    does not answer."""
+    from portal.celery import app
+
+    depths = {}
+    try:
+        with app.connection_for_read(connect_timeout=BROKER_TIMEOUT_SECONDS) as broker:
+            broker.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
+            )
+            for queue in settings.CELERY_TASK_QUEUES:
+                with broker.channel() as channel:
+                    try:
+                        declared = channel.queue_declare(queue=queue.name, passive=True)
+                    except broker.channel_errors:
+                        depths[queue.name] = 0  # never declared yet: nothing is waiting
+                    else:
+                        depths[queue.name] = declared.message_count
+    except Exception as exc:  # kombu raises transport-specific errors
+        logger.warning("/metrics: the broker did not answer (%s)", type(exc).__name__)
+        return None
+    return depths

@@ -1,0 +1,197 @@
+"""GET /metrics: off without a token, bearer-guarded with one, every name airlock_, queue
+depths from the broker, and several processes counted together (multiprocess mode).
+What the engine records is read back in tests/grants/test_metrics.py."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from grants.models import Target
+from grants.scheduling import schedule_reconcile
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "metrics-test-token-0123456789"
+
+
+@pytest.fixture
+def metrics_on(settings):
+    settings.AIRLOCK_METRICS_TOKEN = TOKEN
+
+
+def scrape(client, **headers):
+    return client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", **headers)
+
+
+def families(response) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(response.content.decode())}
+
+
+def test_metrics_is_a_404_while_no_token_is_set(client, settings):
+    settings.AIRLOCK_METRICS_TOKEN = ""
+
+    response = scrape(client)
+
+    assert response.status_code == 404
+    assert b"airlock_" not in response.content
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN, "Bearer"],
+)
+def test_metrics_without_the_right_bearer_token_is_a_401(client, metrics_on, authorization):
+    headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+
+    response = client.get("/metrics", **headers)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"airlock_" not in response.content
+
+
+def test_metrics_with_the_token_is_prometheus_text_where_every_name_is_airlock(
+    client, metrics_on
+):
+    response = scrape(client)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "no-cache" in response["Cache-Control"]
+    names = set(families(response))
+    assert {
+        "airlock_github_requests",
+        "airlock_github_rate_limit_remaining",
+        "airlock_reconcile_passes",
+        "airlock_reconcile_pass_duration_seconds",
+        "airlock_revocation_lag_seconds",
+        "airlock_sweep_duration_seconds",
+        "airlock_sweep_last_completed_timestamp_seconds",
+        "airlock_sweep_age_seconds",
+        "airlock_audit_events",
+        "airlock_grants_in_force",
+        "airlock_revocations_overdue",
+        "airlock_queue_depth",
+    } <= names
+    assert all(name.startswith("airlock_") for name in names), sorted(names)
+
+
+def test_metrics_answers_prometheus_at_the_containers_address_like_healthz(client, metrics_on):
+    # Not in ALLOWED_HOSTS, and plain HTTP: every other page refuses this Host.
+    response = scrape(client, HTTP_HOST="172.18.0.5:8000")
+
+    assert response.status_code == 200
+    assert client.get("/api/v1/grants/", HTTP_HOST="172.18.0.5:8000").status_code == 400
+
+
+def test_metrics_refuses_other_methods(client, metrics_on):
+    response = client.post("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+
+    assert response.status_code == 405
+
+
+def queue_depth(client, queue: str) -> float:
+    family = families(scrape(client))["airlock_queue_depth"]
+    return next(s.value for s in family.samples if s.labels["queue"] == queue)
+
+
+def test_queue_depth_counts_the_messages_waiting_in_each_queue(client, metrics_on):
+    notify_before = queue_depth(client, "airlock.notify")
+    engine_before = queue_depth(client, "celery")
+
+    schedule_reconcile(Target, 424242)  # nobody consumes the test broker
+
+    assert queue_depth(client, "celery") == engine_before + 1
+    assert queue_depth(client, "airlock.notify") == notify_before
+
+
+def test_a_broker_that_does_not_answer_leaves_only_the_queue_depth_out(client, metrics_on):
+    from portal.celery import app as celery_app
+
+    previous = celery_app.conf.broker_read_url
+    celery_app.conf.broker_read_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    try:
+        response = scrape(client)
+    finally:
+        celery_app.conf.broker_read_url = previous
+
+    assert response.status_code == 200
+    names = set(families(response))
+    assert "airlock_queue_depth" not in names
+    assert {"airlock_grants_in_force", "airlock_github_requests"} <= names
+
+
+# --- several processes, one scrape -------------------------------------------------------------
+
+RECORD = """
+from portal import metrics
+metrics.github_answered(family="environments", status="2xx", client="engine", remaining={left})
+metrics.REVOCATION_LAG.labels("expired").observe({lag})
+"""
+EXPOSE = "import sys; from portal import metrics; sys.stdout.write(metrics.exposition().decode())"
+
+
+def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+
+
+def test_with_a_multiprocess_directory_one_scrape_adds_up_every_process(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for left, lag in ((4990, 1.5), (4980, 40.0)):
+        recorded = run_python(RECORD.format(left=left, lag=lag), env)
+        assert recorded.returncode == 0, recorded.stderr
+
+    exposed = run_python(EXPOSE, env)
+
+    assert exposed.returncode == 0, exposed.stderr
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(exposed.stdout)
+        for s in f.samples
+    }
+    assert samples[
+        ("airlock_github_requests_total", (("family", "environments"), ("status", "2xx")))
+    ] == 2
+    # The last process to hear from GitHub has the say.
+    assert samples[("airlock_github_rate_limit_remaining", (("client", "engine"),))] == 4980
+    assert samples[("airlock_revocation_lag_seconds_count", (("end_reason", "expired"),))] == 2
+    assert samples[("airlock_revocation_lag_seconds_sum", (("end_reason", "expired"),))] == 41.5
+    # Files are named by host and process, so containers sharing the directory never
+    # write into one another's.
+    host = re.escape(socket.gethostname().replace("_", "-"))
+    files = [path.stem for path in tmp_path.glob("*.db")]
+    assert files
+    assert all(re.fullmatch(rf"(counter|histogram|gauge_[a-z]+)_{host}-\d+", f) for f in files)
+
+
+def test_a_multiprocess_directory_that_does_not_exist_stops_the_start(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")}
+
+    result = run_python("import portal.metrics", env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: PROMETHEUS_MULTIPROC_DIR" in result.stderr
+
+
+def test_a_short_metrics_token_stops_the_start_naming_the_variable(tmp_path):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
+        "AIRLOCK_METRICS_TOKEN": "short",
+    }
+
+    result = run_python("import django; django.setup()", env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: AIRLOCK_METRICS_TOKEN" in result.stderr
