@@ -172,6 +172,10 @@ def _oidc_verify(token: str) -> dict:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError:
         raise refuse("The bearer token is not a well-formed JWT.") from None
+    except jwt.InvalidTokenError as problem:
+        # PyJWT also checks the header's kid and crit as it reads it, and refuses a bad one
+        # (a kid that is a number, say) with this broader error.
+        raise refuse(f"The bearer token is not a well-formed JWT: {problem}.") from None
     algorithm = header.get("alg")
     # Checked before any key is looked at: "none", and HS256 "signed" with the public key,
     # are the classic ways to forge a token for a verifier that trusts the header.
