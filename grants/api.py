@@ -133,6 +133,8 @@ class GrantCheckApi(GenericAPIView):
 
     permission_classes = [IsAuthenticated]
     serializer_class = GrantCheckSerializer
+    # Its own request rate, per workflow repository or person (portal/ratelimit.py).
+    throttle_scope = "check"
 
     @extend_schema(
         operation_id="grants_check",
@@ -149,7 +151,7 @@ class GrantCheckApi(GenericAPIView):
             "restriction reported."
         ),
         parameters=[GrantCheckQuerySerializer],
-        responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 503)},
+        responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 429, 503)},
     )
     def get(self, request):
         answer = grant_check_answer(caller=request.user, **check_params(request.query_params))

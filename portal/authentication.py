@@ -250,16 +250,29 @@ class BearerTokenAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The bearer token is not ASCII.") from None
         # Imported here: DRF loads this class while the app registry may still be loading.
+        from portal.ratelimit import api_token_lockout, api_token_unknown
         from requests_app.tokens import (
             ApiTokenRefused,
+            UnknownApiToken,
             api_token_authenticate,
             looks_like_api_token,
         )
 
         if looks_like_api_token(token):
+            lockout = api_token_lockout(request)
+            if lockout is not None:
+                raise exceptions.Throttled(
+                    wait=lockout.wait_seconds,
+                    detail=(
+                        "Too many unknown API tokens from your address; try again in "
+                        f"{lockout.wait_words}."
+                    ),
+                )
             try:
                 api_token = api_token_authenticate(raw=token)
             except ApiTokenRefused as refusal:
+                if isinstance(refusal, UnknownApiToken):
+                    api_token_unknown(request)
                 raise exceptions.AuthenticationFailed(str(refusal)) from None
             return api_token.user, api_token
         if token.count(".") == 2:

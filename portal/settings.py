@@ -6,7 +6,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from portal.env import env_bool, env_int, env_list, env_str, env_url
+from portal.env import env_bool, env_cache, env_int, env_list, env_rate, env_str, env_url
 from portal.logging import log_format_and_level_from_env, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,6 +38,13 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("AIRLOCK_HSTS_INCLUDE_SUBDOMAINS", Tru
 # The preload flag only allows submitting the domain to browsers' preload lists (which
 # requires the apex domain); turn it off where someone else decides that.
 SECURE_HSTS_PRELOAD = env_bool("AIRLOCK_HSTS_PRELOAD", True)
+
+# --- The cache -------------------------------------------------------------------------------
+# Brute-force counts, API request rates and the grant check's audit marks live here
+# (portal/ratelimit.py, grants/check.py). Unset, each process keeps its own in memory, so
+# `make run` needs nothing: limits then count per process. With several processes (gunicorn
+# workers) point it at Redis, redis://host:6379/1, so that they all count together.
+CACHES = {"default": env_cache("CACHE_URL")}
 
 # The public URL people and workflows reach the portal at: links in messages, and the
 # default audience for Actions OIDC tokens.
@@ -218,6 +225,26 @@ SOCIALACCOUNT_PROVIDERS = {
     }
 }
 
+# --- Brute-force limits (portal/ratelimit.py) -------------------------------------------------
+# Failed password sign-ins (the admin's and the portal's) are counted per account and per
+# client address, and unknown API tokens per address, in windows of AIRLOCK_LOCKOUT_SECONDS.
+# At a limit the account or address is refused, the right password included, until the
+# window ends. An address is shared by everyone behind one NAT: its limits are higher.
+AIRLOCK_LOCKOUT_SECONDS = env_int("AIRLOCK_LOCKOUT_SECONDS", 900, minimum=1)
+AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT = env_int(
+    "AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT", 10, minimum=1
+)
+AIRLOCK_SIGN_IN_FAILURES_PER_ADDRESS = env_int(
+    "AIRLOCK_SIGN_IN_FAILURES_PER_ADDRESS", 50, minimum=1
+)
+AIRLOCK_API_TOKEN_FAILURES_PER_ADDRESS = env_int(
+    "AIRLOCK_API_TOKEN_FAILURES_PER_ADDRESS", 30, minimum=1
+)
+# allauth counts failed sign-ins too, by its own rules and message; the count above is the
+# one that decides, for both sign-in pages alike. allauth's other limits stay, and its
+# client address is ours (requests_app/signin.py).
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
+
 # --- Secrets at rest ------------------------------------------------------------------------
 # Fernet keys (comma-separated, newest first, so keys can be rotated). Without one, a key is
 # derived from SECRET_KEY, which is fine for development only.
@@ -306,6 +333,14 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "portal.api_errors.api_exception_handler",
+    # Requests per caller and minute (portal/ratelimit.py): the grant check per workflow
+    # repository (OIDC) or person, sized for a busy CI; the rest of the API per person.
+    # Beyond them: 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["portal.ratelimit.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "api": env_rate("AIRLOCK_API_RATE", "1200/min"),
+        "check": env_rate("AIRLOCK_CHECK_RATE", "6000/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Airlock API",

@@ -20,6 +20,17 @@ def pytest_collection_modifyitems(config, items):
         )
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    # What the cache holds (brute-force counts, request rates, the check's audit marks)
+    # would otherwise carry from one test to the next: each test starts with none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def on_postgres():
     from django.db import connection

@@ -14,16 +14,6 @@ from requests_app.tokens import api_token_create
 from tests.requests_app.factories import AccessPolicyFactory, AccessRequestFactory, UserFactory
 
 
-@pytest.fixture(autouse=True)
-def _fresh_check_marks():
-    # The check's audit marks live in the cache; each test starts with none.
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def api():
     return APIClient()

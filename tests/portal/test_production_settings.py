@@ -132,7 +132,11 @@ def test_redis_broker_gets_a_visibility_timeout_longer_than_any_eta(production_e
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD"), ("AIRLOCK_HSTS_SECONDS", "a year")],
+    [
+        ("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD"), ("AIRLOCK_HSTS_SECONDS", "a year"),
+        ("CACHE_URL", "memcached://cache:11211"), ("AIRLOCK_CHECK_RATE", "lots"),
+        ("AIRLOCK_API_RATE", "100/fortnight"), ("AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT", "0"),
+    ],
 )
 def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, variable, value):
     production_env[variable] = value
@@ -140,6 +144,17 @@ def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, vari
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
+
+
+def test_the_documented_deployment_shares_one_redis_cache_and_the_default_needs_none(
+    production_env,
+):
+    shared = read_settings(production_env, "CACHES")["CACHES"]["default"]
+    assert shared["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert shared["LOCATION"] == "redis://redis:6379/1"
+    production_env.pop("CACHE_URL")
+    alone = read_settings(production_env, "CACHES")["CACHES"]["default"]
+    assert alone["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 
 
 def test_a_redis_worker_takes_the_engine_s_queue_before_the_notifications(production_env):
