@@ -10,6 +10,7 @@ class AirlockAdminConfig(AdminConfig):
         super().ready()
         from django.contrib.auth.signals import user_login_failed
 
+        from portal import checks  # noqa: F401  (registers the portal's system checks)
         from portal.ratelimit import sign_in_failed
 
         # Every failed password sign-in, on whichever form, counts towards its limits.

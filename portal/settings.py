@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
+    "csp",
     "audit",
     "requests_app",
     "grants",
@@ -75,6 +77,7 @@ MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",
     "portal.middleware.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -201,6 +204,26 @@ AIRLOCK_GITHUB_ORG = env_str("AIRLOCK_GITHUB_ORG")
 
 GITHUB_OIDC_ISSUER = env_url("GITHUB_OIDC_ISSUER", "https://token.actions.githubusercontent.com")
 AIRLOCK_OIDC_AUDIENCE = env_str("AIRLOCK_OIDC_AUDIENCE", AIRLOCK_BASE_URL)
+
+# --- Content-Security-Policy (django-csp) ------------------------------------------------------
+# On every page. Scripts and styles come from the portal itself (the admin's, the pages',
+# Swagger UI's from drf-spectacular-sidecar); the few inline ones, in the API docs' page,
+# carry the request's nonce (templates/drf_spectacular/swagger_ui.html). No 'unsafe-inline',
+# no 'unsafe-eval'. Forms post to the portal, and the GitHub sign-in form's redirect goes
+# on to GitHub's authorize page, which form-action must allow. (Django's DEBUG error pages,
+# which need inline code, are left without the header by django-csp.)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, GITHUB_URL],
+    }
+}
 
 # --- Sign-in (django-allauth) ---------------------------------------------------------------
 ACCOUNT_LOGIN_METHODS = {"username"}
@@ -355,6 +378,9 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN: the
     # docs work where the portal has no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
+    # No badge from validator.swagger.io: the docs make no request outside the portal
+    # (and the Content-Security-Policy would refuse the image).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
