@@ -72,7 +72,24 @@ class OidcPrincipal:
 
     @property
     def actor(self) -> str:
+        """Who started the run: on a re-run, still the original author."""
         return self.claims["actor"]
+
+    @property
+    def person(self) -> str:
+        """Whose grant this job may use: who started this run attempt. That is the
+        `triggering_actor` claim when the token carries one (GitHub's documented claims do
+        not), and otherwise `actor` (see grants/check.py)."""
+        return self.claims.get("triggering_actor") or self.claims["actor"]
+
+    @property
+    def person_github_id(self) -> str:
+        """The GitHub numeric id of that person, "" when the token does not say: actor_id
+        belongs to the actor, so to a different triggering actor only triggering_actor_id."""
+        triggering = self.claims.get("triggering_actor")
+        if triggering and triggering.casefold() != self.actor.casefold():
+            return self.claims.get("triggering_actor_id", "")
+        return self.claims.get("actor_id", "")
 
     @property
     def sub(self) -> str:
@@ -93,7 +110,7 @@ class OidcPrincipal:
 
     def get_username(self) -> str:
         # How logs and the audit log name the caller.
-        return f"oidc:{self.actor}@{self.repository}"
+        return f"oidc:{self.person}@{self.repository}"
 
     def has_perm(self, perm, obj=None) -> bool:
         return False
@@ -222,10 +239,16 @@ def _oidc_verify(token: str) -> dict:
         raise refuse("The OIDC token's signature does not verify.") from None
     except jwt.InvalidTokenError as problem:
         raise refuse(f"The OIDC token is not valid: {problem}.") from None
-    for name in ("repository", "actor", "environment", "sub", "run_id", "run_attempt"):
+    for name in (
+        "repository", "actor", "environment", "sub", "run_id", "run_attempt", "triggering_actor"
+    ):
         value = claims.get(name, "")
         if not isinstance(value, str) or (name in ("repository", "actor") and not value):
             raise refuse(f"The OIDC token's {name!r} claim is not a non-empty string.")
+    for name in ("actor_id", "triggering_actor_id"):
+        value = claims.get(name, "")
+        if not isinstance(value, str) or not (value == "" or value.isascii() and value.isdigit()):
+            raise refuse(f"The OIDC token's {name!r} claim is not a GitHub numeric id.")
     return claims
 
 
