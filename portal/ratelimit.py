@@ -170,24 +170,22 @@ def _account(username) -> str:
     return str(username or "").strip().casefold()
 
 
-def _sign_in_counters(*, username, address: str) -> list[Counter]:
-    counters = [
-        Counter("sign_in", "address", address, settings.AIRLOCK_SIGN_IN_FAILURES_PER_ADDRESS)
-    ]
+def _sign_in_counters(*, username, request) -> list[Counter]:
+    """The account's counter and the address's; the latter only with a request (a form
+    can be used without one, in a shell or a test)."""
+    counters = []
     if _account(username):
-        counters.insert(
-            0,
-            Counter(
-                "sign_in", "account", _account(username),
-                settings.AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT,
-            ),
-        )
+        limit = settings.AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT
+        counters.append(Counter("sign_in", "account", _account(username), limit))
+    if request is not None:
+        limit = settings.AIRLOCK_SIGN_IN_FAILURES_PER_ADDRESS
+        counters.append(Counter("sign_in", "address", client_address(request), limit))
     return counters
 
 
 def sign_in_refusal(*, request, username) -> str:
     """Why this password sign-in may not even be tried now; "" when it may."""
-    lockout = _lockout(_sign_in_counters(username=username, address=client_address(request)))
+    lockout = _lockout(_sign_in_counters(username=username, request=request))
     if lockout is None:
         return ""
     whose = "for this account" if lockout.counter.by == "account" else "from your address"
@@ -198,9 +196,9 @@ def sign_in_failed(sender, credentials, request=None, **kwargs) -> None:
     """Receiver of user_login_failed (django.contrib.auth.authenticate found no user), for
     both password forms: count the failure against the account and the address."""
     username = credentials.get("username", "")
-    address = client_address(request) if request is not None else "unknown"
+    address = client_address(request) if request is not None else None
     _count_failure(
-        _sign_in_counters(username=username, address=address),
+        _sign_in_counters(username=username, request=request),
         detail={"account": _account(username), "address": address},
     )
 

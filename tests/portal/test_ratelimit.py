@@ -296,3 +296,19 @@ def test_failures_counted_in_another_process_lock_the_sign_in_here(client, limit
             [ratelimit._key("sign_in", "account", name, number),
              ratelimit._key("sign_in", "address", address, number)]
         )
+
+
+def test_the_admin_form_used_without_a_request_counts_the_account_alone(limits):
+    from requests_app.forms import AdminLoginForm
+
+    UserFactory(username="root", password=PASSWORD, is_staff=True)
+
+    def accepts(password):
+        return AdminLoginForm(data={"username": "root", "password": password}).is_valid()
+
+    assert accepts(PASSWORD)
+    for _ in range(5):
+        assert not accepts("guess")
+    form = AdminLoginForm(data={"username": "root", "password": PASSWORD})
+    assert not form.is_valid()
+    assert "for this account" in form.non_field_errors()[0]
