@@ -133,23 +133,26 @@ class GrantCheckApi(GenericAPIView):
 
     permission_classes = [IsAuthenticated]
     serializer_class = GrantCheckSerializer
+    # Its own request rate, per workflow repository or person (portal/ratelimit.py).
+    throttle_scope = "check"
 
     @extend_schema(
         operation_id="grants_check",
         summary="Is a grant in force now?",
         description=(
-            "Answers from time: a grant counts while its request is active and its "
-            "expires_at is in the future. With a GitHub Actions OIDC token, repository, "
-            "environment and user (the actor) come from the token's claims; parameters may "
-            "only repeat them (403 otherwise). With an API token or a session, repository "
-            "and environment are required and user defaults to the caller; only staff may "
-            "ask about someone else. A grant restricted to a workflow or ref (the request's "
-            "workflow_ref_pattern / ref_pattern) allows a workflow only when its token's "
-            "job_workflow_ref / ref claims match; a person is answered allowed, with the "
-            "restriction reported."
+            "Answers from time: a grant counts while its request is active and its expires_at is "
+            "in the future. With a GitHub Actions OIDC token, repository, environment and user "
+            "(whoever started this run attempt: the triggering_actor claim when the token has "
+            "one, else actor, and bound by actor_id to the GitHub account the portal knows for "
+            "that user) come from the token's claims; parameters may only repeat them (403 "
+            "otherwise). With an API token or a session, repository and environment are required "
+            "and user defaults to the caller; only staff may ask about someone else. A grant "
+            "restricted to a workflow or ref (the request's workflow_ref_pattern / ref_pattern) "
+            "allows a workflow only when its token's job_workflow_ref / ref claims match; a "
+            "person is answered allowed, with the restriction reported."
         ),
         parameters=[GrantCheckQuerySerializer],
-        responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 503)},
+        responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 429, 503)},
     )
     def get(self, request):
         answer = grant_check_answer(caller=request.user, **check_params(request.query_params))

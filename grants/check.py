@@ -7,15 +7,27 @@ once, even before the sweep has revoked it on GitHub. One query finds the reques
 its requester, secret, grant and approvals joined (in_force_grants).
 
 Who may ask about what:
-- A workflow (OIDC token): repository, environment and actor come from the verified
-  claims. Query parameters may only narrow them (repeat them, in any case); a different
-  value is refused, and so is a token without an environment claim, because such a job
-  does not run in a protected environment and so proves nothing about one.
+- A workflow (OIDC token): repository, environment and person come from the verified
+  claims. Query parameters may only narrow them (repeat them, in any case); a
+  different value is refused, and so is a token without an environment claim, because
+  such a job does not run in a protected environment and so proves nothing about one.
 - A person (API token or session): repository and environment must be given; user
   defaults to the caller. People may check their own grants; staff may check anyone's.
 - Names are compared in their canonical form (core.names), the form requests are stored
   in, never with the database's case folding. A name outside GitHub's rules is refused:
   a 400 for a parameter, a 403 for a token whose claim names one.
+
+Whose grant a workflow uses: the person who started this run attempt. On a re-run GitHub
+keeps the original author in the `actor` claim, and whoever pressed "Re-run" is only in
+the workflow's `github.triggering_actor`: one person's re-run must not use another's grant.
+So the `triggering_actor` claim decides when the token carries one, and `actor` otherwise
+(GitHub's OIDC reference documents `actor` and `actor_id`, not `triggering_actor`; see
+OidcPrincipal.person). The person is bound by GitHub numeric id where the portal knows it
+(the SocialAccount a GitHub sign-in leaves): when the token's id (`actor_id`, or
+`triggering_actor_id` for a different triggering actor) is not the one the portal knows for
+that login, the answer is "not allowed", saying why. So a renamed GitHub account's old login,
+registered again by someone else, does not inherit a grant. Portal users who never signed
+in with GitHub (local accounts) are matched by login alone.
 
 Workflow and ref restrictions. A request may restrict its grant to workflows whose
 `job_workflow_ref` claim matches a glob, and/or whose `ref` claim matches another
@@ -52,6 +64,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from functools import cache as memoize
 
+from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -65,6 +78,7 @@ from grants.models import Grant
 from portal.authentication import OidcPrincipal
 from requests_app.exceptions import NotAllowed
 from requests_app.models import AccessRequest, Approval, SecretDefinition
+from requests_app.signin import GITHUB
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +100,9 @@ class CheckScope:
     # caller is a person (not a workflow), who is told about restrictions instead.
     job_workflow_ref: str | None = None
     ref: str | None = None
+    # The GitHub numeric id the workflow's token gives the person; None when it gives none
+    # or the caller is a person.
+    github_id: str | None = None
 
     @property
     def is_workflow(self) -> bool:
@@ -196,18 +213,20 @@ def grant_check_scope(
                 f"This job runs in the environment '{caller.environment}'; its OIDC token "
                 f"cannot ask about '{environment}'."
             )
-        if user and not _same(user, caller.actor):
+        if user and not _same(user, caller.person):
             raise NotAllowed(
-                f"This job was started by {caller.actor}; its OIDC token cannot ask about {user}."
+                f"This run attempt was started by {caller.person}; its OIDC token cannot ask "
+                f"about {user}."
             )
         return CheckScope(
             repository=claimed_repository,
             environment=claimed_environment,
-            login=caller.actor,
+            login=caller.person,
             access=access,
             secret=secret,
             job_workflow_ref=caller.job_workflow_ref,
             ref=caller.ref,
+            github_id=caller.person_github_id or None,
         )
 
     for name, value in (("repository", repository), ("environment", environment)):
@@ -228,6 +247,7 @@ def grant_check_scope(
 MAX_CANDIDATES = 50
 ACTIVE = AccessRequest.Status.ACTIVE.value
 assert ACTIVE.isidentifier()  # written into SQL as a literal
+assert GITHUB.isidentifier()  # the SocialAccount provider, written into SQL too
 
 
 @dataclass(frozen=True)
@@ -247,6 +267,8 @@ class CheckedGrant:
     workflow_ref_pattern: str
     ref_pattern: str
     approvers: tuple[tuple[str, datetime], ...] = ()
+    # The holder signed in with GitHub, and the asking token's GitHub id is not theirs.
+    other_github_account: bool = False
 
     def as_json(self) -> dict:
         return {
@@ -304,9 +326,11 @@ def _aware(value) -> datetime | None:
 
 
 @memoize
-def _in_force_sql(vendor: str, by_access: bool, by_secret: bool) -> str:
+def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: bool) -> str:
     """The check's one query: the person's requests in force on the target (at most
-    MAX_CANDIDATES, longest-lasting first), each with its grant, secret and approvals.
+    MAX_CANDIDATES, longest-lasting first), each with its grant, secret and approvals, and
+    with by_github_id whether the holder's GitHub account, if the portal knows one, is
+    another than the given id's.
 
     Written by hand because the check is the hot path: the ORM took ten times longer to
     build this query than the database took to run it. Tables are named from the models'
@@ -321,8 +345,18 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool) -> str:
     q = connection.ops.quote_name
     request, user = AccessRequest._meta.db_table, get_user_model()._meta.db_table
     secret, grant = SecretDefinition._meta.db_table, Grant._meta.db_table
-    approval = Approval._meta.db_table
+    approval, social = Approval._meta.db_table, SocialAccount._meta.db_table
     r, u, s, g, a, au, c = (q(alias) for alias in ("r", "u", "s", "g", "a", "au", "c"))
+    sa = q("sa")
+    # EXISTS, not a join: a user may have linked more than one GitHub account.
+    other_account = "0"
+    if by_github_id:
+        other_account = (
+            f"(EXISTS (SELECT 1 FROM {q(social)} {sa} WHERE {sa}.{q('user_id')} = {u}.{q('id')}"
+            f" AND {sa}.{q('provider')} = '{GITHUB}') AND NOT EXISTS (SELECT 1 FROM "
+            f"{q(social)} {sa} WHERE {sa}.{q('user_id')} = {u}.{q('id')} "
+            f"AND {sa}.{q('provider')} = '{GITHUB}' AND {sa}.{q('uid')} = %s))"
+        )
     extra = ""
     if by_access:
         extra += f" AND {r}.{q('access')} = %s"
@@ -334,7 +368,7 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool) -> str:
         f"{u}.{q('username')} AS login, {r}.{q('repository')}, {r}.{q('environment')}, "
         f"{r}.{q('access')}, {s}.{q('name')} AS secret_name, {r}.{q('break_glass')}, "
         f"{r}.{q('granted_at')}, {r}.{q('expires_at')}, {r}.{q('workflow_ref_pattern')}, "
-        f"{r}.{q('ref_pattern')} "
+        f"{r}.{q('ref_pattern')}, {other_account} AS other_github_account "
         f"FROM {q(request)} {r} "
         f"INNER JOIN {q(user)} {u} ON {u}.{q('id')} = {r}.{q('requester_id')} "
         f"LEFT JOIN {q(secret)} {s} ON {s}.{q('id')} = {r}.{q('secret_id')} "
@@ -406,7 +440,8 @@ def _run(sql: str, params: list) -> list[tuple]:
 
 def in_force_grants(*, scope: CheckScope, now: datetime) -> list[CheckedGrant]:
     """The scope's requests in force at now, longest-lasting first, in one query."""
-    params = [
+    params = [] if scope.github_id is None else [scope.github_id]  # in the select list
+    params += [
         connection.ops.adapt_datetimefield_value(now),
         scope.repository,
         scope.environment,
@@ -416,7 +451,9 @@ def in_force_grants(*, scope: CheckScope, now: datetime) -> list[CheckedGrant]:
         params.append(scope.access)
     if scope.secret:
         params.append(scope.secret)
-    sql = _in_force_sql(connection.vendor, bool(scope.access), bool(scope.secret))
+    sql = _in_force_sql(
+        connection.vendor, bool(scope.access), bool(scope.secret), scope.github_id is not None
+    )
     rows = _fetch_all(sql, params)
     found: dict[int, CheckedGrant] = {}
     approvers: dict[int, list] = {}
@@ -436,10 +473,11 @@ def in_force_grants(*, scope: CheckScope, now: datetime) -> list[CheckedGrant]:
                 expires_at=_aware(row[9]),
                 workflow_ref_pattern=row[10],
                 ref_pattern=row[11],
+                other_github_account=bool(row[12]),
             )
             approvers[request_id] = []
-        if row[12] is not None:
-            approvers[request_id].append((row[12], _aware(row[13])))
+        if row[13] is not None:
+            approvers[request_id].append((row[13], _aware(row[14])))
     return [replace(candidate, approvers=tuple(approvers[pk])) for pk, candidate in found.items()]
 
 
@@ -454,6 +492,17 @@ def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswe
     if not candidates:
         return CheckAnswer(
             allowed=False, grant=None, reason=f"{scope.login} holds no {what} to {target} now."
+        )
+    if candidates[0].other_github_account:  # one holder: the same for every candidate
+        return CheckAnswer(
+            allowed=False,
+            grant=None,
+            reason=(
+                f"This run attempt was started by the GitHub account id {scope.github_id} "
+                f"named {scope.login}, not the one the portal knows as {scope.login} (who "
+                f"signed in with GitHub): a renamed or re-registered GitHub login does not "
+                f"take over another person's grant."
+            ),
         )
     found, refusals = None, []
     for candidate in candidates:
@@ -544,6 +593,8 @@ def _caller_detail(caller) -> dict:
             "via": "oidc",
             "sub": caller.sub,
             "actor": caller.actor,
+            "actor_id": claims.get("actor_id"),
+            "triggering_actor": claims.get("triggering_actor"),
             "repository": caller.repository,
             "environment": caller.environment,
             "run_id": claims.get("run_id"),

@@ -48,6 +48,7 @@ _DESCRIPTIONS = {
     403: "Authenticated, but not allowed to do this.",
     404: "No such object, or not one the caller may see.",
     409: "The object's state does not allow this (already decided, cancelled, ended).",
+    429: "Too many requests from this caller: wait the seconds Retry-After says.",
     503: "A service Airlock depends on did not answer.",
 }
 

@@ -72,7 +72,24 @@ class OidcPrincipal:
 
     @property
     def actor(self) -> str:
+        """Who started the run: on a re-run, still the original author."""
         return self.claims["actor"]
+
+    @property
+    def person(self) -> str:
+        """Whose grant this job may use: who started this run attempt. That is the
+        `triggering_actor` claim when the token carries one (GitHub's documented claims do
+        not), and otherwise `actor` (see grants/check.py)."""
+        return self.claims.get("triggering_actor") or self.claims["actor"]
+
+    @property
+    def person_github_id(self) -> str:
+        """The GitHub numeric id of that person, "" when the token does not say: actor_id
+        belongs to the actor, so to a different triggering actor only triggering_actor_id."""
+        triggering = self.claims.get("triggering_actor")
+        if triggering and triggering.casefold() != self.actor.casefold():
+            return self.claims.get("triggering_actor_id", "")
+        return self.claims.get("actor_id", "")
 
     @property
     def sub(self) -> str:
@@ -93,7 +110,7 @@ class OidcPrincipal:
 
     def get_username(self) -> str:
         # How logs and the audit log name the caller.
-        return f"oidc:{self.actor}@{self.repository}"
+        return f"oidc:{self.person}@{self.repository}"
 
     def has_perm(self, perm, obj=None) -> bool:
         return False
@@ -172,6 +189,10 @@ def _oidc_verify(token: str) -> dict:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError:
         raise refuse("The bearer token is not a well-formed JWT.") from None
+    except jwt.InvalidTokenError as problem:
+        # PyJWT also checks the header's kid and crit as it reads it, and refuses a bad one
+        # (a kid that is a number, say) with this broader error.
+        raise refuse(f"The bearer token is not a well-formed JWT: {problem}.") from None
     algorithm = header.get("alg")
     # Checked before any key is looked at: "none", and HS256 "signed" with the public key,
     # are the classic ways to forge a token for a verifier that trusts the header.
@@ -218,10 +239,16 @@ def _oidc_verify(token: str) -> dict:
         raise refuse("The OIDC token's signature does not verify.") from None
     except jwt.InvalidTokenError as problem:
         raise refuse(f"The OIDC token is not valid: {problem}.") from None
-    for name in ("repository", "actor", "environment", "sub", "run_id", "run_attempt"):
+    for name in (
+        "repository", "actor", "environment", "sub", "run_id", "run_attempt", "triggering_actor"
+    ):
         value = claims.get(name, "")
         if not isinstance(value, str) or (name in ("repository", "actor") and not value):
             raise refuse(f"The OIDC token's {name!r} claim is not a non-empty string.")
+    for name in ("actor_id", "triggering_actor_id"):
+        value = claims.get(name, "")
+        if not isinstance(value, str) or not (value == "" or value.isascii() and value.isdigit()):
+            raise refuse(f"The OIDC token's {name!r} claim is not a GitHub numeric id.")
     return claims
 
 
@@ -246,16 +273,29 @@ class BearerTokenAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("The bearer token is not ASCII.") from None
         # Imported here: DRF loads this class while the app registry may still be loading.
+        from portal.ratelimit import api_token_lockout, api_token_unknown
         from requests_app.tokens import (
             ApiTokenRefused,
+            UnknownApiToken,
             api_token_authenticate,
             looks_like_api_token,
         )
 
         if looks_like_api_token(token):
+            lockout = api_token_lockout(request)
+            if lockout is not None:
+                raise exceptions.Throttled(
+                    wait=lockout.wait_seconds,
+                    detail=(
+                        "Too many unknown API tokens from your address; try again in "
+                        f"{lockout.wait_words}."
+                    ),
+                )
             try:
                 api_token = api_token_authenticate(raw=token)
             except ApiTokenRefused as refusal:
+                if isinstance(refusal, UnknownApiToken):
+                    api_token_unknown(request)
                 raise exceptions.AuthenticationFailed(str(refusal)) from None
             return api_token.user, api_token
         if token.count(".") == 2:

@@ -54,6 +54,33 @@ def env_url(name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
+def env_cache(name: str) -> dict:
+    """A CACHES entry: unset means each process's own memory; redis://, rediss:// or
+    unix:// means Django's Redis cache, shared by every process that names it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if raw.startswith(("redis://", "rediss://", "unix://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw}
+    raise ImproperlyConfigured(
+        f"{name} must be a redis:// (or rediss://, unix://) URL, or unset for each "
+        f"process's own memory; got {raw!r}"
+    )
+
+
+RATE = re.compile(r"([0-9]+)/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate as DRF writes it: 600/min, 20/s, 10000/day."""
+    raw = os.environ.get(name, "").strip() or default
+    if not RATE.fullmatch(raw):
+        raise ImproperlyConfigured(
+            f"{name} must be a rate like 600/min (per s, min, hour or day), got {raw!r}"
+        )
+    return raw
+
+
 def parse_duration(text: str) -> timedelta:
     """'30m', '4h', '2d' (and '90s'), as used by the policy file and CLI options."""
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

@@ -3,11 +3,21 @@
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from portal import metrics
-from portal.env import env_bool, env_int, env_list, env_str, env_url, load_development_env_file
+from portal.env import (
+    env_bool,
+    env_cache,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+    env_url,
+    load_development_env_file,
+)
 from portal.error_tracking import error_tracking_init
 from portal.logging import log_format_and_level_from_env, logging_config
 
@@ -43,6 +53,13 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("AIRLOCK_HSTS_INCLUDE_SUBDOMAINS", Tru
 # requires the apex domain); turn it off where someone else decides that.
 SECURE_HSTS_PRELOAD = env_bool("AIRLOCK_HSTS_PRELOAD", True)
 
+# --- The cache -------------------------------------------------------------------------------
+# Brute-force counts, API request rates and the grant check's audit marks live here
+# (portal/ratelimit.py, grants/check.py). Unset, each process keeps its own in memory, so
+# `make run` needs nothing: limits then count per process. With several processes (gunicorn
+# workers) point it at Redis, redis://host:6379/1, so that they all count together.
+CACHES = {"default": env_cache("CACHE_URL")}
+
 # The public URL people and workflows reach the portal at: links in messages, and the
 # default audience for Actions OIDC tokens.
 AIRLOCK_BASE_URL = env_url("AIRLOCK_BASE_URL", "http://127.0.0.1:8000")
@@ -61,6 +78,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_celery_beat",
+    "csp",
     "audit",
     "requests_app",
     "grants",
@@ -73,6 +91,7 @@ MIDDLEWARE = [
     "portal.middleware.HealthCheckMiddleware",
     "portal.metrics_view.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -200,6 +219,26 @@ AIRLOCK_GITHUB_ORG = env_str("AIRLOCK_GITHUB_ORG")
 GITHUB_OIDC_ISSUER = env_url("GITHUB_OIDC_ISSUER", "https://token.actions.githubusercontent.com")
 AIRLOCK_OIDC_AUDIENCE = env_str("AIRLOCK_OIDC_AUDIENCE", AIRLOCK_BASE_URL)
 
+# --- Content-Security-Policy (django-csp) ------------------------------------------------------
+# On every page. Scripts and styles come from the portal itself (the admin's, the pages',
+# Swagger UI's from drf-spectacular-sidecar); the few inline ones, in the API docs' page,
+# carry the request's nonce (templates/drf_spectacular/swagger_ui.html). No 'unsafe-inline',
+# no 'unsafe-eval'. Forms post to the portal, and the GitHub sign-in form's redirect goes
+# on to GitHub's authorize page, which form-action must allow. (Django's DEBUG error pages,
+# which need inline code, are left without the header by django-csp.)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, GITHUB_URL],
+    }
+}
+
 # --- Sign-in (django-allauth) ---------------------------------------------------------------
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "password1*", "password2*"]
@@ -222,6 +261,26 @@ SOCIALACCOUNT_PROVIDERS = {
         ),
     }
 }
+
+# --- Brute-force limits (portal/ratelimit.py) -------------------------------------------------
+# Failed password sign-ins (the admin's and the portal's) are counted per account and per
+# client address, and unknown API tokens per address, in windows of AIRLOCK_LOCKOUT_SECONDS.
+# At a limit the account or address is refused, the right password included, until the
+# window ends. An address is shared by everyone behind one NAT: its limits are higher.
+AIRLOCK_LOCKOUT_SECONDS = env_int("AIRLOCK_LOCKOUT_SECONDS", 900, minimum=1)
+AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT = env_int(
+    "AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT", 10, minimum=1
+)
+AIRLOCK_SIGN_IN_FAILURES_PER_ADDRESS = env_int(
+    "AIRLOCK_SIGN_IN_FAILURES_PER_ADDRESS", 50, minimum=1
+)
+AIRLOCK_API_TOKEN_FAILURES_PER_ADDRESS = env_int(
+    "AIRLOCK_API_TOKEN_FAILURES_PER_ADDRESS", 30, minimum=1
+)
+# allauth counts failed sign-ins too, by its own rules and message; the count above is the
+# one that decides, for both sign-in pages alike. allauth's other limits stay, and its
+# client address is ours (requests_app/signin.py).
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
 
 # --- Secrets at rest ------------------------------------------------------------------------
 # Fernet keys (comma-separated, newest first, so keys can be rotated). Without one, a key is
@@ -317,6 +376,14 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "portal.api_errors.api_exception_handler",
+    # Requests per caller and minute (portal/ratelimit.py): the grant check per workflow
+    # repository (OIDC) or person, sized for a busy CI; the rest of the API per person.
+    # Beyond them: 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["portal.ratelimit.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "api": env_rate("AIRLOCK_API_RATE", "1200/min"),
+        "check": env_rate("AIRLOCK_CHECK_RATE", "6000/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Airlock API",
@@ -331,6 +398,9 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI's files come from the drf-spectacular-sidecar package, not a CDN: the
     # docs work where the portal has no internet access.
     "SWAGGER_UI_DIST": "SIDECAR",
+    # No badge from validator.swagger.io: the docs make no request outside the portal
+    # (and the Content-Security-Policy would refuse the image).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",

@@ -30,3 +30,6 @@ CELERY_BROKER_URL = "memory://"
 # WhiteNoise serves collected files only and warns on every request when there are none;
 # tests (and the live server, which serves static files itself) do without it.
 MIDDLEWARE = [m for m in MIDDLEWARE if m != "whitenoise.middleware.WhiteNoiseMiddleware"]  # noqa: F405
+# Each test process's own memory, whatever CACHE_URL the shell has: a test that needs the
+# shared cache points it at Redis itself (tests/portal/test_ratelimit.py).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

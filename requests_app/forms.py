@@ -18,6 +18,7 @@ from core.names import (
     canonical_repository_pattern,
     canonical_secret_name,
 )
+from portal.ratelimit import sign_in_refusal
 from requests_app.models import AccessKind, AccessPolicy, SecretDefinition
 from requests_app.selectors import user_is_approver, username_is_taken
 
@@ -204,6 +205,13 @@ class AdminLoginForm(AdminAuthenticationForm):
             "admin account. Note that both fields may be case-sensitive."
         ),
     }
+
+    def clean(self):
+        # Before the password is tried: at the limit even the right one is refused.
+        refusal = sign_in_refusal(request=self.request, username=self.cleaned_data.get("username"))
+        if refusal:
+            raise ValidationError(refusal, code="locked_out")
+        return super().clean()
 
     def confirm_login_allowed(self, user):
         AuthenticationForm.confirm_login_allowed(self, user)

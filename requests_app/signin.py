@@ -13,8 +13,10 @@ from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.shortcuts import render
 
+from portal.ratelimit import client_address, sign_in_refusal
 from requests_app.selectors import GITHUB, username_is_taken
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,19 @@ class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request) -> bool:
         # Local accounts are made by platform admins; everyone else signs in with GitHub.
         return False
+
+    def pre_authenticate(self, request, **credentials) -> None:
+        super().pre_authenticate(request, **credentials)
+        # Before the password is tried: at the limit even the right one is refused. The
+        # failures themselves are counted by portal.ratelimit, for the admin's form too.
+        refusal = sign_in_refusal(request=request, username=credentials.get("username"))
+        if refusal:
+            raise ValidationError(refusal, code="locked_out")
+
+    def get_client_ip(self, request) -> str:
+        # allauth's own limits (sign-in attempts per minute, ...) count by the address the
+        # portal's limits use, which follows AIRLOCK_BEHIND_PROXY.
+        return client_address(request)
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):

@@ -32,6 +32,10 @@ class ApiTokenRefused(Exception):
     """The presented token is unknown, expired or revoked (the message says which)."""
 
 
+class UnknownApiToken(ApiTokenRefused):
+    """No token has this text: a typo, a deleted token, or a guess (see portal.ratelimit)."""
+
+
 def looks_like_api_token(raw: str) -> bool:
     return raw.startswith(TOKEN_PREFIX)
 
@@ -98,7 +102,7 @@ def api_token_authenticate(*, raw: str) -> ApiToken:
         ApiToken.objects.select_related("user").filter(digest=token_digest(raw)).first()
     )
     if token is None:
-        raise ApiTokenRefused("This API token is not valid.")
+        raise UnknownApiToken("This API token is not valid.")
     now = timezone.now()
     if token.revoked_at is not None:
         raise ApiTokenRefused(f"The API token {token.prefix}… was revoked.")

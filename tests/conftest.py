@@ -39,6 +39,17 @@ def django_db_setup(django_db_setup, django_db_blocker):
                 )
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    # What the cache holds (brute-force counts, request rates, the check's audit marks)
+    # would otherwise carry from one test to the next: each test starts with none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def on_postgres():
     from django.db import connection

@@ -17,16 +17,6 @@ from tests.grants.conftest import gh  # noqa: F401  (the fixture, re-exported he
 from tests.requests_app.factories import AccessPolicyFactory, AccessRequestFactory, UserFactory
 
 
-@pytest.fixture(autouse=True)
-def _fresh_check_marks():
-    # The check's audit marks live in the cache; each test starts with none.
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def eager_celery():
     """Tasks run where they are sent, for tests about what happens after the commit."""

@@ -154,6 +154,46 @@ def test_malformed_bearer_tokens_are_401s(header, words):
     assert words in response.json()["message"]
 
 
+def unsigned_jwt(header: dict, claims: dict | None = None) -> str:
+    """A JWT with this header, as a forger writes it: PyJWT refuses to encode some of them."""
+    parts = (json.dumps(header).encode(), json.dumps(claims or {"actor": "dave"}).encode())
+    return ".".join(b64url(part) for part in parts) + "." + b64url(b"not-a-signature")
+
+
+KID_NOT_A_STRING = "Key ID header parameter must be a string"  # PyJWT's words
+
+
+@pytest.mark.parametrize(
+    "header, words",
+    [
+        # PyJWT refuses a kid that is not a string with InvalidTokenError, not DecodeError.
+        ({"alg": "RS256", "typ": "JWT", "kid": 5}, KID_NOT_A_STRING),
+        ({"alg": "RS256", "typ": "JWT", "kid": ["a", "b"]}, KID_NOT_A_STRING),
+        ({"alg": "RS256", "typ": "JWT", "kid": None}, KID_NOT_A_STRING),
+        ({"alg": "RS256", "typ": "JWT", "kid": ""}, "names no signing key"),
+        ({"alg": "RS256", "kid": "x", "crit": ["exp"]}, "Unsupported critical extension"),
+        ({"alg": ["RS256"], "kid": "x"}, "must be signed with RS256"),
+        ({"typ": "JWT"}, "must be signed with RS256"),
+    ],
+)
+def test_a_jwt_with_a_malformed_header_is_a_401_with_a_message(header, words):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {unsigned_jwt(header)}")
+    response = client.get(CHECK)
+    assert response.status_code == 401, response.content
+    assert words in response.json()["message"]
+    assert response.json()["errors"] == {}
+
+
+def test_a_jwt_whose_header_is_not_an_object_is_a_401():
+    token = ".".join((b64url(b"[1, 2]"), b64url(b"{}"), b64url(b"x")))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = client.get(CHECK)
+    assert response.status_code == 401
+    assert "not a well-formed JWT" in response.json()["message"]
+
+
 # --- API tokens -------------------------------------------------------------------------------
 
 

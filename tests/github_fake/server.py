@@ -121,7 +121,13 @@ class GitHubServer:
     def mint_oidc_token(
         self, claims: dict | None = None, kid: str | None = None, **overrides
     ) -> str:
-        """A GitHub Actions ID token from this issuer (see OidcIssuer.mint)."""
+        """A GitHub Actions ID token from this issuer (see OidcIssuer.mint). As GitHub does,
+        actor_id is the id of the actor's account, when this GitHub knows the account and
+        the caller does not give one."""
+        merged = {**(claims or {}), **overrides}
+        known = self.state.users.get(str(merged.get("actor") or "").lower())
+        if known is not None and "actor_id" not in merged:
+            overrides = {**overrides, "actor_id": str(known.id)}
         return self.oidc.mint(self.oidc_issuer, claims, kid, **overrides)
 
     def rotate_oidc_key(self, keep_old: bool = True) -> str:

@@ -175,6 +175,9 @@ def test_env_example_database_url_matches_the_postgres_service_credentials():
     )
     assert values["DATABASE_URL"] == expected
     assert values["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
+    # Web processes count brute-force failures and API rates together, on the same Redis.
+    assert values["CACHE_URL"].startswith("redis://redis:6379/")
+    assert values["CACHE_URL"] != values["CELERY_BROKER_URL"]
 
 
 def test_deploy_start_is_a_valid_posix_shell_script_and_refuses_unknown_roles():

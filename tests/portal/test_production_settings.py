@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +24,7 @@ def production_env(tmp_path):
     (tmp_path / "metrics").mkdir()
     env.update(
         SECRET_KEY=secrets.token_urlsafe(64),
+        AIRLOCK_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         DATABASE_URL=f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
         # The compose volume's mount point, here a folder of the test's own.
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
@@ -71,6 +73,54 @@ def test_check_deploy_would_catch_an_insecure_setting(production_env):
     )
     assert result.returncode != 0
     assert "security.W012" in result.stderr
+
+
+def run_check_deploy(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_check_deploy_warns_when_secret_values_are_encrypted_with_a_key_from_secret_key(
+    production_env,
+):
+    production_env.pop("AIRLOCK_ENCRYPTION_KEYS")
+    result = run_check_deploy(production_env)
+    assert result.returncode != 0
+    assert "airlock.W001" in result.stderr
+    assert "AIRLOCK_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_check_deploy_refuses_an_encryption_key_that_is_no_fernet_key(production_env):
+    production_env["AIRLOCK_ENCRYPTION_KEYS"] = f"{Fernet.generate_key().decode()},not-a-key"
+    result = run_check_deploy(production_env)
+    assert result.returncode != 0
+    assert "airlock.E001" in result.stderr
+    assert "key 2 of AIRLOCK_ENCRYPTION_KEYS" in result.stderr
+
+
+CSP_OF = """
+import sys, django
+django.setup()
+from django.test import Client
+response = Client().get(sys.argv[1], secure=True, HTTP_HOST="airlock.example.com")
+print(response.status_code, response.get("Content-Security-Policy", "(none)"))
+"""
+
+
+def test_with_debug_off_pages_carry_a_content_security_policy(production_env):
+    # A page that needs neither the database nor collected static files; the policy itself,
+    # on the pages people use, is tested in tests/portal/test_content_security_policy.py and
+    # in a browser (tests/browser/test_content_security_policy.py).
+    result = run_python(CSP_OF.replace("sys.argv[1]", repr("/no-such-page/")), production_env)
+    assert result.returncode == 0, result.stderr
+    status, policy = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert status == "404"
+    directives = {d.split()[0]: d.split()[1:] for d in policy.split("; ")}
+    assert directives["default-src"] == ["'self'"]
+    assert directives["script-src"] == ["'self'"]
+    assert directives["form-action"] == ["'self'", "https://github.com"]
 
 
 def test_production_defaults_are_https_only_and_json_logs(production_env):
@@ -135,7 +185,11 @@ def test_redis_broker_gets_a_visibility_timeout_longer_than_any_eta(production_e
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD"), ("AIRLOCK_HSTS_SECONDS", "a year")],
+    [
+        ("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD"), ("AIRLOCK_HSTS_SECONDS", "a year"),
+        ("CACHE_URL", "memcached://cache:11211"), ("AIRLOCK_CHECK_RATE", "lots"),
+        ("AIRLOCK_API_RATE", "100/fortnight"), ("AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT", "0"),
+    ],
 )
 def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, variable, value):
     production_env[variable] = value
@@ -143,6 +197,17 @@ def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, vari
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert variable in result.stderr
+
+
+def test_the_documented_deployment_shares_one_redis_cache_and_the_default_needs_none(
+    production_env,
+):
+    shared = read_settings(production_env, "CACHES")["CACHES"]["default"]
+    assert shared["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert shared["LOCATION"] == "redis://redis:6379/1"
+    production_env.pop("CACHE_URL")
+    alone = read_settings(production_env, "CACHES")["CACHES"]["default"]
+    assert alone["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 
 
 def test_a_redis_worker_takes_the_engine_s_queue_before_the_notifications(production_env):

@@ -1,0 +1,121 @@
+"""Whose grant a workflow's check uses: the person who started this run attempt, bound to
+the portal user by their GitHub numeric id where the portal knows it.
+
+GitHub's tokens name the run's author in `actor` and `actor_id`. On a re-run, `actor` stays
+the original author; the person who re-ran it is `triggering_actor` in the workflow's
+`github` context. GitHub's OIDC reference does not list `triggering_actor` among the token's
+claims: when an issuer's token carries it, it decides; otherwise `actor` does.
+"""
+
+import pytest
+from allauth.socialaccount.models import SocialAccount
+
+from audit.models import AuditEvent
+from tests.api.conftest import active_request, oidc_client
+from tests.requests_app.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHECK = "/api/v1/grants/check"
+
+
+def signed_in_with_github(login: str, github_id: int):
+    """The portal user a GitHub sign-in leaves: named after the login, the numeric id in
+    allauth's SocialAccount (requests_app/signin.py)."""
+    user = UserFactory(username=login)
+    SocialAccount.objects.create(user=user, provider="github", uid=str(github_id))
+    return user
+
+
+# --- re-runs ----------------------------------------------------------------------------------
+
+
+def test_a_rerun_by_someone_else_does_not_use_the_original_authors_grant(oidc):
+    active_request("dave")
+    token = oidc(actor="dave", triggering_actor="mallory", run_attempt="2")
+    body = oidc_client(token).get(CHECK).json()
+    assert body["allowed"] is False
+    assert body["reason"] == "mallory holds no access to acme/api environment 'production' now."
+
+
+def test_a_rerun_by_the_grant_holder_uses_their_grant(oidc):
+    active_request("dave")
+    token = oidc(actor="erin", triggering_actor="dave", run_attempt="3")
+    body = oidc_client(token).get(CHECK).json()
+    assert body["allowed"] is True
+    assert body["grant"]["user"] == "dave"
+
+
+def test_without_triggering_actor_the_actor_decides(oidc):
+    active_request("dave")
+    assert oidc_client(oidc(actor="dave")).get(CHECK).json()["allowed"] is True
+    assert oidc_client(oidc(actor="erin")).get(CHECK).json()["allowed"] is False
+
+
+def test_a_rerun_can_ask_only_about_who_started_it(oidc):
+    active_request("dave")
+    token = oidc(actor="dave", triggering_actor="mallory", run_attempt="2")
+    response = oidc_client(token).get(CHECK, {"user": "dave"})
+    assert response.status_code == 403
+    assert "started by mallory" in response.json()["message"]
+
+
+def test_the_audit_names_who_started_the_attempt(oidc):
+    active_request("dave")
+    oidc_client(oidc(actor="erin", triggering_actor="dave", run_attempt="2")).get(CHECK)
+    event = AuditEvent.objects.get(action="grant.checked")
+    assert event.actor_label == "oidc:dave@acme/api"
+    assert (event.detail["actor"], event.detail["triggering_actor"]) == ("erin", "dave")
+    assert event.detail["run_attempt"] == "2"
+
+
+# --- binding by GitHub id ---------------------------------------------------------------------
+
+
+def test_a_login_the_portal_knows_under_another_github_id_is_refused(oidc):
+    # dave renamed his GitHub account; someone else registered "dave" and runs a workflow.
+    signed_in_with_github("dave", 5001)
+    active_request("dave")
+    body = oidc_client(oidc(actor="dave", actor_id="6002")).get(CHECK).json()
+    assert body["allowed"] is False
+    assert body["grant"] is None
+    assert "GitHub account id 6002" in body["reason"]
+    assert "not the one the portal knows as dave" in body["reason"]
+
+
+def test_the_github_id_the_portal_knows_is_allowed(oidc, django_assert_num_queries):
+    signed_in_with_github("dave", 5001)
+    active_request("dave", approvers=["alice"])
+    client = oidc_client(oidc(actor="dave", actor_id="5001"))
+    assert client.get(CHECK).json()["allowed"] is True  # audited once, then the read path
+    with django_assert_num_queries(1):
+        body = client.get(CHECK).json()
+    assert body["allowed"] is True
+    assert [a["login"] for a in body["grant"]["approvers"]] == ["alice"]
+
+
+def test_a_user_without_a_known_github_id_is_matched_by_login(oidc):
+    active_request("dave")  # a local account: nothing to bind to
+    assert oidc_client(oidc(actor="dave", actor_id="6002")).get(CHECK).json()["allowed"] is True
+
+
+def test_the_local_github_issues_the_actor_id_of_the_account(oidc):
+    # As GitHub does: the id is the account's, so a test that forgets it is still bound.
+    oidc.github.add_user("dave", id=5001)
+    signed_in_with_github("dave", 5001)
+    active_request("dave")
+    assert oidc_client(oidc(actor="dave")).get(CHECK).json()["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    "claims, words",
+    [
+        ({"actor_id": 5001}, "'actor_id' claim is not"),
+        ({"actor_id": "dave"}, "'actor_id' claim is not"),
+        ({"triggering_actor": 7}, "'triggering_actor' claim is not"),
+    ],
+)
+def test_badly_typed_identity_claims_are_refused(oidc, claims, words):
+    response = oidc_client(oidc(**claims)).get(CHECK)
+    assert response.status_code == 401
+    assert words in response.json()["message"]
