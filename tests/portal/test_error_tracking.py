@@ -110,10 +110,6 @@ class Receiver(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         elif encoding == "deflate":
             body = zlib.decompress(body)
-        elif encoding == "br":
-            import brotli
-
-            body = brotli.decompress(body)
         self.server.bodies.append(body)
         self.send_response(200)
         self.send_header("content-type", "application/json")
