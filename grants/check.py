@@ -12,7 +12,8 @@ Who may ask about what:
   different value is refused, and so is a token without an environment claim, because
   such a job does not run in a protected environment and so proves nothing about one.
 - A person (API token or session): repository and environment must be given; user
-  defaults to the caller. People may check their own grants; staff may check anyone's.
+  defaults to the caller. People may check their own grants; platform admins (staff
+  with the permission to view grants) may check anyone's.
 - Names are compared in their canonical form (core.names), the form requests are stored
   in, never with the database's case folding. A name outside GitHub's rules is refused:
   a 400 for a parameter, a 403 for a token whose claim names one.
@@ -75,6 +76,7 @@ from django.utils.dateparse import parse_datetime
 import audit
 from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
 from grants.models import Grant
+from grants.selectors import user_is_grants_admin
 from portal.authentication import OidcPrincipal
 from requests_app.exceptions import NotAllowed
 from requests_app.models import AccessRequest, Approval, SecretDefinition
@@ -235,8 +237,10 @@ def grant_check_scope(
     if errors:
         raise ValidationError(errors)
     login = user or caller.get_username()
-    if not _same(login, caller.get_username()) and not caller.is_staff:
-        raise NotAllowed("You may check only your own grants; staff may check anyone's.")
+    if not _same(login, caller.get_username()) and not user_is_grants_admin(user=caller):
+        raise NotAllowed(
+            "You may check only your own grants; platform admins may check anyone's."
+        )
     return CheckScope(
         repository=repository, environment=environment, login=login, access=access, secret=secret
     )

@@ -10,12 +10,21 @@ from grants.schedule import beat_schedule
 from requests_app.models import AccessRequest
 
 
+def user_is_grants_admin(*, user, permission: str = "grants.view_grant") -> bool:
+    """Platform admins of grants: active staff with the permission (superusers have every
+    one). The admin admits only staff, so a permission on an account that is not staff
+    opens nothing, and neither does the staff flag without it: the same rule as
+    requests_app.selectors.user_sees_all_requests. The grant list, the grant check's `user=`,
+    revocation and the dashboard all ask this."""
+    return bool(user.is_active and user.is_staff and user.has_perm(permission))
+
+
 def grants_visible_to(*, user) -> QuerySet[Grant]:
     """A user's own grants; platform admins see all of them."""
     grants = Grant.objects.select_related(
         "access_request", "target", "org_secret", "secret", "access_request__requester"
     )
-    if user.is_superuser or user.has_perm("grants.view_grant"):
+    if user_is_grants_admin(user=user):
         return grants
     return grants.filter(access_request__requester=user)
 

@@ -18,6 +18,7 @@ from core.names import NameRefused, canonical_owner, canonical_secret_name, cano
 from grants import reconciler
 from grants.models import Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
+from grants.selectors import user_is_grants_admin
 from portal import metrics
 from requests_app import services as request_services
 from requests_app.exceptions import NotAllowed, WrongState
@@ -156,7 +157,7 @@ def _enqueue_for(grant: Grant) -> None:
 
 
 def _may_manage(user) -> bool:
-    return user.is_active and (user.is_superuser or user.has_perm("grants.change_grant"))
+    return user_is_grants_admin(user=user, permission="grants.change_grant")
 
 
 def grant_revoke(*, grant: Grant, user, comment: str = "") -> Grant:

@@ -81,7 +81,11 @@ FAILED_WITHIN = timedelta(days=7)
 def dashboard(request) -> list[dict]:
     """The sections on the admin's home page, for this user: approvers see only what is
     routed to them; overdue revocations are for those who may see grants."""
-    from grants.selectors import beat_entries_out_of_place, grants_revocation_overdue
+    from grants.selectors import (
+        beat_entries_out_of_place,
+        grants_revocation_overdue,
+        user_is_grants_admin,
+    )
     from requests_app.selectors import admin_dashboard_requests
 
     user = request.user
@@ -127,7 +131,7 @@ def dashboard(request) -> list[dict]:
             style="alert", empty="GitHub refused nothing lately.",
         ),
     ]
-    if user.is_active and (user.is_superuser or user.has_perm("grants.view_grant")):
+    if user_is_grants_admin(user=user):
         overdue = grants_revocation_overdue().select_related("access_request", "target")
         sections.insert(
             1,

@@ -197,9 +197,28 @@ def test_a_person_cannot_check_someone_elses_grant():
     assert "only your own grants" in response.json()["message"]
 
 
-def test_staff_check_anyones_grant():
+def test_the_staff_flag_alone_cannot_check_someone_elses_grant():
+    # Who sees other people's access is one rule (grants.selectors.user_sees_all_grants),
+    # the same as the grant list and the admin: the staff flag alone opens none of them.
     active_request("erin")
     response = token_client(UserFactory(username="sam", is_staff=True)).get(
+        CHECK, {"repository": "acme/api", "environment": "production", "user": "erin"}
+    )
+    assert response.status_code == 403
+    assert "platform admins may check anyone's" in response.json()["message"]
+
+
+@pytest.mark.parametrize("who", ["viewer", "superuser"])
+def test_platform_admins_check_anyones_grant(who):
+    from django.contrib.auth.models import Permission
+
+    active_request("erin")
+    if who == "viewer":
+        admin = UserFactory(username="audrey", is_staff=True)
+        admin.user_permissions.add(Permission.objects.get(codename="view_grant"))
+    else:
+        admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    response = token_client(admin).get(
         CHECK, {"repository": "acme/api", "environment": "production", "user": "erin"}
     )
     assert response.json()["allowed"] is True

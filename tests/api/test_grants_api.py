@@ -108,6 +108,17 @@ def test_someone_who_may_only_view_grants_cannot_revoke():
     assert Grant.objects.get(pk=grant.pk).revoke_requested_at is None
 
 
+def test_a_view_grant_permission_without_the_staff_flag_shows_only_ones_own_grants():
+    # Platform admins are staff with the permission (the admin admits only staff): a
+    # permission left on an account that is not staff opens nothing, as for requests.
+    grant = active_request("dave").grant
+    former = UserFactory(username="frank", is_staff=False)
+    former.user_permissions.add(Permission.objects.get(codename="view_grant"))
+    client = token_client(former)
+    assert client.get(f"/api/v1/grants/{grant.pk}/").status_code == 404
+    assert grant.pk not in [g["id"] for g in client.get("/api/v1/grants/").json()["results"]]
+
+
 def test_a_superuser_revokes_anyones_grant():
     grant = active_request("dave").grant
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)
