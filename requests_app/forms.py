@@ -10,7 +10,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from requests_app.models import AccessKind, AccessPolicy, SecretDefinition
+from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
 from requests_app.selectors import user_is_approver
 
 
@@ -53,6 +53,7 @@ class AccessRequestForm(PortalForm):
         label="Duration (minutes)",
         required=False,
         min_value=1,
+        max_value=AccessRequest.MAX_DURATION_MINUTES,
         help_text="Counted from the moment access is granted. Empty: the policy's default.",
     )
     starts_at = forms.DateTimeField(
@@ -137,7 +138,7 @@ class ExtendForm(PortalForm):
         label="More time (minutes)",
         required=False,
         min_value=1,
-        max_value=366 * 24 * 60,
+        max_value=AccessRequest.MAX_DURATION_MINUTES,
         help_text="Added to the current end once approved. Empty: the policy's default.",
     )
 
