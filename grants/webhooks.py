@@ -8,8 +8,9 @@ grants.gates; it answers in JSON:
   which can be redelivered once they are set).
 - 401 when X-Hub-Signature-256 is missing or is not the HMAC-SHA256 of the body with the
   secret (compared in constant time).
-- 400 for a delivery without its X-GitHub-Delivery id, a body that is not JSON, or a
-  payload Airlock cannot act on (the field is named).
+- 400 for a delivery without its X-GitHub-Delivery id, a body that is not JSON (or nests
+  deeper than portal.parsers allows), or a payload Airlock cannot act on (the field is
+  named).
 - 204 for events and actions other than `deployment_protection_rule` / `requested`
   (`ping` included): accepted, nothing to do.
 - 409 for a delivery id already received: a replay is refused and nothing happens again.
@@ -20,7 +21,6 @@ grants.gates; it answers in JSON:
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 
@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from grants import gates, github
+from portal.parsers import JSONTooDeep, parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,9 @@ def github_webhook(request):
         return _answer(400, "Missing or malformed X-GitHub-Delivery header.")
     event = request.headers.get("X-GitHub-Event", "")
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)
+    except JSONTooDeep as refusal:
+        return _answer(400, f"The body is not JSON: {refusal}")
     except ValueError:
         return _answer(400, "The body is not JSON.")
     action = payload.get("action") if isinstance(payload, dict) else None

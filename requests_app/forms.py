@@ -1,7 +1,6 @@
 """Forms of the request pages and the admin. They check the shape of the input only; the
 rules (policy limits, who may decide) live in services.py and come back as errors."""
 
-import json
 import re
 
 from django import forms
@@ -10,6 +9,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from portal.parsers import parse_json
 from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
 from requests_app.selectors import user_is_approver
 
@@ -196,11 +196,13 @@ class PatternListField(forms.CharField):
         if isinstance(value, list):
             return ", ".join(value)
         if isinstance(value, str) and value.startswith("["):
-            # A re-rendered bound JSONField value.
+            # A re-rendered bound JSONField value; anything else is shown as typed.
             try:
-                return ", ".join(json.loads(value))
+                patterns = parse_json(value)
             except ValueError:
                 return value
+            if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
+                return ", ".join(patterns)
         return value
 
     def to_python(self, value):
