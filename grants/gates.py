@@ -111,8 +111,12 @@ def _object(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _positive_int(value) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+# GitHub's ids are kept in BigIntegerFields: one beyond them is no id GitHub sent.
+GITHUB_ID_MAX = 2**63 - 1
+
+
+def _github_id(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= GITHUB_ID_MAX:
         return None
     return value
 
@@ -130,9 +134,9 @@ def gate_request_from_payload(payload) -> GateRequest:
     environment = _text(payload.get("environment"), limit=255)
     if not environment or not environment.strip() or not ENVIRONMENT_RE.match(environment):
         errors["environment"] = "Missing or not an environment name."
-    installation_id = _positive_int(_object(payload.get("installation")).get("id"))
+    installation_id = _github_id(_object(payload.get("installation")).get("id"))
     if installation_id is None:
-        errors["installation.id"] = "Missing: the webhook must come from a GitHub App."
+        errors["installation.id"] = "Missing or not an id: the webhook must come from a GitHub App."
     login = _text(_object(payload.get("sender")).get("login"), limit=100)
     if not login:
         errors["sender.login"] = "Missing: who triggered the run."
@@ -147,7 +151,12 @@ def gate_request_from_payload(payload) -> GateRequest:
             errors["deployment_callback_url"] = (
                 f"It names {callback_repository}, not the payload's repository {repository}."
             )
-    deployment = _object(payload.get("deployment"))
+        elif _github_id(run_id) is None:
+            errors["deployment_callback_url"] = f"Run id {run_id} is not a GitHub id."
+    # GitHub's schema allows a null deployment; one that is there must have a usable id.
+    deployment_id = _object(payload.get("deployment")).get("id")
+    if deployment_id is not None and _github_id(deployment_id) is None:
+        errors["deployment.id"] = "Not a GitHub id (a positive 64-bit integer)."
     optional = {}
     for name, limit in (("event", 100), ("ref", 255), ("sha", 64)):
         value = payload.get(name)
@@ -166,7 +175,7 @@ def gate_request_from_payload(payload) -> GateRequest:
         callback_url=callback_url,
         installation_id=installation_id,
         login=login,
-        deployment_id=_positive_int(deployment.get("id")),
+        deployment_id=deployment_id,
         **optional,
     )
 

@@ -181,6 +181,60 @@ def test_a_body_that_is_not_json_is_400(app):
     assert "not JSON" in response.json()["message"]
 
 
+def test_a_signed_body_nested_too_deeply_is_400(app):
+    # Once a RecursionError in json.loads (a 500): the signature is checked first, so
+    # only a sender holding the secret gets this far, but it still gets an answer.
+    raw = b"[" * 50_000 + b"]" * 50_000
+    _, headers = app.webhook_delivery("deployment_protection_rule", {}, SECRET)
+    digest = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    headers["X-Hub-Signature-256"] = f"sha256={digest}"
+    response = post_raw(raw, headers)
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "The body is not JSON: nested more than 100 levels deep."
+    )
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda p: p["installation"].update(id=BIGINT_MAX + 1), "installation.id"),
+        (lambda p: p["deployment"].update(id=BIGINT_MAX + 1), "deployment.id"),
+        (lambda p: p["deployment"].update(id=0), "deployment.id"),
+        (lambda p: p["deployment"].update(id="12"), "deployment.id"),
+        (
+            lambda p: p.update(
+                deployment_callback_url=p["deployment_callback_url"].replace(
+                    "/runs/7001/", f"/runs/{BIGINT_MAX + 1}/"
+                )
+            ),
+            "deployment_callback_url",
+        ),
+    ],
+)
+def test_an_id_a_database_cannot_hold_is_400_naming_the_field(app, change, field):
+    # Once a 500: the ids went to the BigIntegerFields unchecked.
+    body = payload(app)
+    change(body)
+    response = deliver(app, body)
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    assert not DeploymentGate.objects.exists()
+    assert app.callbacks == []
+
+
+def test_ids_at_the_bigint_maximum_are_accepted(app):
+    body = payload(app, run_id=BIGINT_MAX, deployment_id=BIGINT_MAX)
+    body["installation"]["id"] = app.installation
+    response = deliver(app, body)
+    assert response.status_code == 202
+    gate = DeploymentGate.objects.get()
+    assert (gate.run_id, gate.deployment_id) == (BIGINT_MAX, BIGINT_MAX)
+
+
 @pytest.mark.parametrize(
     "change, field",
     [
