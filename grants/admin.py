@@ -235,6 +235,7 @@ class DeploymentGateAdmin(ReadOnlyAdmin):
         "deployment_id",
         "installation_id",
         "delivery_id",
+        "subject",
         "callback_url",
         "access_request",
         "comment",
