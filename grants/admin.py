@@ -3,15 +3,31 @@
 Platform admins see each grant's state on GitHub (with GitHub's message when it failed, and
 "revocation overdue since ..." when a revocation keeps failing) and can retry a grant or
 revoke it early. Both actions call the services; nothing here changes a row directly.
+
+The beat schedule is not in the admin: it is declared in code (grants.schedule) and
+installed again on every start, so an edit by hand would only last until then, and
+django_celery_beat's own pages fail on input celery cannot parse (a crontab field of "-1"
+was a 500). Its models are taken off the admin site here.
 """
 
 from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
+from django_celery_beat import models as beat_models
 
 from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.services import grant_retry, grant_revoke
 from requests_app.exceptions import NotAllowed, WrongState
+
+for beat_model in (
+    beat_models.PeriodicTask,
+    beat_models.IntervalSchedule,
+    beat_models.CrontabSchedule,
+    beat_models.SolarSchedule,
+    beat_models.ClockedSchedule,
+):
+    if admin.site.is_registered(beat_model):
+        admin.site.unregister(beat_model)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -15,7 +15,7 @@ from grants.schedule import beat_schedule, install_beat_schedule
 from grants.services import grant_reconcile, grants_sweep
 from requests_app.models import AccessRequest
 from tests.grants.factories import approved_request, expire_now, reviewer_grant
-from tests.requests_app.factories import AccessRequestFactory
+from tests.requests_app.factories import AccessRequestFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -159,6 +159,19 @@ def test_the_beat_schedule_is_installed_idempotently_from_code(settings):
         # message.
         "updated airlock: deployment gates: interval, expire_seconds",
     ]
+
+
+def test_the_beat_schedule_is_not_edited_in_the_admin(client):
+    # django_celery_beat's admin let the schedule be edited by hand (the next start puts
+    # the code's back), and its crontab form failed on what celery cannot parse (a 500).
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/django_celery_beat/crontabschedule/add/",
+        {"minute": "-1", "hour": "*", "day_of_week": "*", "day_of_month": "*"},
+    )
+    assert response.status_code == 404
+    for model in ("periodictask", "intervalschedule", "solarschedule", "clockedschedule"):
+        assert client.get(f"/admin/django_celery_beat/{model}/").status_code == 404
 
 
 def test_expiries_close_together_share_one_scheduled_reconcile(gh, enqueued):
