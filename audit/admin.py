@@ -13,10 +13,11 @@ from django.utils.html import format_html
 from audit.export import JSON_LINES_CONTENT_TYPE, events_for_export, json_lines
 from audit.models import AuditEvent
 from audit.services import log_event
+from portal.admin_site import DateHierarchyAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(DateHierarchyAdmin):
     list_display = ("seq", "created_at", "actor_label", "action", "target_repr", "reason")
     list_filter = ("action", "target_type")
     date_hierarchy = "created_at"

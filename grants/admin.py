@@ -17,6 +17,7 @@ from django_celery_beat import models as beat_models
 
 from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.services import grant_retry, grant_revoke
+from portal.admin_site import DateHierarchyAdmin
 from requests_app.exceptions import NotAllowed, WrongState
 
 for beat_model in (
@@ -30,7 +31,7 @@ for beat_model in (
         admin.site.unregister(beat_model)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(DateHierarchyAdmin):
     def has_add_permission(self, request):
         return False
 
