@@ -20,10 +20,11 @@ from audit.export import (
 )
 from audit.models import AuditEvent
 from audit.services import log_event
+from portal.admin_site import DateHierarchyAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(DateHierarchyAdmin):
     list_display = ("seq", "created_at", "actor_label", "action", "target_repr", "reason")
     list_filter = ("action", "target_type")
     date_hierarchy = "created_at"

@@ -3,6 +3,8 @@
 Platform admins see each grant's state on GitHub (with GitHub's message when it failed, and
 "revocation overdue since ..." when a revocation keeps failing) and can retry a grant or
 revoke it early. Both actions call the services; nothing here changes a row directly.
+
+The beat schedule's admin is in grants/admin_beat.py.
 """
 
 from django.contrib import admin, messages
@@ -11,10 +13,11 @@ from django.utils.html import format_html
 
 from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.services import grant_retry, grant_revoke
+from portal.admin_site import DateHierarchyAdmin
 from requests_app.exceptions import NotAllowed, WrongState
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(DateHierarchyAdmin):
     def has_add_permission(self, request):
         return False
 
@@ -235,6 +238,7 @@ class DeploymentGateAdmin(ReadOnlyAdmin):
         "deployment_id",
         "installation_id",
         "delivery_id",
+        "subject",
         "callback_url",
         "access_request",
         "comment",

@@ -7,6 +7,7 @@ task. install_beat_schedule writes them. Every other periodic task and schedule 
 managed here, and each write (the actions included) is audited in the same transaction.
 """
 
+from celery.schedules import ParseException
 from django import forms
 from django.contrib import admin, messages
 from django.db import router, transaction
@@ -145,9 +146,28 @@ class ScheduleAdmin(AuditedAdmin):
         return super().has_delete_permission(request, obj)
 
 
+class CrontabScheduleAdmin(ScheduleAdmin, beat_admin.CrontabScheduleAdmin):
+    """django_celery_beat's page describes the crontab in words, and celery raises on a
+    field it cannot parse (a minute of "-1"): the form shown back with its errors was a 500.
+    The description says so instead; the fields' own validators give the form errors."""
+
+    fields = ("described", *beat_admin.CrontabScheduleAdmin.fields[1:])
+    readonly_fields = ("described",)
+    list_display = ("__str__", "described")
+
+    @admin.display(description="human readable")
+    def described(self, obj):
+        try:
+            return obj.human_readable
+        except (ParseException, ValueError):
+            return "(not a crontab celery can read)"
+
+
+admin.site.unregister(CrontabSchedule)
+admin.site.register(CrontabSchedule, CrontabScheduleAdmin)
+
 for model, model_admin in (
     (IntervalSchedule, beat_admin.IntervalScheduleAdmin),
-    (CrontabSchedule, beat_admin.CrontabScheduleAdmin),
     (SolarSchedule, beat_admin.SolarScheduleAdmin),
     (ClockedSchedule, beat_admin.ClockedScheduleAdmin),
 ):

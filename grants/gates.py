@@ -11,7 +11,9 @@ and post that answer:
   environment (a request of theirs that is active with expires_at in the future, like the
   grant check), the gate is approved at once. Otherwise it waits, and a status comment
   (a callback with a comment and no state, which GitHub shows on the run without deciding)
-  links to the request that is open for it, or to a prefilled new request.
+  links to the request that is open for it, or to a prefilled new request. An event is
+  acted on once: the delivery id is not signed, so the gate keeps what the event is about
+  (its subject, unique), and a replay under any delivery id changes and posts nothing.
 - A grant becoming active approves the waiting gates of that person and environment; a
   request that ends (denied, cancelled, timed out, failed; or revoked, expired) rejects the
   gates that were waiting while it was open, unless another open request of theirs for the
@@ -78,8 +80,22 @@ WEBHOOK_ACTOR = "github-webhook"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+# The one event and action that opens a gate (the webhook ignores the others).
+EVENT = "deployment_protection_rule"
+ACTION = "requested"
+
+
+class EventReplayed(Exception):
+    """The event was received before, under this delivery id or another: nothing is done
+    again. `gate` is the gate it opened."""
+
+    def __init__(self, gate: DeploymentGate):
+        super().__init__(gate.subject)
+        self.gate = gate
+
+
 class DeliveryReplayed(Exception):
-    """The webhook's X-GitHub-Delivery was received before: nothing is done again."""
+    """The webhook's X-GitHub-Delivery was received before, with another event: refused."""
 
 
 # --- receipt -------------------------------------------------------------------------------------
@@ -100,6 +116,18 @@ class GateRequest:
     ref: str
     sha: str
 
+    @property
+    def subject(self) -> str:
+        """What the event is about, as DeploymentGate.subject keeps it: a re-run of a job
+        is a new deployment of the same run, and one run may wait on several environments.
+        The environment (canonical: core.names) comes last, so no two subjects spell the same.
+        (Without a deployment, which GitHub's schema allows, the run and environment say
+        it alone.)"""
+        return (
+            f"{EVENT}.{ACTION} installation={self.installation_id} run={self.run_id} "
+            f"deployment={self.deployment_id or '-'} environment={self.environment}"
+        )
+
 
 def _text(value, *, limit: int) -> str | None:
     if not isinstance(value, str) or len(value) > limit or _CONTROL.search(value):
@@ -111,8 +139,12 @@ def _object(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _positive_int(value) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+# GitHub's ids are kept in BigIntegerFields: one beyond them is no id GitHub sent.
+GITHUB_ID_MAX = 2**63 - 1
+
+
+def _github_id(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= GITHUB_ID_MAX:
         return None
     return value
 
@@ -136,9 +168,9 @@ def gate_request_from_payload(payload) -> GateRequest:
         environment = canonical_environment(payload.get("environment"))
     except NameRefused as refusal:
         errors.update(refusal.message_dict)
-    installation_id = _positive_int(_object(payload.get("installation")).get("id"))
+    installation_id = _github_id(_object(payload.get("installation")).get("id"))
     if installation_id is None:
-        errors["installation.id"] = "Missing: the webhook must come from a GitHub App."
+        errors["installation.id"] = "Missing or not an id: the webhook must come from a GitHub App."
     login = _text(_object(payload.get("sender")).get("login"), limit=100)
     if not login:
         errors["sender.login"] = "Missing: who triggered the run."
@@ -153,7 +185,12 @@ def gate_request_from_payload(payload) -> GateRequest:
             errors["deployment_callback_url"] = (
                 f"It names {callback_repository}, not the payload's repository {repository}."
             )
-    deployment = _object(payload.get("deployment"))
+        elif _github_id(run_id) is None:
+            errors["deployment_callback_url"] = f"Run id {run_id} is not a GitHub id."
+    # GitHub's schema allows a null deployment; one that is there must have a usable id.
+    deployment_id = _object(payload.get("deployment")).get("id")
+    if deployment_id is not None and _github_id(deployment_id) is None:
+        errors["deployment.id"] = "Not a GitHub id (a positive 64-bit integer)."
     optional = {}
     for name, limit in (("event", 100), ("ref", 255), ("sha", 64)):
         value = payload.get(name)
@@ -172,7 +209,7 @@ def gate_request_from_payload(payload) -> GateRequest:
         callback_url=callback_url,
         installation_id=installation_id,
         login=login,
-        deployment_id=_positive_int(deployment.get("id")),
+        deployment_id=deployment_id,
         **optional,
     )
 
@@ -181,8 +218,10 @@ def deployment_gate_receive(*, delivery_id: str, payload) -> DeploymentGate:
     """Open a gate for a `deployment_protection_rule` "requested" webhook, and decide it at
     once when an active grant covers it. The answer is posted to GitHub after the commit.
 
-    Raises ValidationError for a payload Airlock cannot act on, and DeliveryReplayed when
-    this delivery id was received before (the unique delivery_id refuses the insert).
+    Raises ValidationError for a payload Airlock cannot act on; EventReplayed when its event
+    was received before (the unique subject refuses the insert, so of two replays at once
+    one waits for the other and then fails); DeliveryReplayed when the delivery id came
+    before with another event.
     """
     request = gate_request_from_payload(payload)
     now = timezone.now()
@@ -190,6 +229,7 @@ def deployment_gate_receive(*, delivery_id: str, payload) -> DeploymentGate:
         with transaction.atomic():
             gate = DeploymentGate.objects.create(
                 delivery_id=delivery_id,
+                subject=request.subject,
                 repository=request.repository,
                 environment=request.environment,
                 run_id=request.run_id,
@@ -229,6 +269,9 @@ def deployment_gate_receive(*, delivery_id: str, payload) -> DeploymentGate:
                 gate_id = gate.pk
                 transaction.on_commit(lambda: _enqueue_post(gate_id))
     except IntegrityError:
+        replayed = DeploymentGate.objects.filter(subject=request.subject).first()
+        if replayed is not None:
+            raise EventReplayed(replayed) from None
         if DeploymentGate.objects.filter(delivery_id=delivery_id).exists():
             raise DeliveryReplayed(delivery_id) from None
         raise

@@ -302,9 +302,15 @@ class DeploymentGate(models.Model):
 
     DECIDED_STATES = (State.APPROVED, State.REJECTED)
 
-    # X-GitHub-Delivery of the webhook that opened the gate. Unique: grants.gates refuses a
-    # replayed delivery relying on this constraint (the insert fails, nothing else happens).
+    # X-GitHub-Delivery of the webhook that opened the gate (GitHub's id of the event,
+    # which its own redeliveries share).
     delivery_id = models.CharField(max_length=100, unique=True, editable=False)
+    # What the event is about: this deployment of this run, waiting in this environment,
+    # for this installation (grants.gates.GateRequest.subject). The delivery id is not
+    # signed, so a replay can come under a fresh one; the event cannot. Unique: grants.gates
+    # acts on an event once relying on this constraint (a replay's insert fails, and
+    # nothing else happens, however many arrive at once).
+    subject = models.CharField(max_length=500, unique=True, editable=False)
     # Canonical names (core.names): matched to requests by plain equality.
     repository = models.CharField(max_length=200, db_index=True, help_text="owner/repo")
     environment = models.CharField(max_length=255)

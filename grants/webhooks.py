@@ -8,19 +8,23 @@ grants.gates; it answers in JSON:
   which can be redelivered once they are set).
 - 401 when X-Hub-Signature-256 is missing or is not the HMAC-SHA256 of the body with the
   secret (compared in constant time).
-- 400 for a delivery without its X-GitHub-Delivery id, a body that is not JSON, or a
-  payload Airlock cannot act on (the field is named).
+- 400 for a delivery without its X-GitHub-Delivery id, a body that is not JSON (or nests
+  deeper than portal.parsers allows), or a payload Airlock cannot act on (the field is
+  named).
 - 204 for events and actions other than `deployment_protection_rule` / `requested`
   (`ping` included): accepted, nothing to do.
-- 409 for a delivery id already received: a replay is refused and nothing happens again.
-  (GitHub's own redelivery of a delivery that failed here reuses its id, and is accepted,
-  because a failed delivery left no trace.)
+- 200 for an event already received, under this delivery id or any other (the id is not
+  signed, so a captured delivery can be replayed under a fresh one): nothing is done again,
+  nothing is posted to GitHub. Events are told apart by what they are about
+  (gates.GateRequest.subject); a 2xx tells GitHub, and scripts that redeliver failed
+  deliveries, that there is nothing left to deliver. (GitHub's redelivery of a delivery
+  that failed here reuses its id, and is acted on, because a failed delivery left no trace.)
+- 409 for a delivery id already received with another event: refused, nothing happens.
 - 202 with the gate when handled: the answer to GitHub is posted after the commit.
 """
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 
@@ -31,10 +35,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from grants import gates, github
+from portal.parsers import JSONTooDeep, parse_json
 
 logger = logging.getLogger(__name__)
 
-EVENT = "deployment_protection_rule"
 # GitHub's delivery ids are GUIDs; anything printable and short is kept.
 DELIVERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
 
@@ -79,11 +83,13 @@ def github_webhook(request):
         return _answer(400, "Missing or malformed X-GitHub-Delivery header.")
     event = request.headers.get("X-GitHub-Event", "")
     try:
-        payload = json.loads(body)
+        payload = parse_json(body)
+    except JSONTooDeep as refusal:
+        return _answer(400, f"The body is not JSON: {refusal}")
     except ValueError:
         return _answer(400, "The body is not JSON.")
     action = payload.get("action") if isinstance(payload, dict) else None
-    if event != EVENT or action != "requested":
+    if event != gates.EVENT or action != gates.ACTION:
         return HttpResponse(status=204)
 
     if not github.app_credentials_configured():
@@ -95,8 +101,21 @@ def github_webhook(request):
         )
     try:
         gate = gates.deployment_gate_receive(delivery_id=delivery_id, payload=payload)
+    except gates.EventReplayed as replay:
+        gate = replay.gate
+        logger.warning(
+            "GitHub webhook delivery %s repeats the event of deployment gate %s; ignored",
+            delivery_id,
+            gate.pk,
+        )
+        return _answer(
+            200,
+            f"Deployment gate #{gate.pk} was opened for this deployment already (run "
+            f"{gate.run_id}, environment {gate.environment}); nothing was done again.",
+            gate=gate.pk,
+        )
     except gates.DeliveryReplayed:
-        logger.warning("GitHub webhook delivery %s replayed; refused", delivery_id)
+        logger.warning("GitHub webhook delivery %s reused for another event; refused", delivery_id)
         return _answer(409, f"Delivery {delivery_id} was already received; nothing was done.")
     except ValidationError as refusal:
         errors = refusal.message_dict if hasattr(refusal, "error_dict") else {}

@@ -135,9 +135,12 @@ def api_exception_handler(exc, context):
     return response
 
 
+def api_error_response(message: str, *, status: int) -> JsonResponse:
+    """An error in the API's shape, for answers given before DRF sees the request."""
+    return JsonResponse({"message": message, "errors": {}}, status=status)
+
+
 @csrf_exempt  # nothing here to protect; a browser POST still gets the JSON 404
 def api_not_found(request, *args, **kwargs):
     """Any path under /api/ that names no endpoint."""
-    return JsonResponse(
-        {"message": f"There is no API endpoint at {request.path}.", "errors": {}}, status=404
-    )
+    return api_error_response(f"There is no API endpoint at {request.path}.", status=404)

@@ -7,6 +7,10 @@ class AirlockAdminConfig(AdminConfig):
     default_site = "portal.admin_site.AirlockAdminSite"
 
     def ready(self):
+        # The corrected __in lookup is registered before the admin, which relies on it,
+        # discovers the apps' admin modules.
+        import portal.lookups  # noqa: F401
+
         super().ready()
         from django.contrib.auth.signals import user_login_failed
 

@@ -1,5 +1,5 @@
 """Request plumbing that runs before everything else: the request id every log line
-carries, one access log line per request, and /healthz."""
+carries, one access log line per request, /healthz, and the refusal of NUL characters."""
 
 import logging
 import re
@@ -7,7 +7,9 @@ import time
 import uuid
 
 from django.core.signals import request_finished
+from django.http import HttpResponseBadRequest
 
+from portal.api_errors import api_error_response
 from portal.health import healthz
 from portal.logging import request_id_var
 
@@ -81,3 +83,55 @@ class HealthCheckMiddleware:
         if request.path == HEALTHZ_PATH and request.method in ("GET", "HEAD"):
             return healthz(request)
         return self.get_response(request)
+
+
+FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _has_nul(values) -> bool:
+    return any("\x00" in key or any("\x00" in v for v in vs) for key, vs in values.lists())
+
+
+class RefuseNulMiddleware:
+    """Refuse a NUL character in the path, the query string or form data with a 400,
+    before the view runs.
+
+    PostgreSQL text cannot hold NUL, and raw GET and POST values reach the ORM in more
+    places than anyone can list: the admin's list filters, search and autocomplete, and
+    any view that reads request.GET itself. Django's form fields refuse NUL in their own
+    values; this refuses it in everything else, for every view, present and future. No
+    Airlock input has a use for it.
+
+    Form data is read here for urlencoded bodies (the raw body stays readable), and for
+    multipart ones only where the CSRF check reads it anyway: a csrf_exempt view (the
+    GitHub webhook) may read its body itself, which reading a multipart body here would
+    forbid. Under /api/ the answer is in the API's error shape.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if "\x00" in request.path:
+            where = "path"
+        elif _has_nul(request.GET):
+            where = "query string"
+        elif self._reads_form(request, view_func) and _has_nul(request.POST):
+            where = "form data"
+        else:
+            return None
+        message = f"The request's {where} contains a NUL character."
+        if "api" in request.resolver_match.namespaces:
+            return api_error_response(message, status=400)
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+
+    @staticmethod
+    def _reads_form(request, view_func) -> bool:
+        if request.method != "POST" or request.content_type not in FORM_CONTENT_TYPES:
+            return False
+        return request.content_type == FORM_CONTENT_TYPES[0] or not getattr(
+            view_func, "csrf_exempt", False
+        )

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from audit.admin_changes import AuditedAdmin
+from portal.admin_site import DateHierarchyAdmin
 from requests_app import selectors
 from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.forms import (
@@ -180,7 +181,7 @@ class ApprovalInline(admin.TabularInline):
 
 
 @admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
+class AccessRequestAdmin(DateHierarchyAdmin):
     list_display = (
         "id",
         "target_column",

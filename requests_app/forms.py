@@ -1,7 +1,6 @@
 """Forms of the request pages and the admin. They check the shape of the input only; the
 rules (policy limits, who may decide) live in services.py and come back as errors."""
 
-import json
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -18,8 +17,9 @@ from core.names import (
     canonical_repository_pattern,
     canonical_secret_name,
 )
+from portal.parsers import parse_json
 from portal.ratelimit import sign_in_refusal
-from requests_app.models import AccessKind, AccessPolicy, SecretDefinition
+from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
 from requests_app.selectors import user_is_approver, username_is_taken
 
 
@@ -62,6 +62,7 @@ class AccessRequestForm(PortalForm):
         label="Duration (minutes)",
         required=False,
         min_value=1,
+        max_value=AccessRequest.MAX_DURATION_MINUTES,
         help_text="Counted from the moment access is granted. Empty: the policy's default.",
     )
     starts_at = forms.DateTimeField(
@@ -168,7 +169,7 @@ class ExtendForm(PortalForm):
         label="More time (minutes)",
         required=False,
         min_value=1,
-        max_value=366 * 24 * 60,
+        max_value=AccessRequest.MAX_DURATION_MINUTES,
         help_text="Added to the current end once approved. Empty: the policy's default.",
     )
 
@@ -235,11 +236,13 @@ class PatternListField(forms.CharField):
         if isinstance(value, list):
             return ", ".join(value)
         if isinstance(value, str) and value.startswith("["):
-            # A re-rendered bound JSONField value.
+            # A re-rendered bound JSONField value; anything else is shown as typed.
             try:
-                return ", ".join(json.loads(value))
+                patterns = parse_json(value)
             except ValueError:
                 return value
+            if isinstance(patterns, list) and all(isinstance(p, str) for p in patterns):
+                return ", ".join(patterns)
         return value
 
     def to_python(self, value):

@@ -168,6 +168,12 @@ class AccessRequest(models.Model):
         Status.FAILED,
     )
 
+    # The longest duration any request may name, whatever its policy: a type bound that
+    # the request form and the API check alike, so that no number reaches date arithmetic
+    # (a huge one overflows timedelta) or the column. The policy's own maximum, always far
+    # below, is the service's to check.
+    MAX_DURATION_MINUTES = 366 * 24 * 60
+
     requester = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="access_requests"
     )

@@ -10,9 +10,8 @@ from rest_framework import serializers
 from core.names import NameRefused, canonical_environment, canonical_repository
 from requests_app.models import AccessKind, AccessRequest, Approval
 
-# Type bounds, not policy: the policy's own maximum is checked by the service. A year is
-# far above any policy and keeps absurd numbers from reaching date arithmetic.
-MAX_DURATION_MINUTES = 366 * 24 * 60
+# Type bounds, not policy (AccessRequest.MAX_DURATION_MINUTES too): the policy's own
+# limits are checked by the service.
 MAX_REASON_LENGTH = 5000
 MAX_COMMENT_LENGTH = 2000
 
@@ -67,7 +66,7 @@ class AccessRequestCreateSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=MAX_REASON_LENGTH, trim_whitespace=True)
     duration_minutes = serializers.IntegerField(
         min_value=1,
-        max_value=MAX_DURATION_MINUTES,
+        max_value=AccessRequest.MAX_DURATION_MINUTES,
         required=False,
         allow_null=True,
         help_text="Counted from the moment access is granted; empty: the policy's default.",
@@ -142,7 +141,7 @@ class ExtendSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=MAX_REASON_LENGTH, trim_whitespace=True)
     duration_minutes = serializers.IntegerField(
         min_value=1,
-        max_value=MAX_DURATION_MINUTES,
+        max_value=AccessRequest.MAX_DURATION_MINUTES,
         required=False,
         allow_null=True,
         help_text="More time, added to the current end once approved; empty: the policy's "

@@ -97,3 +97,27 @@ def test_a_throttled_answer_keeps_the_error_shape():
     assert response.status_code == 429
     assert response.data["message"].startswith("Request was throttled.")
     assert response["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize("depth", [50_000, 101])
+def test_json_nested_too_deeply_is_a_400_in_the_error_shape(depth):
+    # 50,000 deep was a RecursionError in the JSON parser (a 500); anything past the bound
+    # is refused before a serializer or a service walks it.
+    body = "[" * depth + "]" * depth
+    response = token_client(UserFactory(username="dave")).post(
+        "/api/v1/requests/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "message": "JSON parse error - nested more than 100 levels deep.",
+        "errors": {},
+    }
+
+
+def test_json_nested_to_the_bound_is_parsed_as_usual():
+    body = "[" * 100 + "]" * 100
+    response = token_client(UserFactory(username="dave")).post(
+        "/api/v1/requests/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == "Invalid data. Expected a dictionary, but got list."

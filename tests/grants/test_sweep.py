@@ -15,7 +15,7 @@ from grants.schedule import beat_schedule, install_beat_schedule
 from grants.services import grant_reconcile, grants_sweep
 from requests_app.models import AccessRequest
 from tests.grants.factories import approved_request, expire_now, reviewer_grant
-from tests.requests_app.factories import AccessRequestFactory
+from tests.requests_app.factories import AccessRequestFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -159,6 +159,22 @@ def test_the_beat_schedule_is_installed_idempotently_from_code(settings):
         # message.
         "updated airlock: deployment gates: interval, expire_seconds",
     ]
+
+
+def test_a_crontab_celery_cannot_parse_is_a_form_error_in_the_admin(client):
+    # django_celery_beat's crontab form let through what celery cannot parse (a minute of
+    # "-1" raised ParseException: a 500; found by the form fuzz).
+    from django_celery_beat.models import CrontabSchedule
+
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/django_celery_beat/crontabschedule/add/",
+        {"minute": "-1", "hour": "*", "day_of_week": "*", "day_of_month": "*",
+         "month_of_year": "*", "timezone": "UTC"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    assert not CrontabSchedule.objects.filter(minute="-1").exists()
 
 
 def test_expiries_close_together_share_one_scheduled_reconcile(gh, enqueued):

@@ -11,6 +11,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -151,16 +152,94 @@ def test_without_app_credentials_a_protection_rule_is_503(app, settings):
     assert not DeploymentGate.objects.exists()
 
 
-def test_a_replayed_delivery_is_refused_with_409_and_nothing_is_done_again(app):
+def test_a_replayed_delivery_is_answered_200_and_nothing_is_done_again(app):
     active_request("dave")
     body = payload(app)
     first = deliver(app, body, delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958")
     again = deliver(app, body, delivery_id="72d3162e-cc78-11e3-81ab-4c9367dc0958")
-    assert (first.status_code, again.status_code) == (202, 409)
-    assert "already received" in again.json()["message"]
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert "nothing was done again" in again.json()["message"]
     assert DeploymentGate.objects.count() == 1
     assert reviews(app) == [(7001, "approved")]
     assert AuditEvent.objects.filter(action="deployment_gate.requested").count() == 1
+
+
+@pytest.mark.parametrize("granted", [True, False], ids=["approved", "waiting"])
+def test_a_replay_under_a_new_delivery_id_changes_nothing_and_posts_nothing(app, granted):
+    # The delivery id is not signed: anyone who saw one delivery could send it again under
+    # a fresh id. The event's subject (this deployment of this run, in this environment,
+    # from this installation) is what is deduplicated.
+    if granted:
+        active_request("dave")
+    body = payload(app)
+    first = deliver(app, body)
+    events_before = AuditEvent.objects.count()
+    gate = DeploymentGate.objects.get()
+
+    again = deliver(app, body)
+
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json() == {
+        "message": (
+            f"Deployment gate #{gate.pk} was opened for this deployment already (run 7001, "
+            "environment production); nothing was done again."
+        ),
+        "gate": gate.pk,
+    }
+    assert DeploymentGate.objects.count() == 1
+    assert reviews(app) == [(7001, "approved" if granted else None)]  # one callback POST
+    assert AuditEvent.objects.count() == events_before
+    assert mail.outbox == []
+
+
+def test_a_replayed_event_after_the_gate_was_decided_reopens_nothing(app):
+    policy, _, approvers = approver_setup()
+    denied = AccessRequestFactory(requester=UserFactory(username="dave"), policy=policy)
+    body = payload(app)
+    deliver(app, body)
+    with _on_commit():
+        access_request_deny(access_request=denied, approver=approvers["alice"], comment="No")
+    assert reviews(app) == [(7001, None), (7001, "rejected")]
+
+    assert deliver(app, body).status_code == 200
+    assert DeploymentGate.objects.get().state == "rejected"
+    assert reviews(app) == [(7001, None), (7001, "rejected")]
+
+
+def test_a_known_delivery_id_carrying_another_event_is_refused_with_409(app):
+    deliver(app, payload(app, run_id=1), delivery_id="same-delivery")
+    again = deliver(app, payload(app, run_id=2), delivery_id="same-delivery")
+    assert again.status_code == 409
+    assert DeploymentGate.objects.count() == 1
+    assert reviews(app) == [(1, None)]
+
+
+def test_a_new_deployment_of_the_same_run_is_a_new_event(app):
+    # Re-running a job waits on the environment again: same run id, a new deployment.
+    active_request("dave")
+    first = deliver(app, payload(app, run_id=7001, deployment_id=31))
+    rerun = deliver(app, payload(app, run_id=7001, deployment_id=32))
+    assert (first.status_code, rerun.status_code) == (202, 202)
+    assert DeploymentGate.objects.count() == 2
+    assert reviews(app) == [(7001, "approved"), (7001, "approved")]
+
+
+def test_the_same_run_waiting_on_another_environment_is_a_new_event(app):
+    app.add_environment("acme/api", "staging")
+    deliver(app, payload(app, deployment_id=31))
+    other = app.deployment_protection_rule_event(
+        "acme/api",
+        "staging",
+        run_id=7001,
+        login="dave",
+        installation_id=app.installation,
+        deployment_id=31,
+    )
+    assert deliver(app, other).status_code == 202
+    assert sorted(DeploymentGate.objects.values_list("environment", flat=True)) == [
+        "production",
+        "staging",
+    ]
 
 
 def test_other_events_and_actions_are_accepted_and_ignored(app):
@@ -179,6 +258,60 @@ def test_a_body_that_is_not_json_is_400(app):
     response = post_raw(raw, headers)
     assert response.status_code == 400
     assert "not JSON" in response.json()["message"]
+
+
+def test_a_signed_body_nested_too_deeply_is_400(app):
+    # Once a RecursionError in json.loads (a 500): the signature is checked first, so
+    # only a sender holding the secret gets this far, but it still gets an answer.
+    raw = b"[" * 50_000 + b"]" * 50_000
+    _, headers = app.webhook_delivery("deployment_protection_rule", {}, SECRET)
+    digest = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    headers["X-Hub-Signature-256"] = f"sha256={digest}"
+    response = post_raw(raw, headers)
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "The body is not JSON: nested more than 100 levels deep."
+    )
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda p: p["installation"].update(id=BIGINT_MAX + 1), "installation.id"),
+        (lambda p: p["deployment"].update(id=BIGINT_MAX + 1), "deployment.id"),
+        (lambda p: p["deployment"].update(id=0), "deployment.id"),
+        (lambda p: p["deployment"].update(id="12"), "deployment.id"),
+        (
+            lambda p: p.update(
+                deployment_callback_url=p["deployment_callback_url"].replace(
+                    "/runs/7001/", f"/runs/{BIGINT_MAX + 1}/"
+                )
+            ),
+            "deployment_callback_url",
+        ),
+    ],
+)
+def test_an_id_a_database_cannot_hold_is_400_naming_the_field(app, change, field):
+    # Once a 500: the ids went to the BigIntegerFields unchecked.
+    body = payload(app)
+    change(body)
+    response = deliver(app, body)
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    assert not DeploymentGate.objects.exists()
+    assert app.callbacks == []
+
+
+def test_ids_at_the_bigint_maximum_are_accepted(app):
+    body = payload(app, run_id=BIGINT_MAX, deployment_id=BIGINT_MAX)
+    body["installation"]["id"] = app.installation
+    response = deliver(app, body)
+    assert response.status_code == 202
+    gate = DeploymentGate.objects.get()
+    assert (gate.run_id, gate.deployment_id) == (BIGINT_MAX, BIGINT_MAX)
 
 
 @pytest.mark.parametrize(
@@ -572,5 +705,28 @@ def test_the_same_delivery_twice_at_once_opens_one_gate(app, on_postgres):
         worker.start()
     for worker in workers:
         worker.join(timeout=30)
-    assert sorted(answers) == [202, 409]
+    assert sorted(answers) == [200, 202]
     assert DeploymentGate.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_event_under_two_delivery_ids_at_once_is_acted_on_once(app, on_postgres):
+    active_request("dave")
+    body = payload(app)
+    answers = []
+
+    def post():
+        try:
+            raw, headers = app.webhook_delivery("deployment_protection_rule", body, SECRET)
+            answers.append(post_raw(raw, headers).status_code)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=post) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sorted(answers) == [200, 202]
+    assert DeploymentGate.objects.count() == 1
+    assert reviews(app) == [(7001, "approved")]

@@ -385,6 +385,19 @@ def test_policy_form_refuses_bad_patterns_and_kinds(client, platform_admin):
     assert not AccessPolicy.objects.exists()
 
 
+@pytest.mark.parametrize("patterns", ["[1, 2]", "[{}]", "[" * 50_000 + "]" * 50_000])
+def test_a_pattern_field_that_reads_as_json_but_not_as_patterns_is_shown_back(
+    client, platform_admin, patterns
+):
+    # The form shows a bound value back as patterns when it is a JSON list: a list of
+    # numbers was a TypeError, and brackets nested 50,000 deep a RecursionError (500s).
+    add = reverse("admin:requests_app_accesspolicy_add")
+    response = client.post(add, policy_form(repository_patterns=patterns))
+    assert response.status_code == 200
+    assert 'id="id_repository_patterns_error"' in response.content.decode()
+    assert not AccessPolicy.objects.exists()
+
+
 def test_policy_changes_are_written_to_the_audit_log(client, platform_admin):
     client.post(reverse("admin:requests_app_accesspolicy_add"), policy_form())
 

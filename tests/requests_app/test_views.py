@@ -153,6 +153,18 @@ def test_duration_above_the_maximum_is_shown_beside_the_field_and_input_is_kept(
     assert "Deploying the hotfix for INC-1234 to production</textarea>" in page
 
 
+def test_a_duration_no_policy_could_allow_is_a_form_error_not_a_crash(client, dev, policy):
+    # Once an OverflowError in the service's date arithmetic (a 500).
+    response = client.post(NEW, form_data(duration_minutes="99999999999999999999999"))
+
+    assert response.status_code == 200
+    assert AccessRequest.objects.count() == 0
+    assert (
+        '<ul class="errorlist" id="id_duration_minutes_error"><li>Ensure this value is less '
+        "than or equal to 527040.</li></ul>"
+    ) in response.content.decode()
+
+
 def test_too_short_reason_is_shown_beside_the_reason_field(client, dev, policy):
     response = client.post(NEW, form_data(reason="hotfix"))
 
