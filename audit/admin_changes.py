@@ -108,8 +108,17 @@ def field_values(obj, *, exclude=()) -> dict:
             related = getattr(obj, field.name)
             values[field.name] = None if related is None else str(related)
         else:
-            values[field.name] = field.value_from_object(obj)
+            values[field.name] = _plain_value(field, obj)
     for field in obj._meta.many_to_many:
         if field.name not in exclude:
             values[field.name] = sorted(str(o) for o in getattr(obj, field.name).all())
     return plain_json(values)
+
+
+def _plain_value(field, obj):
+    # A third-party field may hold what JSON cannot (django_celery_beat's timezone is a
+    # ZoneInfo): then the field's own text, as Django's serializers write it.
+    try:
+        return plain_json(field.value_from_object(obj))
+    except (TypeError, ValueError):
+        return field.value_to_string(obj)

@@ -23,6 +23,7 @@ from django_celery_beat.models import (
 
 from audit.admin_changes import AuditedAdmin, field_values
 from grants.schedule import beat_schedule, is_airlock_entry
+from portal.admin_site import DateHierarchyAdmin
 
 DECLARED_IN_CODE = (
     "Declared in code (grants/schedule.py) and installed by install_beat_schedule at every "
@@ -45,7 +46,7 @@ admin.site.unregister(PeriodicTask)
 
 
 @admin.register(PeriodicTask)
-class PeriodicTaskAdmin(AuditedAdmin, beat_admin.PeriodicTaskAdmin):
+class PeriodicTaskAdmin(AuditedAdmin, DateHierarchyAdmin, beat_admin.PeriodicTaskAdmin):
     form = PeriodicTaskForm
     list_display = ("name", "declared_in_code", *beat_admin.PeriodicTaskAdmin.list_display[1:])
 

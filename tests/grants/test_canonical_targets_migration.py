@@ -15,7 +15,7 @@ from requests_app.models import AccessPolicy, AccessRequest
 from tests.requests_app.factories import AccessRequestFactory
 
 BEFORE = [("requests_app", "0005_check_index"), ("grants", "0002_deploymentgate")]
-AFTER = [("requests_app", "0008_canonical_targets"), ("grants", "0003_canonical_targets")]
+AFTER = [("requests_app", "0008_canonical_targets"), ("grants", "0004_webhook_event_subject")]
 LOOKALIKE = "product\u0131on"
 
 

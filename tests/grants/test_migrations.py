@@ -19,7 +19,8 @@ def migrate(targets):
 
 @pytest.fixture
 def before_subjects():
-    """The models as they were before 0004 (and 0003); every migration is applied again afterwards."""
+    """The models as they were before 0003 and 0004; every migration is applied again
+    afterwards."""
     try:
         yield migrate([("grants", "0002_deploymentgate")])
     finally:
