@@ -233,3 +233,26 @@ def test_in_dry_run_a_rerun_is_refused(oidc, settings):
         "Airlock cannot tell who started this re-run: "
     )
     assert "dry-run" in response.json()["message"]
+
+
+def test_a_transient_github_error_is_retried_before_a_rerun_is_answered(oidc, gh):
+    gh.add_workflow_run("acme/api", run_id=RUN, actor="erin")
+    gh.rerun_workflow("acme/api", RUN, triggering_actor="dave")
+    active_request("dave")
+    gh.faults.add("GET", "/repos/*/*/actions/runs/*/attempts/*", status=502, times=1)
+    body = oidc_client(oidc(actor="erin", run_id=str(RUN), run_attempt="2")).get(CHECK).json()
+    assert body["allowed"] is True
+    assert [r.status for r in attempt_calls(gh)] == [502, 200]
+
+
+def test_a_rerun_check_does_not_wait_out_a_long_rate_limit(oidc, gh, settings):
+    # The engine may wait a minute for GitHub; a job waiting on its check may not.
+    settings.AIRLOCK_GITHUB_RETRY_MAX_SECONDS = 60
+    gh.add_workflow_run("acme/api", run_id=RUN, actor="dave")
+    gh.rerun_workflow("acme/api", RUN, triggering_actor="dave")
+    active_request("dave")
+    gh.faults.secondary_rate_limit("GET", "/repos/**", retry_after=30, times=1)
+    response = oidc_client(oidc(actor="dave", run_id=str(RUN), run_attempt="2")).get(CHECK)
+    assert response.status_code == 403
+    assert "try again shortly" in response.json()["message"]
+    assert len(attempt_calls(gh)) == 1
