@@ -258,13 +258,28 @@ def grant_check_scope(
     secret: str = "",
 ) -> CheckScope:
     """The scope a caller may ask about; NotAllowed (403) or ValidationError (400) if none."""
+    scope, _ = _scope_and_caller(
+        caller=caller,
+        repository=repository,
+        environment=environment,
+        user=user,
+        access=access,
+        secret=secret,
+    )
+    return scope
+
+
+def _scope_and_caller(
+    *, caller, repository: str, environment: str, user: str, access: str, secret: str
+) -> tuple[CheckScope, object]:
+    """grant_check_scope, and the caller it answers for: an OIDC caller knowing who started
+    its run attempt (oidc_caller_of_attempt), so that the audit names that person."""
     # A name outside the rules is a 400 naming the field (the API's parameters arrive
     # canonical already: GrantCheckQuerySerializer).
     repository, environment, errors = _canonical_parameters(repository, environment)
     if isinstance(caller, OidcPrincipal):
         if errors:
             raise ValidationError(errors)
-        caller = oidc_caller_of_attempt(caller)
         claimed_repository, claimed_environment = _claimed_target(caller)
         if repository and repository != claimed_repository:
             raise NotAllowed(
@@ -281,12 +296,13 @@ def grant_check_scope(
                 f"This job runs in the environment '{caller.environment}'; its OIDC token "
                 f"cannot ask about '{environment}'."
             )
+        caller = oidc_caller_of_attempt(caller)  # after the refusals that need no GitHub
         if user and not _same(user, caller.person):
             raise NotAllowed(
                 f"This run attempt was started by {caller.person}; its OIDC token cannot ask "
                 f"about {user}."
             )
-        return CheckScope(
+        scope = CheckScope(
             repository=claimed_repository,
             environment=claimed_environment,
             login=caller.person,
@@ -296,6 +312,7 @@ def grant_check_scope(
             ref=caller.ref,
             github_id=caller.person_github_id or None,
         )
+        return scope, caller
 
     for name, value in (("repository", repository), ("environment", environment)):
         if not value and name not in errors:
@@ -305,9 +322,10 @@ def grant_check_scope(
     login = user or caller.get_username()
     if not _same(login, caller.get_username()) and not caller.is_staff:
         raise NotAllowed("You may check only your own grants; staff may check anyone's.")
-    return CheckScope(
+    scope = CheckScope(
         repository=repository, environment=environment, login=login, access=access, secret=secret
     )
+    return scope, caller
 
 
 # Grants in force for one person and target at once: a handful at most (overlapping
@@ -617,10 +635,7 @@ def grant_check_answer(
     ValidationError when a person leaves out the target.
     """
     try:
-        if isinstance(caller, OidcPrincipal):
-            # Here as well as in grant_check_scope, so that the audit names that person.
-            caller = oidc_caller_of_attempt(caller)
-        scope = grant_check_scope(
+        scope, caller = _scope_and_caller(
             caller=caller,
             repository=repository,
             environment=environment,

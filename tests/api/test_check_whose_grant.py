@@ -256,3 +256,11 @@ def test_a_rerun_check_does_not_wait_out_a_long_rate_limit(oidc, gh, settings):
     assert response.status_code == 403
     assert "try again shortly" in response.json()["message"]
     assert len(attempt_calls(gh)) == 1
+
+
+def test_a_rerun_refused_for_its_claims_does_not_ask_github(oidc, gh):
+    token = oidc(actor="dave", run_id=str(RUN), run_attempt="2", environment="")
+    response = oidc_client(token).get(CHECK)
+    assert response.status_code == 403
+    assert "carries no environment claim" in response.json()["message"]
+    assert attempt_calls(gh) == []
