@@ -19,16 +19,27 @@ Who may ask about what:
   a 400 for a parameter, a 403 for a token whose claim names one.
 
 Whose grant a workflow uses: the person who started this run attempt. On a re-run GitHub
-keeps the original author in the `actor` claim, and whoever pressed "Re-run" is only in
-the workflow's `github.triggering_actor`: one person's re-run must not use another's grant.
-So the `triggering_actor` claim decides when the token carries one, and `actor` otherwise
-(GitHub's OIDC reference documents `actor` and `actor_id`, not `triggering_actor`; see
-OidcPrincipal.person). The person is bound by GitHub numeric id where the portal knows it
-(the SocialAccount a GitHub sign-in leaves): when the token's id (`actor_id`, or
-`triggering_actor_id` for a different triggering actor) is not the one the portal knows for
-that login, the answer is "not allowed", saying why. So a renamed GitHub account's old login,
-registered again by someone else, does not inherit a grant. Portal users who never signed
-in with GitHub (local accounts) are matched by login alone.
+keeps the original author in the `actor` claim, and whoever pressed "Re-run" is only the
+run attempt's `triggering_actor`: one person's re-run must not use another's grant.
+- A token that carries a `triggering_actor` claim is taken at its word (it is signed).
+- A first attempt (`run_attempt` 1) was started by its `actor`: nothing more is asked.
+- A re-run whose token names only the author, as every GitHub token does (GitHub's OIDC
+  reference lists `actor` and `actor_id`, no `triggering_actor`), is looked up:
+  GET /repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number} names the
+  attempt's triggering actor, login and id (oidc_caller_of_attempt). Airlock's GitHub
+  credentials need the Actions read permission for it. The answer never changes, so it is
+  kept in Django's cache (shared through CACHE_URL) for ATTEMPT_STARTER_SECONDS: a job
+  checking many times costs one GitHub call per attempt. When GitHub cannot answer (dry-run,
+  404, a permanent error, an outage outlasting the short retries) the check is refused,
+  saying why, and nothing is kept, so the next check asks again; it never falls back to
+  `actor`.
+The person is bound by GitHub numeric id where the portal knows it (the SocialAccount a
+GitHub sign-in leaves): when the id for that person (`actor_id`; `triggering_actor_id` for a
+different triggering actor in the token; the id GitHub named for a looked-up re-run) is not
+the one the portal knows for that login, the answer is "not allowed", saying why. So a
+renamed GitHub account's old login, registered again by someone else, does not inherit a
+grant. Portal users who never signed in with GitHub (local accounts) are matched by login
+alone.
 
 Workflow and ref restrictions. A request may restrict its grant to workflows whose
 `job_workflow_ref` claim matches a glob, and/or whose `ref` claim matches another
@@ -66,6 +77,7 @@ from fnmatch import fnmatchcase
 from functools import cache as memoize
 
 from allauth.socialaccount.models import SocialAccount
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -75,6 +87,7 @@ from django.utils.dateparse import parse_datetime
 
 import audit
 from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
+from grants.github import GitHubClient, GitHubError, RetryPolicy, TransientGitHubError
 from grants.models import Grant
 from grants.selectors import user_is_grants_admin
 from portal.authentication import OidcPrincipal
@@ -87,6 +100,9 @@ logger = logging.getLogger(__name__)
 ALLOWED_MARK_MAX_SECONDS = 24 * 3600
 PERSON_ALLOWED_MARK_SECONDS = 3600
 REFUSED_SAMPLE_SECONDS = 60
+# Who started a run attempt never changes; remembered this long, so that a job checking
+# before every step costs GitHub one call per re-run attempt.
+ATTEMPT_STARTER_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,57 @@ def _claimed_target(caller: OidcPrincipal) -> tuple[str, str]:
             f"{' '.join(refusal.messages)}"
         ) from None
     return repository, environment
+
+
+def oidc_caller_of_attempt(caller: OidcPrincipal) -> OidcPrincipal:
+    """The caller, knowing who started its run attempt (whose grant it may use).
+
+    A token's triggering_actor claim says it; so does the actor of a first attempt. For a
+    re-run whose token names only the run's author (GitHub's tokens never carry
+    triggering_actor) GitHub's REST API is asked, once per attempt: the answer is kept in
+    the cache. NotAllowed when GitHub cannot say: a re-run never falls back to `actor`.
+    """
+    if caller.claims.get("triggering_actor") or caller.attempt_starter is not None:
+        return caller
+    if caller.run_attempt == "1":
+        return caller  # the hot path: no cache, no GitHub
+    run_id, attempt = caller.claims.get("run_id", ""), caller.run_attempt
+    if not (run_id.isascii() and run_id.isdigit() and attempt.isascii() and attempt.isdigit()):
+        raise _attempt_starter_unknown(
+            "the OIDC token's run_id and run_attempt claims name no run attempt"
+        )
+    key = _mark("attempt-starter", ascii_lower(caller.repository), int(run_id), int(attempt))
+    starter = cache.get(key)
+    if starter is None:
+        # Only an answer is kept: a failure (an outage, missing permission) is asked again.
+        starter = _attempt_starter_from_github(caller.repository, int(run_id), int(attempt))
+        cache.set(key, starter, ATTEMPT_STARTER_SECONDS)
+    return replace(caller, attempt_starter=tuple(starter))
+
+
+def _attempt_starter_from_github(repository: str, run_id: int, attempt: int) -> tuple[str, str]:
+    if settings.AIRLOCK_DRY_RUN:
+        raise _attempt_starter_unknown(
+            "Airlock runs in dry-run mode, without GitHub credentials to ask GitHub"
+        )
+    client = GitHubClient(retry=RetryPolicy.interactive())
+    try:
+        login, account_id = client.run_attempt_triggering_actor(repository, run_id, attempt)
+    except TransientGitHubError as error:
+        raise _attempt_starter_unknown(f"{error}; try again shortly") from None
+    except GitHubError as error:
+        raise _attempt_starter_unknown(
+            f"{error}; Airlock's GitHub credentials need the Actions read permission on the "
+            f"repository"
+        ) from None
+    return login, str(account_id)
+
+
+def _attempt_starter_unknown(why: str) -> NotAllowed:
+    return NotAllowed(
+        f"Airlock cannot tell who started this re-run: {why}. A re-run may use only the grant "
+        f"of the person who started it, so it is refused."
+    )
 
 
 def restriction_refusal(access_request, *, job_workflow_ref: str | None, ref: str | None) -> str:
@@ -193,6 +260,22 @@ def grant_check_scope(
     secret: str = "",
 ) -> CheckScope:
     """The scope a caller may ask about; NotAllowed (403) or ValidationError (400) if none."""
+    scope, _ = _scope_and_caller(
+        caller=caller,
+        repository=repository,
+        environment=environment,
+        user=user,
+        access=access,
+        secret=secret,
+    )
+    return scope
+
+
+def _scope_and_caller(
+    *, caller, repository: str, environment: str, user: str, access: str, secret: str
+) -> tuple[CheckScope, object]:
+    """grant_check_scope, and the caller it answers for: an OIDC caller knowing who started
+    its run attempt (oidc_caller_of_attempt), so that the audit names that person."""
     # A name outside the rules is a 400 naming the field (the API's parameters arrive
     # canonical already: GrantCheckQuerySerializer).
     repository, environment, errors = _canonical_parameters(repository, environment)
@@ -215,12 +298,13 @@ def grant_check_scope(
                 f"This job runs in the environment '{caller.environment}'; its OIDC token "
                 f"cannot ask about '{environment}'."
             )
+        caller = oidc_caller_of_attempt(caller)  # after the refusals that need no GitHub
         if user and not _same(user, caller.person):
             raise NotAllowed(
                 f"This run attempt was started by {caller.person}; its OIDC token cannot ask "
                 f"about {user}."
             )
-        return CheckScope(
+        scope = CheckScope(
             repository=claimed_repository,
             environment=claimed_environment,
             login=caller.person,
@@ -230,6 +314,7 @@ def grant_check_scope(
             ref=caller.ref,
             github_id=caller.person_github_id or None,
         )
+        return scope, caller
 
     for name, value in (("repository", repository), ("environment", environment)):
         if not value and name not in errors:
@@ -241,9 +326,10 @@ def grant_check_scope(
         raise NotAllowed(
             "You may check only your own grants; platform admins may check anyone's."
         )
-    return CheckScope(
+    scope = CheckScope(
         repository=repository, environment=environment, login=login, access=access, secret=secret
     )
+    return scope, caller
 
 
 # Grants in force for one person and target at once: a handful at most (overlapping
@@ -553,7 +639,7 @@ def grant_check_answer(
     ValidationError when a person leaves out the target.
     """
     try:
-        scope = grant_check_scope(
+        scope, caller = _scope_and_caller(
             caller=caller,
             repository=repository,
             environment=environment,
@@ -593,12 +679,14 @@ def _mark(*parts) -> str:
 def _caller_detail(caller) -> dict:
     if isinstance(caller, OidcPrincipal):
         claims = caller.claims
+        starter = caller.attempt_starter  # (login, id) GitHub named for a re-run, if asked
         return {
             "via": "oidc",
             "sub": caller.sub,
             "actor": caller.actor,
             "actor_id": claims.get("actor_id"),
-            "triggering_actor": claims.get("triggering_actor"),
+            "triggering_actor": claims.get("triggering_actor") or (starter and starter[0]),
+            "triggering_actor_id": claims.get("triggering_actor_id") or (starter and starter[1]),
             "repository": caller.repository,
             "environment": caller.environment,
             "run_id": claims.get("run_id"),

@@ -42,6 +42,9 @@ from portal import metrics
 logger = logging.getLogger(__name__)
 
 TRANSIENT_STATUSES = {500, 502, 503, 504}
+# A call someone is waiting on (the grant check asking who started a re-run) holds a web
+# worker and the job's HTTP request: its retries stop after this long, whatever the engine's.
+INTERACTIVE_RETRY_MAX_SECONDS = 10
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -210,6 +213,12 @@ class RetryPolicy:
             base_seconds=settings.AIRLOCK_GITHUB_RETRY_BASE_SECONDS,
             cap_seconds=settings.AIRLOCK_GITHUB_RETRY_CAP_SECONDS,
         )
+
+    @classmethod
+    def interactive(cls) -> RetryPolicy:
+        """The configured policy, bounded for a call an HTTP request waits on."""
+        policy = cls.from_settings()
+        return replace(policy, max_seconds=min(policy.max_seconds, INTERACTIVE_RETRY_MAX_SECONDS))
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, so that workers that
@@ -426,6 +435,32 @@ class GitHubClient:
             lambda: _pygithub().get_repo(repository).id,
             family="repositories",
         )
+
+    # -- workflow runs -----------------------------------------------------------------------
+
+    def run_attempt_triggering_actor(
+        self, repository: str, run_id: int, attempt: int
+    ) -> tuple[str, int]:
+        """GET .../actions/runs/{run_id}/attempts/{attempt_number}: the login and numeric id
+        of whoever triggered this attempt of the run (its `triggering_actor`; `actor` stays
+        the run's author on a re-run). Needs the Actions read permission; NotFoundError
+        when the run or attempt does not exist or the credentials may not see it."""
+        path = _repo_path(
+            repository, "actions", "runs", str(int(run_id)), "attempts", str(int(attempt))
+        )
+        operation = f"GET attempt {attempt} of workflow run {run_id} of {repository}"
+        payload = self._call(
+            operation,
+            lambda: self._request("GET", path, parameters={"exclude_pull_requests": "true"}),
+            family="workflow_runs",
+        )
+        who = payload.get("triggering_actor") or {}
+        login, account_id = who.get("login"), who.get("id")
+        if not isinstance(login, str) or not login or not isinstance(account_id, int):
+            raise PermanentGitHubError(
+                "the workflow run attempt names no triggering actor", operation=operation
+            )
+        return login, account_id
 
     # -- environments ------------------------------------------------------------------------
 

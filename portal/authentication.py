@@ -53,6 +53,10 @@ class OidcPrincipal:
     """A GitHub Actions job, as its verified ID token describes it. Not a user."""
 
     claims: dict = field(repr=False)
+    # Who started this run attempt, (login, GitHub numeric id), as GitHub's REST API
+    # answered it for a re-run whose token names only the run's author (GitHub's tokens
+    # carry no triggering_actor): grants.check.oidc_caller_of_attempt sets it.
+    attempt_starter: tuple[str, str] | None = None
 
     is_authenticated = True
     is_anonymous = False
@@ -76,16 +80,28 @@ class OidcPrincipal:
         return self.claims["actor"]
 
     @property
+    def run_attempt(self) -> str:
+        return self.claims.get("run_attempt", "")
+
+    @property
     def person(self) -> str:
         """Whose grant this job may use: who started this run attempt. That is the
         `triggering_actor` claim when the token carries one (GitHub's documented claims do
-        not), and otherwise `actor` (see grants/check.py)."""
-        return self.claims.get("triggering_actor") or self.claims["actor"]
+        not), else the attempt_starter GitHub named for a re-run, else `actor` (see
+        grants/check.py, which never lets a re-run get this far without one of the first
+        two)."""
+        if self.claims.get("triggering_actor"):
+            return self.claims["triggering_actor"]
+        if self.attempt_starter is not None:
+            return self.attempt_starter[0]
+        return self.claims["actor"]
 
     @property
     def person_github_id(self) -> str:
         """The GitHub numeric id of that person, "" when the token does not say: actor_id
         belongs to the actor, so to a different triggering actor only triggering_actor_id."""
+        if not self.claims.get("triggering_actor") and self.attempt_starter is not None:
+            return self.attempt_starter[1]
         triggering = self.claims.get("triggering_actor")
         if triggering and triggering.casefold() != self.actor.casefold():
             return self.claims.get("triggering_actor_id", "")

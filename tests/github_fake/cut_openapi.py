@@ -40,6 +40,7 @@ OPERATIONS = [
     ("put", "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"),
     ("delete", "/repos/{owner}/{repo}/environments/{environment_name}/secrets/{secret_name}"),
     ("post", "/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule"),
+    ("get", "/repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}"),
     ("get", "/orgs/{org}/actions/secrets"),
     ("get", "/orgs/{org}/actions/secrets/public-key"),
     ("get", "/orgs/{org}/actions/secrets/{secret_name}"),

@@ -493,6 +493,18 @@ def review_custom_gate(call: Call, owner: str, repo: str, run_id: str) -> Reply:
     return Reply(204)
 
 
+@route("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}")
+def get_workflow_run_attempt(
+    call: Call, owner: str, repo: str, run_id: str, attempt_number: str
+) -> Reply:
+    found = _repo(call, owner, repo)
+    run = call.state.workflow_run(found.full_name, _int(run_id))
+    attempt = _int(attempt_number)
+    if not 1 <= attempt <= len(run.triggering_actors):
+        raise not_found()
+    return Reply(200, shapes.workflow_run(call.urls, call.state, found, run, attempt))
+
+
 # -- organization secrets --------------------------------------------------------------------
 
 

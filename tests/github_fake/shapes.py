@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
-from .state import Environment, GitHubState, Membership, Org, OrgSecret, Repo, Secret, Team, User
+from .state import (
+    Environment,
+    GitHubState,
+    Membership,
+    Org,
+    OrgSecret,
+    Repo,
+    Secret,
+    Team,
+    User,
+    WorkflowRun,
+)
 
 DOCS = "https://docs.github.com/rest"
 
@@ -391,6 +402,64 @@ def org_secret(u: Urls, org: Org, found: OrgSecret) -> dict:
             f"{u.api}/orgs/{org.login}/actions/secrets/{found.name}/repositories"
         )
     return shape
+
+
+# -- workflow runs ---------------------------------------------------------------------------
+
+
+def workflow_run(u: Urls, state: GitHubState, repo: Repo, run: WorkflowRun, attempt: int) -> dict:
+    """workflow-run, as GET .../actions/runs/{run_id}/attempts/{attempt_number} answers:
+    `actor` is the run's author, `triggering_actor` whoever started this attempt. The latest
+    attempt is still in progress; earlier ones ended (in failure: why else re-run them)."""
+    url = f"{u.api}/repos/{repo.full_name}/actions/runs/{run.id}"
+    latest = attempt == len(run.triggering_actors)
+    started = iso(run.attempts_started_at[attempt - 1])
+    minimal = minimal_repository(u, state, repo)
+    return {
+        "id": run.id,
+        "name": run.name,
+        "node_id": node_id("WorkflowRun", run.id),
+        "check_suite_id": run.id + 1,
+        "check_suite_node_id": node_id("CheckSuite", run.id + 1),
+        "head_branch": run.head_branch,
+        "head_sha": run.head_sha,
+        "path": run.path,
+        "display_title": run.name,
+        "run_number": run.run_number,
+        "run_attempt": attempt,
+        "referenced_workflows": [],
+        "event": run.event,
+        "status": "in_progress" if latest else "completed",
+        "conclusion": None if latest else "failure",
+        "workflow_id": run.workflow_id,
+        "url": url,
+        "html_url": f"{u.web}/{repo.full_name}/actions/runs/{run.id}",
+        "pull_requests": [],
+        "created_at": iso(run.created_at),
+        "updated_at": started,
+        "actor": simple_user(u, state.user(run.actor)),
+        "triggering_actor": simple_user(u, state.user(run.triggering_actors[attempt - 1])),
+        "run_started_at": started,
+        "jobs_url": f"{url}/attempts/{attempt}/jobs",
+        "logs_url": f"{url}/attempts/{attempt}/logs",
+        "check_suite_url": f"{u.api}/repos/{repo.full_name}/check-suites/{run.id + 1}",
+        "artifacts_url": f"{url}/artifacts",
+        "cancel_url": f"{url}/cancel",
+        "rerun_url": f"{url}/rerun",
+        "previous_attempt_url": f"{url}/attempts/{attempt - 1}" if attempt > 1 else None,
+        "workflow_url": f"{u.api}/repos/{repo.full_name}/actions/workflows/{run.workflow_id}",
+        "head_commit": {
+            "id": run.head_sha,
+            "tree_id": run.head_sha,
+            "message": run.name,
+            "timestamp": iso(run.created_at),
+            "author": None,
+            "committer": None,
+        },
+        "repository": minimal,
+        "head_repository": minimal,
+        "head_repository_id": repo.id,
+    }
 
 
 # -- webhook events --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The local GitHub's world: accounts, repositories, environments, secrets, tokens, logs.
+"""The local GitHub's world: accounts, repositories, environments, secrets, workflow runs,
+tokens, logs.
 
 GitHubState is plain Python behind one reentrant lock. It has three faces:
 - seeding helpers for tests (add_user, add_environment, ...), which create whatever they
@@ -128,6 +129,26 @@ class Environment:
 
 
 @dataclass
+class WorkflowRun:
+    """A workflow run and its attempts. Attempt n (from 1) was triggered by
+    triggering_actors[n - 1]: the first by the run's actor, a re-run by whoever re-ran it,
+    while `actor` stays the run's author, as on GitHub."""
+
+    id: int
+    actor: str  # login
+    triggering_actors: list[str]  # logins, one per attempt
+    run_number: int
+    workflow_id: int
+    event: str = "workflow_dispatch"
+    head_branch: str = "main"
+    head_sha: str = "0" * 40
+    path: str = ".github/workflows/deploy.yml"
+    name: str = "deploy"
+    created_at: datetime = field(default_factory=now)
+    attempts_started_at: list[datetime] = field(default_factory=list)  # one per attempt
+
+
+@dataclass
 class Repo:
     owner: str
     name: str
@@ -135,6 +156,7 @@ class Repo:
     private: bool = True
     no_read_access: set[str] = field(default_factory=set)  # lowercased logins
     environments: dict[str, Environment] = field(default_factory=dict)  # by lowercased name
+    runs: dict[int, WorkflowRun] = field(default_factory=dict)  # by run id
     created_at: datetime = field(default_factory=now)
 
     @property
@@ -410,6 +432,39 @@ class GitHubState:
         return ("Team", (team or self.add_team(org or repo.owner, slug)).id)
 
     @_locked
+    def add_workflow_run(
+        self, repo: str, run_id: int | None = None, actor: str = "octocat", **fields
+    ) -> WorkflowRun:
+        """A workflow run started by actor (a user, created if new), at its first attempt;
+        fields: event, head_branch, head_sha, path, name (WorkflowRun)."""
+        target = self._repo_or_create(repo)
+        self._user_or_create(actor)
+        run_id = self._next_id(run_id)
+        started = now()
+        run = WorkflowRun(
+            id=run_id,
+            actor=actor,
+            triggering_actors=[actor],
+            run_number=len(target.runs) + 1,
+            workflow_id=self._next_id(),
+            created_at=started,
+            attempts_started_at=[started],
+            **fields,
+        )
+        target.runs[run_id] = run
+        return run
+
+    @_locked
+    def rerun_workflow(self, repo: str, run_id: int, triggering_actor: str) -> int:
+        """Re-run a workflow run as triggering_actor (a user, created if new): the number of
+        the new attempt. The run's actor stays its author."""
+        run = self.workflow_run(repo, run_id)
+        self._user_or_create(triggering_actor)
+        run.triggering_actors.append(triggering_actor)
+        run.attempts_started_at.append(now())
+        return len(run.triggering_actors)
+
+    @_locked
     def add_environment_secret(self, repo: str, env: str, name: str, value: str) -> Secret:
         target = self._environment_or_create(self._repo_or_create(repo), env)
         secret = Secret(name=name.upper(), value=value)
@@ -529,6 +584,12 @@ class GitHubState:
 
     def repo_by_id(self, repo_id: int) -> Repo | None:
         return next((r for r in self.repos.values() if r.id == repo_id), None)
+
+    def workflow_run(self, repo: str, run_id: int) -> WorkflowRun:
+        found = self.repo(repo).runs.get(run_id)
+        if found is None:
+            raise not_found()
+        return found
 
     def environment_of(self, repo: Repo, name: str) -> Environment:
         try:
@@ -945,6 +1006,16 @@ class GitHubState:
                 for r in self.repos.values()
                 for e in r.environments.values()
             ],
+            "workflow_runs": [
+                {
+                    "repo": r.full_name,
+                    "id": run.id,
+                    "actor": run.actor,
+                    "reruns": run.triggering_actors[1:],
+                }
+                for r in self.repos.values()
+                for run in r.runs.values()
+            ],
             "org_secrets": [
                 {
                     "org": o.login,
@@ -1024,6 +1095,10 @@ class GitHubState:
             )
             for name, value in e.get("secrets", {}).items():
                 self.add_environment_secret(e["repo"], e["name"], name, value)
+        for w in seed.get("workflow_runs", []):
+            run = self.add_workflow_run(w["repo"], w.get("id"), w.get("actor", "octocat"))
+            for login in w.get("reruns", ()):
+                self.rerun_workflow(w["repo"], run.id, login)
         for s in seed.get("org_secrets", []):
             self.add_org_secret(
                 s["org"],

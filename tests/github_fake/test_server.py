@@ -507,6 +507,54 @@ def installation(github):
     return github.register_app(123, github.app_key)
 
 
+RUN_ATTEMPT = "/repos/{owner}/{repo}/actions/runs/{run_id}/attempts/{attempt_number}"
+
+
+def test_a_run_attempt_names_its_triggering_actor_in_githubs_shape(github, api):
+    run = github.add_workflow_run("acme/api", run_id=77, actor="erin")
+    assert github.rerun_workflow("acme/api", 77, triggering_actor="dave") == 2
+    first = call(api, "GET", "/repos/acme/api/actions/runs/77/attempts/1")
+    second = call(api, "GET", "/repos/acme/api/actions/runs/77/attempts/2")
+    for response in (first, second):
+        assert response.status_code == 200
+        assert_shape(response, "get", RUN_ATTEMPT)
+    assert (first.json()["run_attempt"], first.json()["triggering_actor"]["login"]) == (1, "erin")
+    assert second.json()["actor"]["login"] == "erin"  # the author, on every attempt
+    assert second.json()["triggering_actor"] == {
+        **second.json()["triggering_actor"],
+        "login": "dave",
+        "id": github.user("dave").id,
+    }
+    assert second.json()["id"] == run.id
+    assert second.json()["previous_attempt_url"].endswith("/actions/runs/77/attempts/1")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/repos/acme/api/actions/runs/78/attempts/1",  # no such run
+        "/repos/acme/api/actions/runs/77/attempts/3",  # no such attempt
+        "/repos/acme/api/actions/runs/77/attempts/0",
+        "/repos/acme/other/actions/runs/77/attempts/1",  # the run is another repository's
+    ],
+)
+def test_an_unknown_run_attempt_is_404(github, api, path):
+    github.add_repo("acme/other")
+    github.add_workflow_run("acme/api", run_id=77, actor="erin")
+    github.rerun_workflow("acme/api", 77, triggering_actor="dave")
+    response = call(api, "GET", path)
+    assert response.status_code == 404
+    assert response.json()["message"] == "Not Found"
+
+
+def test_run_attempts_take_faults(github, api):
+    github.add_workflow_run("acme/api", run_id=77, actor="erin")
+    github.faults.add("GET", "/repos/*/*/actions/runs/*/attempts/*", status=502, times=1)
+    path = "/repos/acme/api/actions/runs/77/attempts/1"
+    assert call(api, "GET", path).status_code == 502
+    assert call(api, "GET", path).status_code == 200
+
+
 def test_deployment_protection_rule_callback_is_recorded(github, installation):
     github.add_environment("acme/api", "production")
     session = _installation_session(github, installation)
@@ -845,6 +893,8 @@ def test_state_file_survives_a_restart(tmp_path):
     state_file = tmp_path / "github.json"
     with GitHubServer(state_file=str(state_file)) as first:
         first.add_environment("acme/api", "production", reviewers=["alice", "acme/sre"])
+        first.add_workflow_run("acme/api", run_id=77, actor="erin")
+        first.rerun_workflow("acme/api", 77, triggering_actor="dave")
         session = requests.Session()
         session.headers["Authorization"] = f"token {first.app_token}"
         bob = first.add_user("bob")
@@ -855,3 +905,5 @@ def test_state_file_survives_a_restart(tmp_path):
     with GitHubServer(state_file=str(state_file)) as second:
         assert second.reviewers("acme/api", "production") == ["bob"]
         assert second.environment("acme/api", "production")["wait_timer"] == 3
+        run = second.workflow_run("acme/api", 77)
+        assert (run.actor, run.triggering_actors) == ("erin", ["erin", "dave"])

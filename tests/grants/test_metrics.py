@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audit.models import AuditEvent
 from grants import tasks
+from grants.github import GitHubClient
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from portal.celery import app as celery_app
@@ -199,3 +200,19 @@ def test_a_revocation_github_keeps_refusing_is_overdue_on_metrics_until_it_succe
     assert delta(
         recovered, failing, "airlock_revocation_lag_seconds_sum", end_reason="expired"
     ) == pytest.approx((grant.revoked_at - grant.expires_at).total_seconds(), abs=1e-6)
+
+
+def test_who_started_a_rerun_is_asked_of_github_under_its_own_family(gh, scrape):
+    run = gh.add_workflow_run("acme/api", actor="erin")
+    gh.rerun_workflow("acme/api", run.id, triggering_actor="dave")
+    gh.faults.add("GET", "/repos/*/*/actions/runs/*/attempts/*", status=502, times=1)
+    before = scrape()
+
+    starter = GitHubClient().run_attempt_triggering_actor("acme/api", run.id, 2)
+
+    assert starter == ("dave", gh.user("dave").id)
+    after = scrape()
+    for status in ("502", "2xx"):
+        assert delta(
+            after, before, "airlock_github_requests_total", family="workflow_runs", status=status
+        ) == 1, status

@@ -253,7 +253,12 @@ def _refusals_by_way_in(requester, repository, environment) -> dict[str, set[str
 
     found["oidc claims"] = set()
     for field in FIELDS:
-        claims = {"repository": "acme/api", "environment": "production", "actor": "prop-dave"}
+        claims = {
+            "repository": "acme/api",
+            "environment": "production",
+            "actor": "prop-dave",
+            "run_attempt": "1",  # as GitHub's always say; a re-run would ask GitHub who ran it
+        }
         claims[field] = repository if field == "repository" else environment
         try:
             grant_check_scope(caller=OidcPrincipal(claims=claims))
