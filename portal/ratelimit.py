@@ -10,12 +10,13 @@ the limits are multiplied by the number of processes.
   per account (the username as typed, case-insensitively, whether or not it exists) and per
   client address, in windows of AIRLOCK_LOCKOUT_SECONDS. Once either count reaches its limit
   (AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT, _PER_ADDRESS), that account or address may not sign
-  in with a password until the window ends, not even with the right password, and the form
-  says how long to wait. Signing in with GitHub is not limited here: GitHub does its own.
+  in with a password for AIRLOCK_LOCKOUT_SECONDS from that moment, not even with the right
+  password, and the form says how long to wait. Signing in with GitHub is not limited
+  here: GitHub does its own.
 - API tokens: bearer tokens shaped like Airlock's (alk_...) that match no token are counted
   per address (AIRLOCK_API_TOKEN_FAILURES_PER_ADDRESS). At the limit every alk_ token from
-  that address gets 429 until the window ends: an answer that still told a real token from a
-  guess would leave the guessing going. Expired and revoked tokens are not guesses.
+  that address gets 429 for AIRLOCK_LOCKOUT_SECONDS: an answer that still told a real token
+  from a guess would leave the guessing going. Expired and revoked tokens are not guesses.
 - Each lockout is logged and audited once ("sign_in.locked_out", "api_token.locked_out").
 - The API (ApiRateThrottle): requests per caller and window, at the rate DRF's
   DEFAULT_THROTTLE_RATES gives the view's throttle_scope ("api" unless it says otherwise):
@@ -114,25 +115,39 @@ class Lockout:
         return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
+def _lock_key(counter: Counter) -> str:
+    return _key(counter.kind, counter.by, counter.value, "locked")
+
+
 def _lockout(counters: list[Counter]) -> Lockout | None:
-    """The first of these counters at its limit in this window, if any."""
+    """The first of these counters locked out now, if any."""
     window = settings.AIRLOCK_LOCKOUT_SECONDS
-    number, left = _window(window, time.time())
+    now = time.time()
+    number, left = _window(window, now)
+    locks = {_lock_key(c): c for c in counters}
     keys = {_key(c.kind, c.by, c.value, number): c for c in counters}
-    counts = cache.get_many(list(keys))
+    found = cache.get_many([*locks, *keys])
+    for key, counter in locks.items():
+        if (until := found.get(key)) is not None and until > now:
+            return Lockout(counter=counter, wait_seconds=max(1, math.ceil(until - now)))
     for key, counter in keys.items():
-        if counts.get(key, 0) >= counter.limit:
+        # At the limit but no lock (the cache dropped it): locked to the window's end.
+        if found.get(key, 0) >= counter.limit:
             return Lockout(counter=counter, wait_seconds=max(1, math.ceil(left)))
     return None
 
 
 def _count_failure(counters: list[Counter], *, detail: dict) -> None:
     window = settings.AIRLOCK_LOCKOUT_SECONDS
-    number, left = _window(window, time.time())
+    now = time.time()
+    number, left = _window(window, now)
     for counter in counters:
         count = _add_one(_key(counter.kind, counter.by, counter.value, number), left)
         if count == counter.limit:  # exactly once per window, in whichever process
-            _locked_out(counter, wait_seconds=math.ceil(left), detail=detail)
+            # The lock lasts a whole window from now, not to the end of the counting
+            # window: a limit reached in a window's last second still locks for the window.
+            cache.set(_lock_key(counter), now + window, window + 1)
+            _locked_out(counter, wait_seconds=window, detail=detail)
 
 
 def _locked_out(counter: Counter, *, wait_seconds: int, detail: dict) -> None:

@@ -81,6 +81,29 @@ def test_the_admin_lock_says_how_long_to_wait_and_ends(client, limits, monkeypat
     assert signed_in(client)
 
 
+def test_a_limit_reached_at_the_end_of_a_counting_window_locks_for_a_whole_window(
+    client, limits, monkeypatch
+):
+    # Counts are kept per fixed window; the lock must not end with that window (a second
+    # later), or an attacker would time their guesses to a window's last moments.
+    from portal import ratelimit
+
+    UserFactory(username="root", password=PASSWORD, is_staff=True)
+    window_end = (ratelimit.time.time() // 900 + 1) * 900
+    clock = {"now": window_end - 2}
+    monkeypatch.setattr(ratelimit.time, "time", lambda: clock["now"])
+    for _ in range(5):
+        admin_sign_in(client, "root", "guess")
+
+    clock["now"] = window_end + 60  # the next counting window, a minute into it
+    response = admin_sign_in(client, "root", PASSWORD)
+    assert re.search(r"for this account; try again in 14 minutes", wait_message(response))
+    assert not signed_in(client)
+
+    clock["now"] = window_end + 900
+    assert admin_sign_in(client, "root", PASSWORD).status_code == 302
+
+
 def test_fewer_failures_than_the_limit_do_not_lock(client, limits):
     UserFactory(username="root", password=PASSWORD, is_staff=True)
     for _ in range(4):
