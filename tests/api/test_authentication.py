@@ -277,6 +277,8 @@ def test_createapitoken_prints_the_token_alone_on_the_last_line():
         (["nobody"], "no user"),
         (["dave", "--expires-in", "soon"], "--expires-in"),
         (["dave", "--expires-in", "900d"], "at most 366 days"),
+        (["dave", "--expires-in", "99999999999d"], "--expires-in: .*longer than any"),
+        (["dave", "--expires-in", "\u00b2d"], "--expires-in"),
     ],
 )
 def test_createapitoken_refuses_bad_input(args, words):

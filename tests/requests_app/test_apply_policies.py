@@ -149,6 +149,17 @@ def test_unknown_fields_and_a_default_above_the_maximum_are_refused(policy_file)
     assert "policies[0].default_duration, line 19: must not be longer than max_duration" in message
 
 
+def test_a_duration_no_calendar_holds_is_refused_naming_the_field(policy_file):
+    # timedelta raises OverflowError beyond 999,999,999 days: a traceback, not a refusal.
+    policy_file.write_text(POLICY_FILE.replace("max_duration: 4h", "max_duration: 99999999999d"))
+
+    with pytest.raises(CommandError) as refused:
+        apply(policy_file)
+
+    assert "policies[0].max_duration, line 18: " in str(refused.value)
+    assert "longer than any" in str(refused.value)
+
+
 def test_a_file_that_is_not_yaml_is_refused(tmp_path):
     path = tmp_path / "broken.yml"
     path.write_text("policies: [unclosed\n")
