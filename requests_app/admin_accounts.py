@@ -4,7 +4,7 @@ groups, permissions, passwords, the GitHub account a user is linked to) audited 
 and after, in the admin's transaction."""
 
 from allauth.socialaccount.admin import SocialAccountAdmin as AllauthSocialAccountAdmin
-from allauth.socialaccount.models import SocialAccount
+from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -28,6 +28,11 @@ def _permission_names(permissions) -> list[str]:
 
 
 admin.site.unregister(User)
+# GitHub's OAuth app is configured in settings (GITHUB_OAUTH_CLIENT_ID and _SECRET): a
+# GitHub app added here as well makes allauth's sign-in pages fail for everyone. Airlock
+# stores no OAuth tokens (SOCIALACCOUNT_STORE_TOKENS is off), and they would be secrets.
+admin.site.unregister(SocialApp)
+admin.site.unregister(SocialToken)
 
 
 @admin.register(User)

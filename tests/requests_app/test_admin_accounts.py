@@ -176,3 +176,14 @@ def test_relinking_a_github_account_to_another_user_is_audited(client, platform_
     [event] = events("socialaccount.changed")
     assert event.detail["before"] == {"user": "bob"}
     assert event.detail["after"] == {"user": "carol"}
+
+
+def test_the_admin_offers_no_social_apps_or_tokens(client):
+    # GitHub's OAuth app comes from settings (GITHUB_OAUTH_CLIENT_ID): a second GitHub app
+    # added in the admin made allauth's sign-in pages fail for everyone (a 500), and stored
+    # OAuth tokens (there are none: SOCIALACCOUNT_STORE_TOKENS is off) are secrets.
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    for page in ("socialapp", "socialtoken"):
+        assert client.get(f"/admin/socialaccount/{page}/").status_code == 404
+        assert client.get(f"/admin/socialaccount/{page}/add/").status_code == 404
+    assert client.get("/admin/socialaccount/socialaccount/").status_code == 200
