@@ -14,6 +14,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): requirements-test.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
+	$(BIN)/python scripts/run_dev.py --env-only
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -2,8 +2,8 @@
 
 SQLite and a SQLite-backed broker, so nothing else needs installing; dry-run unless
 GitHub credentials are set in the environment. The development settings live in a .env
-written here the first time, which the settings read (portal/env.py), so a command typed
-in another terminal runs with the same ones.
+written here the first time (or by `make`'s venv set-up: --env-only), which the settings
+read (portal/env.py), so a command typed in another terminal runs with the same ones.
 """
 
 import os
@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 
 
 DEVELOPMENT_ENV = """\
-# Development settings for this checkout, written once by `make run` (scripts/run_dev.py):
+# Development settings for this checkout, written once by `make` (scripts/run_dev.py):
 # `make run` and commands typed beside it (.venv/bin/python manage.py ...) read them.
 # Never committed (.gitignore) nor put in the image (.dockerignore). The settings read this
 # file only while it says DEBUG=true and the environment does not set DEBUG (portal/env.py).
@@ -126,4 +126,10 @@ def _is_development_file(path: Path) -> bool:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--env-only"]:
+        # `make`'s venv set-up: a checkout has its development settings before `make run`
+        # first starts, so the README's manage.py commands work as written from the start.
+        if write_development_env(ROOT / ".env"):
+            print(f"Wrote {ROOT / '.env'} (DEBUG=true, a new SECRET_KEY) for development.")
+        sys.exit(0)
     sys.exit(main())

@@ -136,3 +136,27 @@ def test_a_deployed_process_never_reads_a_development_file_left_in_the_checkout(
 
     assert done.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in done.stderr
+
+
+def test_the_venv_setup_gives_a_checkout_its_development_settings(tmp_path):
+    # `.venv/bin/python manage.py ...` needs the .venv that `make` sets up, so setting it up
+    # writes the development file too: a command typed before ever running `make run` works
+    # as written (make run keeps the same file).
+    clone = fresh_clone(tmp_path / "clone")
+    env = newcomer_env(tmp_path, AIRLOCK_DATA_DIR=str(tmp_path / "data"))
+    recipe = subprocess.run(
+        ["make", "-n", "-B", "venv"], cwd=clone, env=env, capture_output=True, text=True,
+        check=True,
+    ).stdout
+    assert ".venv/bin/python scripts/run_dev.py --env-only" in recipe.splitlines()
+
+    subprocess.run(
+        [".venv/bin/python", "scripts/run_dev.py", "--env-only"], cwd=clone, env=env,
+        check=True, capture_output=True,
+    )
+    done = subprocess.run(
+        [".venv/bin/python", "manage.py", "check"], cwd=clone, env=env, capture_output=True,
+        text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no issues" in done.stdout
