@@ -5,6 +5,7 @@ rules (policy limits, who may decide) live in services.py and come back as error
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
+from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -363,6 +364,10 @@ class SecretDefinitionAdminForm(forms.ModelForm):
 
 
 def _refuse_taken_username(form, username: str, *, other_than=None) -> str:
+    # Usernames are GitHub logins, which are ASCII: elsewhere a lookup without regard to
+    # case may fold "ı" into "I" in the database (migration 0009 says more).
+    if username:
+        ASCIIUsernameValidator()(username)
     if username and username_is_taken(username=username, other_than=other_than):
         raise ValidationError(
             form.instance.unique_error_message(form._meta.model, ["username"]), code="unique"

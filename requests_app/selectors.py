@@ -231,8 +231,8 @@ def break_glass_outstanding(*, requester, repository: str, environment: str):
     return (
         AccessRequest.objects.filter(
             requester=requester,
-            repository__iexact=repository,
-            environment__iexact=environment,
+            repository=repository,  # canonical (core.names), as stored
+            environment=environment,
             break_glass=True,
         )
         .filter(Q(status__in=AccessRequest.OPEN_STATUSES) | Q(review_outcome=""))

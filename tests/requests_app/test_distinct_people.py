@@ -149,6 +149,42 @@ def test_the_migration_stops_on_case_variant_usernames_and_names_them():
     assert "eve" not in str(refused.value)
 
 
+ASCII_MIGRATION = importlib.import_module("requests_app.migrations.0009_usernames_are_ascii")
+
+
+@pytest.mark.parametrize("name", ["\u0131van", "\u0130van", "\u0456van"])  # ı, İ, Cyrillic і
+def test_a_username_outside_ascii_is_refused_by_the_admin_forms(client, platform_admin, name):
+    # PostgreSQL's UPPER() folds "ı" to "I": a local "ıvan" would be matched
+    # to the GitHub login "ivan" by every lookup that compares usernames without case.
+    ivan = UserFactory(username="ivan")
+
+    renamed = client.post(
+        reverse("admin:auth_user_change", args=[ivan.pk]), user_change_form(ivan, username=name)
+    )
+    added = client.post(
+        reverse("admin:auth_user_add"),
+        {"username": name, "password1": "x-Long-enough-1", "password2": "x-Long-enough-1",
+         "usable_password": "true"},
+    )
+
+    for response in (renamed, added):
+        assert response.status_code == 200
+        assert "unaccented lowercase a-z" in response.content.decode()
+    ivan.refresh_from_db()
+    assert ivan.username == "ivan"
+    assert not User.objects.filter(username=name).exists()
+
+
+def test_the_migration_stops_on_usernames_outside_ascii_and_names_them():
+    User.objects.bulk_create([User(username="\u0131van"), User(username="eve")])
+
+    with pytest.raises(RuntimeError) as refused:
+        ASCII_MIGRATION.refuse_usernames_outside_ascii(global_apps, None)
+
+    assert "'\u0131van'" in str(refused.value)
+    assert "eve" not in str(refused.value)
+
+
 # --- approvals count people ---------------------------------------------------------------------
 
 
