@@ -40,7 +40,10 @@ REPOSITORY_NAME_MAX = 100
 ENVIRONMENT_MAX = 255
 PATTERN_MAX = 255
 
-_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}")
+# A GitHub owner, which is a login: the policy file's members and approver groups' members
+# follow it too (.match or .fullmatch: the pattern is anchored).
+GITHUB_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}\Z")
+_OWNER = GITHUB_LOGIN
 _REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _ENVIRONMENT = re.compile(r"[\x20-\x7e]{1,255}")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -88,6 +91,13 @@ def owner_problem(owner: str) -> str:
     if _OWNER.fullmatch(owner):
         return ""
     return f"'{owner}' is not a GitHub owner: {OWNER_RULE}."
+
+
+def validate_github_login(value) -> None:
+    """A model and form validator: value is a GitHub login (an owner name, by the same rule),
+    so that matching it to usernames without regard to case cannot take a look-alike."""
+    if not isinstance(value, str) or not _OWNER.fullmatch(value):
+        raise ValidationError(f"'{value}' is not a GitHub login: {OWNER_RULE}.")
 
 
 def repository_name_problem(name: str) -> str:

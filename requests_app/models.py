@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.names import validate_github_login
 from requests_app.crypto import decrypt_value, encrypt_value
 
 
@@ -42,7 +43,11 @@ class ApproverGroupMember(models.Model):
     approvers before they first sign in; they are matched to users by username."""
 
     group = models.ForeignKey(ApproverGroup, on_delete=models.CASCADE, related_name="members")
-    login = models.CharField(max_length=100, help_text="GitHub login (the portal username)")
+    login = models.CharField(
+        max_length=100,
+        validators=[validate_github_login],
+        help_text="GitHub login (the portal username)",
+    )
     added_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -12,6 +12,7 @@ from datetime import timedelta
 import yaml
 
 from core.names import (
+    GITHUB_LOGIN,
     NameRefused,
     canonical_environment_pattern,
     canonical_owner,
@@ -21,7 +22,6 @@ from core.names import (
 from portal.env import parse_duration
 from requests_app.models import AccessKind, SecretDefinition
 
-LOGIN_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 TEAM_RE = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
 
@@ -223,7 +223,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         members = None
         if "members" in items:
             members = reader.strings(
-                items, "members", path, pattern=LOGIN_RE, hint=" (a GitHub login)"
+                items, "members", path, pattern=GITHUB_LOGIN, hint=" (a GitHub login)"
             )
         document.groups.append(
             GroupSpec(

@@ -244,3 +244,23 @@ def test_distinct_people_still_approve_together():
 
     access_request.refresh_from_db()
     assert access_request.status == Status.APPROVED
+
+
+@pytest.mark.parametrize("login", ["\u0131van", "\u0456van", "-ivan", "ivan smith"])
+def test_an_approver_login_outside_githubs_rules_is_a_form_error(login):
+    # Approver groups match members to usernames without regard to case, in the database:
+    # a member "ıvan" would make the user "ivan" an approver.
+    from django.forms import modelform_factory
+
+    from requests_app.models import ApproverGroup, ApproverGroupMember
+
+    group = ApproverGroup.objects.create(name="prod-approvers")
+    form = modelform_factory(ApproverGroupMember, fields=["login"])(
+        {"login": login}, instance=ApproverGroupMember(group=group)
+    )  # what the group admin's member inline is
+
+    assert not form.is_valid()
+    assert "is not a GitHub login" in str(form.errors["login"])
+    assert modelform_factory(ApproverGroupMember, fields=["login"])(
+        {"login": "ivan"}, instance=ApproverGroupMember(group=group)
+    ).is_valid()
