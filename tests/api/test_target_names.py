@@ -15,28 +15,22 @@ from grants.models import Grant, Target
 from grants.services import target_for
 from requests_app.models import AccessRequest
 from tests.api.conftest import active_request, oidc_client, token_client
-from tests.requests_app.factories import AccessPolicyFactory, UserFactory, approver_setup
+from tests.requests_app.factories import (
+    LOOKALIKE,
+    AccessPolicyFactory,
+    UserFactory,
+    strict_and_lax_policies,
+)
 
 pytestmark = pytest.mark.django_db
 
 CHECK = "/api/v1/grants/check"
 REASON = "Deploying the hotfix for INC-1234"
-LOOKALIKE = "product\u0131on"  # dotless ı
 
 
 @pytest.fixture
 def strict_and_lax():
-    """A strict policy for production (two approvals) and a lax catch-all (none)."""
-    strict, _, approvers = approver_setup(
-        name="production", repository_patterns=["acme/*"], environment_patterns=["production"]
-    )
-    lax = AccessPolicyFactory(
-        name="everything-else",
-        repository_patterns=["*/*"],
-        environment_patterns=["*"],
-        approvals_required=0,
-    )
-    return strict, lax
+    return strict_and_lax_policies()
 
 
 def file_request(client, **overrides):

@@ -12,11 +12,10 @@ from django.utils import timezone
 from grants.models import DeploymentGate, Grant, Target
 from grants.services import grant_create_for_request
 from requests_app.models import AccessPolicy, AccessRequest
-from tests.requests_app.factories import AccessRequestFactory
+from tests.requests_app.factories import LOOKALIKE, AccessRequestFactory
 
 BEFORE = [("requests_app", "0005_check_index"), ("grants", "0002_deploymentgate")]
 AFTER = [("requests_app", "0008_canonical_targets"), ("grants", "0004_webhook_event_subject")]
-LOOKALIKE = "product\u0131on"
 
 
 def migrate(targets):

@@ -117,3 +117,23 @@ def approver_setup(*, approvers=("alice", "bob", "carol"), approvals_required=2,
         approver_groups=[group], approvals_required=approvals_required, **policy
     )
     return policy_obj, group, users
+
+
+# The environment name of the look-alike attack: a dotless ı (U+0131), which PostgreSQL's
+# UPPER() folds to "I", so it once reached the real production environment.
+LOOKALIKE = "product\u0131on"
+
+
+def strict_and_lax_policies():
+    """The look-alike attack's policies: a strict one for acme's production (two approvals,
+    routed to alice, bob and carol) and a lax catch-all that approves by itself."""
+    strict, _, _ = approver_setup(
+        name="production", repository_patterns=["acme/*"], environment_patterns=["production"]
+    )
+    lax = AccessPolicyFactory(
+        name="everything-else",
+        repository_patterns=["*/*"],
+        environment_patterns=["*"],
+        approvals_required=0,
+    )
+    return strict, lax

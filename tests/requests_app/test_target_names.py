@@ -11,26 +11,20 @@ from django.urls import reverse
 
 from requests_app.models import AccessPolicy, AccessRequest
 from requests_app.policies import policy_for_target
-from tests.requests_app.factories import AccessPolicyFactory, UserFactory, approver_setup
+from tests.requests_app.factories import (
+    LOOKALIKE,
+    UserFactory,
+    strict_and_lax_policies,
+)
 
 pytestmark = pytest.mark.django_db
 
 NEW = reverse("requests_app:new")
-LOOKALIKE = "product\u0131on"  # dotless ı
 
 
 @pytest.fixture
 def strict_and_lax():
-    strict, _, _ = approver_setup(
-        name="production", repository_patterns=["acme/*"], environment_patterns=["production"]
-    )
-    lax = AccessPolicyFactory(
-        name="everything-else",
-        repository_patterns=["*/*"],
-        environment_patterns=["*"],
-        approvals_required=0,
-    )
-    return strict, lax
+    return strict_and_lax_policies()
 
 
 @pytest.fixture
