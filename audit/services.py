@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from audit.keys import audit_keyring
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, chain_hash
-from portal import metrics
+from core import metrics
 
 SYSTEM_ACTOR_LABEL = "system"
 ANONYMOUS_ACTOR_LABEL = "anonymous"

@@ -49,9 +49,9 @@ logconfig_dict["loggers"]["gunicorn.access"] = {"handlers": [], "propagate": Fal
 
 
 def child_exit(server, worker):
-    # Metrics (portal/metrics.py, multiprocess mode): a dead worker's per-process gauges
+    # Metrics (core/metrics.py, multiprocess mode): a dead worker's per-process gauges
     # go, its counters stay counted. (No gauge of Airlock's is per live process today;
     # this keeps one that is added right.)
-    from portal.metrics import process_exited
+    from core.metrics import process_exited
 
     process_exited(worker.pid)

@@ -11,10 +11,10 @@ from django.contrib import admin, messages
 from django.utils import timezone
 from django.utils.html import format_html
 
+from core.errors import NotAllowed, WrongState
 from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.services import grant_retry, grant_revoke
 from portal.admin_site import DateHierarchyAdmin
-from requests_app.exceptions import NotAllowed, WrongState
 
 
 class ReadOnlyAdmin(DateHierarchyAdmin):

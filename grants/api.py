@@ -24,7 +24,7 @@ from grants.services import grant_revoke
 from portal.api_errors import error_responses
 from portal.authentication import IsPortalUser
 from requests_app.api import ApiPagination, query_filters
-from requests_app.models import AccessRequest
+from requests_app.models import in_force_at
 from requests_app.serializers import DecisionSerializer
 
 
@@ -58,12 +58,9 @@ class GrantListApi(GenericAPIView):
             queryset = queryset.filter(access_request__environment=filters["environment"])
         now = timezone.now()
         if filters.get("active") is not None:
-            in_force = {
-                "access_request__status": AccessRequest.Status.ACTIVE,
-                "access_request__expires_at__gt": now,
-            }
+            in_force = in_force_at(now, prefix="access_request__")
             queryset = (
-                queryset.filter(**in_force) if filters["active"] else queryset.exclude(**in_force)
+                queryset.filter(in_force) if filters["active"] else queryset.exclude(in_force)
             )
         page = self.paginate_queryset(queryset)
         data = GrantSerializer(page, many=True, context={"now": now}).data

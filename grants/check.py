@@ -86,12 +86,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 import audit
+from core.errors import NotAllowed
 from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
-from grants.github import GitHubClient, GitHubError, RetryPolicy, TransientGitHubError
 from grants.models import Grant
 from grants.selectors import user_is_grants_admin
+from integrations.github import GitHubClient, GitHubError, RetryPolicy, TransientGitHubError
 from portal.authentication import OidcPrincipal
-from requests_app.exceptions import NotAllowed
 from requests_app.models import AccessRequest, Approval, SecretDefinition
 from requests_app.signin import GITHUB
 

@@ -53,10 +53,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 import audit
+from core.durations import exponential_backoff
 from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
-from grants import github
 from grants.check import restriction_refusal
 from grants.models import DeploymentGate
+from integrations import github
 from requests_app.models import AccessRequest
 
 logger = logging.getLogger(__name__)
@@ -290,9 +291,7 @@ def _qualified_ref(ref: str) -> str | None:
 def _covering_request(gate: DeploymentGate, now: datetime):
     """The active request (longest-lasting first) whose grant covers the gate, and why
     each other active one does not (restrictions)."""
-    in_force = AccessRequest.objects.filter(
-        status=Status.ACTIVE,
-        expires_at__gt=now,
+    in_force = AccessRequest.objects.in_force(now).filter(
         repository=gate.repository,
         environment=gate.environment,
         requester__username__iexact=gate.login,
@@ -518,7 +517,11 @@ def _enqueue_post(gate_id: int) -> None:
 
 
 def _retry_delay(attempts: int) -> timedelta:
-    return timedelta(seconds=min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1)))
+    return exponential_backoff(
+        attempts,
+        base=timedelta(seconds=RETRY_BASE_SECONDS),
+        cap=timedelta(seconds=RETRY_CAP_SECONDS),
+    )
 
 
 def _due(gate: DeploymentGate) -> str | None:

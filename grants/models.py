@@ -31,7 +31,7 @@ class LeasedTarget(models.Model):
     generation = models.PositiveBigIntegerField(default=0, editable=False)
     # What GitHub looked like after our last read or write; the drift check compares.
     observed = models.JSONField(null=True, blank=True, editable=False)
-    # In dry-run, the simulated GitHub state (grants.github.DryRunGitHub).
+    # In dry-run, the simulated GitHub state (integrations.github.DryRunGitHub).
     dry_run_state = models.JSONField(default=dict, blank=True, editable=False)
     last_reconciled_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -43,7 +43,11 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 import audit
-from grants.github import (
+from core import metrics
+from core.durations import exponential_backoff
+from grants.models import EnvironmentSecret, Grant, OrgSecretTarget, Target
+from grants.scheduling import schedule_reconcile
+from integrations.github import (
     DryRunGitHub,
     EnvironmentProtection,
     GitHubClient,
@@ -54,9 +58,6 @@ from grants.github import (
     Reviewer,
     TransientGitHubError,
 )
-from grants.models import EnvironmentSecret, Grant, OrgSecretTarget, Target
-from grants.scheduling import schedule_reconcile
-from portal import metrics
 from requests_app import services as request_services
 from requests_app.models import AccessRequest
 from requests_app.notifications import notify
@@ -393,7 +394,7 @@ def _mark_failed(grant: Grant, *, message: str, detail: dict | None = None) -> b
 
 def _retry_delay(attempts: int) -> timedelta:
     base = timedelta(seconds=settings.AIRLOCK_GRANT_RETRY_BASE_SECONDS)
-    return min(MAX_RETRY_DELAY, base * 2 ** max(0, attempts - 1))
+    return exponential_backoff(attempts, base=base, cap=MAX_RETRY_DELAY)
 
 
 def _record_failed_attempt(grants_to_apply, grants_ending, error: GitHubError, now) -> list[int]:

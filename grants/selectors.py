@@ -7,7 +7,7 @@ from django_celery_beat.models import PeriodicTask
 
 from grants.models import Grant
 from grants.schedule import beat_schedule
-from requests_app.models import AccessRequest
+from requests_app.models import in_force_at
 
 
 def user_is_grants_admin(*, user, permission: str = "grants.view_grant") -> bool:
@@ -53,10 +53,7 @@ def grants_in_force_count_by_kind(*, now: datetime) -> dict[str, int]:
     request is active and has not yet expired, as the grant check counts them."""
     counts = dict.fromkeys(Grant.Kind.values, 0)
     rows = (
-        Grant.objects.filter(
-            access_request__status=AccessRequest.Status.ACTIVE,
-            access_request__expires_at__gt=now,
-        )
+        Grant.objects.filter(in_force_at(now, prefix="access_request__"))
         .values_list("kind")
         .annotate(count=Count("pk"))
         .order_by()

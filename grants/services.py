@@ -14,14 +14,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import audit
+from core import metrics
+from core.errors import NotAllowed, WrongState
 from core.names import NameRefused, canonical_owner, canonical_secret_name, canonical_target
 from grants import reconciler
 from grants.models import Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
 from grants.selectors import user_is_grants_admin
-from portal import metrics
 from requests_app import services as request_services
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessKind, AccessRequest, SecretDefinition
 from requests_app.notifications import notify
 

@@ -34,7 +34,8 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from grants import gates, github
+from grants import gates
+from integrations import github
 from portal.parsers import JSONTooDeep, parse_json
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from requests_app.exceptions import NotAllowed, WrongState
+from core.errors import NotAllowed, WrongState
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from celery.signals import after_setup_task_logger
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import env_bool, env_str
+from core.env import env_bool, env_str
 
 # Set by portal.middleware.RequestIdMiddleware for the length of one request.
 request_id_var: ContextVar[str | None] = ContextVar("airlock_request_id", default=None)

@@ -5,7 +5,7 @@ On, it needs `Authorization: Bearer <AIRLOCK_METRICS_TOKEN>` (401 without it), a
 answered before host validation and the HTTPS redirect, as /healthz is: Prometheus
 scrapes the container's own address. The token is what protects it.
 
-The text holds what the processes recorded (portal.metrics), then facts read here at
+The text holds what the processes recorded (core.metrics), then facts read here at
 scrape time from the database and the broker, which are right however many processes
 there are: grants in force by kind, revocations overdue, and the depth of each queue.
 Each is a bounded read (two aggregate queries, one length per queue); a source that does
@@ -22,8 +22,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from prometheus_client.core import GaugeMetricFamily
 
+from core import metrics
 from grants.selectors import grants_in_force_count_by_kind, grants_revocation_overdue
-from portal import metrics
 from portal.health import BROKER_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)

@@ -242,7 +242,7 @@ PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 @memoize
 def _rate(rate: str) -> tuple[int, int]:
-    """'600/min' -> (600, 60), as DRF reads it (portal.env.env_rate checks the form)."""
+    """'600/min' -> (600, 60), as DRF reads it (core.env.env_rate checks the form)."""
     count, period = rate.split("/")
     return int(count), PERIODS[period[0]]
 

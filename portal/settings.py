@@ -7,8 +7,8 @@ from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from portal import metrics
-from portal.env import (
+from core import metrics
+from core.env import (
     env_bool,
     env_cache,
     env_int,
@@ -462,7 +462,7 @@ if AIRLOCK_METRICS_TOKEN and len(AIRLOCK_METRICS_TOKEN) < 16:
     raise ImproperlyConfigured(
         "AIRLOCK_METRICS_TOKEN must be at least 16 characters (or empty: /metrics off)"
     )
-# Where every process writes its metrics for /metrics to add up (checked by portal.metrics
+# Where every process writes its metrics for /metrics to add up (checked by core.metrics
 # when it is imported, above); unset: each process counts alone.
 PROMETHEUS_MULTIPROC_DIR = metrics.MULTIPROCESS_DIR
 # Optional Sentry (portal/error_tracking.py), events masked like the logs.

@@ -23,9 +23,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from audit.admin_changes import AuditedAdmin
+from core.errors import NotAllowed, WrongState
 from portal.admin_site import DateHierarchyAdmin
 from requests_app import selectors
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.forms import (
     AccessPolicyAdminForm,
     BreakGlassReviewForm,
@@ -137,11 +137,9 @@ class LifecycleFilter(admin.SimpleListFilter):
         now = timezone.now()
         value = self.value()
         if value == "in_force":
-            return queryset.filter(status=Status.ACTIVE, expires_at__gt=now)
+            return queryset.in_force(now)
         if value == "expiring":
-            return queryset.filter(
-                status=Status.ACTIVE, expires_at__gt=now, expires_at__lte=now + self.EXPIRING_WITHIN
-            )
+            return queryset.in_force(now).filter(expires_at__lte=now + self.EXPIRING_WITHIN)
         if value == "break_glass_review":
             return queryset.filter(break_glass=True, review_outcome="")
         if value == "break_glass":

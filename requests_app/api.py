@@ -6,7 +6,7 @@ admin, and renders the result; the services' ValidationError, NotAllowed and Wro
 become 400, 403 and 409 in portal.api_errors.
 """
 
-from django.db.models import Prefetch, Q
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from portal.api_errors import error_responses
 from portal.authentication import IsPortalUser
-from requests_app.models import AccessRequest, Approval
+from requests_app.models import Approval, in_force_at
 from requests_app.selectors import requests_visible_to
 from requests_app.serializers import (
     AccessRequestCreateSerializer,
@@ -94,10 +94,6 @@ def visible_requests(user):
     )
 
 
-def in_force(now) -> Q:
-    return Q(status=AccessRequest.Status.ACTIVE, expires_at__gt=now)
-
-
 class AccessRequestListCreateApi(GenericAPIView):
     permission_classes = [IsPortalUser]
     serializer_class = AccessRequestSerializer
@@ -123,8 +119,8 @@ class AccessRequestListCreateApi(GenericAPIView):
         if filters.get("active") is not None:
             now = timezone.now()
             queryset = (
-                queryset.filter(in_force(now)) if filters["active"] else
-                queryset.exclude(in_force(now))
+                queryset.filter(in_force_at(now)) if filters["active"] else
+                queryset.exclude(in_force_at(now))
             )
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(AccessRequestSerializer(page, many=True).data)

@@ -1,7 +1,7 @@
 """Who may get access to what: approver groups, access policies, secret definitions,
 access requests and their approvals."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -146,6 +146,19 @@ class AccessPolicy(models.Model):
         return self.name
 
 
+class AccessRequestQuerySet(models.QuerySet):
+    def in_force(self, now: datetime):
+        """Requests whose access holds at `now`: active and not yet past their end. The one
+        statement of the rule; AccessRequest.is_in_force is the same for one row."""
+        return self.filter(in_force_at(now))
+
+
+def in_force_at(now: datetime, prefix: str = "") -> Q:
+    """The "in force" rule as a condition, for a query that reaches requests through a
+    relation (prefix "access_request__" from grants)."""
+    return Q(**{f"{prefix}status": AccessRequest.Status.ACTIVE, f"{prefix}expires_at__gt": now})
+
+
 class AccessRequest(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -248,6 +261,8 @@ class AccessRequest(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_comment = models.TextField(blank=True)
 
+    objects = AccessRequestQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -288,6 +303,13 @@ class AccessRequest(models.Model):
     @property
     def duration(self) -> timedelta:
         return timedelta(minutes=self.duration_minutes)
+
+    def is_in_force(self, now: datetime) -> bool:
+        return (
+            self.status == self.Status.ACTIVE
+            and self.expires_at is not None
+            and self.expires_at > now
+        )
 
 
 class Approval(models.Model):

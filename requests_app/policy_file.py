@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import yaml
 
+from core.durations import parse_duration
 from core.names import (
     GITHUB_LOGIN,
     NameRefused,
@@ -19,7 +20,6 @@ from core.names import (
     canonical_repository_pattern,
     canonical_secret_name,
 )
-from portal.env import parse_duration
 from requests_app.models import AccessKind, SecretDefinition
 
 TEAM_RE = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")

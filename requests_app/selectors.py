@@ -263,7 +263,7 @@ def admin_dashboard_requests(*, user, now, expiring_within, failed_since) -> dic
     (soonest end first), access ending soon, and grants GitHub refused lately."""
     visible = requests_for_admin(user=user).select_related("requester", "secret", "policy")
     Status = AccessRequest.Status
-    in_force = visible.filter(status=Status.ACTIVE, expires_at__gt=now).order_by("expires_at")
+    in_force = visible.in_force(now).order_by("expires_at")
     return {
         "awaiting": requests_awaiting_decision_by(user=user)
         .select_related("requester", "secret", "policy")

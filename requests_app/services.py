@@ -15,9 +15,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
+from core.errors import NotAllowed, WrongState
 from core.names import NameRefused, canonical_target
 from requests_app import notifications
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import (
     AccessKind,
     AccessPolicy,
@@ -929,9 +929,8 @@ def access_requests_remind_expiring(*, now: datetime | None = None) -> int:
     if window <= timedelta(0):
         return 0
     due = (
-        AccessRequest.objects.filter(
-            status=Status.ACTIVE,
-            expires_at__gt=now,
+        AccessRequest.objects.in_force(now)
+        .filter(
             expires_at__lte=now + window,
             expiry_reminder_sent_at__isnull=True,
             granted_at__lt=F("expires_at") - window,
@@ -986,7 +985,7 @@ def approver_group_sync(*, group: ApproverGroup, actor=None) -> GroupSyncReport:
     """
     from django.conf import settings
 
-    from grants.github import GitHubClient, GitHubError, NotFoundError
+    from integrations.github import GitHubClient, GitHubError, NotFoundError
 
     report = GroupSyncReport(group=group.name, synced=False, message=group.github_team)
     match = TEAM_RE.match(group.github_team.strip())

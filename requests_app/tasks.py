@@ -7,19 +7,25 @@ and one for Slack, so a retry re-sends only what failed.
 
 import logging
 import smtplib
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 
+from core.durations import exponential_backoff
 from requests_app import notifications, services
 
 logger = logging.getLogger(__name__)
 
 MAX_SEND_RETRIES = 5
+SEND_RETRY_BASE = timedelta(seconds=30)
+SEND_RETRY_CAP = timedelta(minutes=10)
 
 
-def _backoff(retries: int, cap: int = 600) -> int:
-    return min(cap, 30 * 2**retries)
+def _backoff(retries: int) -> int:
+    # Celery counts retries from 0; the first retry waits the base.
+    delay = exponential_backoff(retries + 1, base=SEND_RETRY_BASE, cap=SEND_RETRY_CAP)
+    return int(delay.total_seconds())
 
 
 @shared_task(acks_late=True, ignore_result=True)

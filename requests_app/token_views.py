@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
+from core.errors import NotAllowed, WrongState
 from requests_app import tokens
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.selectors import user_is_approver
 
 LIFETIME_CHOICES = [("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year")]

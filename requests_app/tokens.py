@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 import audit
-from requests_app.exceptions import NotAllowed, WrongState
+from core.errors import NotAllowed, WrongState
 from requests_app.models import ApiToken
 
 TOKEN_PREFIX = "alk_"

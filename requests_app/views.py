@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from requests_app.exceptions import NotAllowed, WrongState
+from core.errors import NotAllowed, WrongState
 from requests_app.forms import AccessRequestForm, CancelForm, ExtendForm
 from requests_app.models import AccessPolicy, AccessRequest
 from requests_app.policies import policy_for_target

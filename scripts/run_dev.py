@@ -3,7 +3,7 @@
 SQLite and a SQLite-backed broker, so nothing else needs installing; dry-run unless
 GitHub credentials are set in the environment. The development settings live in a .env
 written here the first time (or by `make`'s venv set-up: --env-only), which the settings
-read (portal/env.py), so a command typed in another terminal runs with the same ones.
+read (core/env.py), so a command typed in another terminal runs with the same ones.
 """
 
 import os
@@ -22,7 +22,7 @@ DEVELOPMENT_ENV = """\
 # Development settings for this checkout, written once by `make` (scripts/run_dev.py):
 # `make run` and commands typed beside it (.venv/bin/python manage.py ...) read them.
 # Never committed (.gitignore) nor put in the image (.dockerignore). The settings read this
-# file only while it says DEBUG=true and the environment does not set DEBUG (portal/env.py).
+# file only while it says DEBUG=true and the environment does not set DEBUG (core/env.py).
 DEBUG=true
 SECRET_KEY={secret_key}
 # The value demo/policies.yml's DEPLOY_TOKEN secret takes (value_from_env).
@@ -120,7 +120,7 @@ def main() -> int:
 def _is_development_file(path: Path) -> bool:
     # Run as a file (python scripts/run_dev.py), so the project is not on the path yet.
     sys.path.insert(0, str(ROOT))
-    from portal.env import development_env_file_values
+    from core.env import development_env_file_values
 
     return development_env_file_values(path) is not None
 

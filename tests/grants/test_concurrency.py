@@ -18,9 +18,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from grants.github import LeaseLost
 from grants.models import Grant
 from grants.reconciler import Lease, reconcile_environment
+from integrations.github import LeaseLost
 from tests.grants.factories import reviewer_grant
 
 ENVIRONMENT_PATH = "/repos/acme/api/environments/production"

@@ -56,7 +56,7 @@ def test_an_approval_applies_the_grant_on_github_after_the_commit(
 
     # First the grant is applied; the other callbacks tell people (and follow up on GitHub).
     # (Metrics count the committed audit events as they go: an increment, nothing more.)
-    reactions = [c for c in callbacks if c.__module__ != "portal.metrics"]
+    reactions = [c for c in callbacks if c.__module__ != "core.metrics"]
     assert reactions[0].__qualname__.startswith("_mark_approved")
     assert gh.reviewers("acme/api", "production") == ["acme/sre", "dave"]
     access_request.refresh_from_db()

@@ -6,10 +6,10 @@ import time
 import pytest
 
 from audit.models import AuditEvent
-from grants.github import GitHubClient, NotFoundError, TransientGitHubError
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from grants.services import grant_reconcile
+from integrations.github import GitHubClient, NotFoundError, TransientGitHubError
 from requests_app.models import AccessRequest
 from tests.grants.factories import expire_now, reviewer_grant
 

@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from audit.models import AuditEvent
 from grants import tasks
-from grants.github import GitHubClient
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
+from integrations.github import GitHubClient
 from portal.celery import app as celery_app
 from requests_app.services import access_request_approve, access_request_create
 from tests.grants.factories import expire_now, reviewer_grant

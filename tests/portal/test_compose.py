@@ -32,7 +32,7 @@ ENV_READERS = {"env_str", "env_bool", "env_int", "env_list", "env_url", "getenv"
 
 
 def env_names_read_by(path: Path) -> set[str]:
-    """Names passed as a literal first argument to portal.env's helpers, os.getenv or
+    """Names passed as a literal first argument to core.env's helpers, os.getenv or
     os.environ.get in a Python file."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):

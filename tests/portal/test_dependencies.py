@@ -16,10 +16,14 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 OUR_PACKAGES = {
-    "core", "portal", "requests_app", "grants", "audit", "tests", "benchmarks", "action"
+    "core", "integrations", "portal", "requests_app", "grants", "audit",
+    "tests", "benchmarks", "action",
 }
 # What the portal runs (and the image ships), and what only the tests and benchmarks use.
-APP_CODE = ["core", "portal", "requests_app", "grants", "audit", "deploy", "scripts", "manage.py"]
+APP_CODE = [
+    "core", "integrations", "portal", "requests_app", "grants", "audit", "deploy", "scripts",
+    "manage.py",
+]
 TEST_CODE = ["tests", "benchmarks"]
 
 

@@ -1,6 +1,6 @@
 """`make run`'s .env: written once with development settings, read by commands run beside
 it, and never by a process whose environment says DEBUG, nor ever over a variable that is
-set (portal/env.py). The README's commands themselves are run in tests/portal/test_readme.py.
+set (core/env.py). The README's commands themselves are run in tests/portal/test_readme.py.
 """
 
 import importlib.util
@@ -12,7 +12,7 @@ from unittest import mock
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from portal.env import load_development_env_file
+from core.env import load_development_env_file
 from tests.live_processes import ROOT
 from tests.newcomer import fresh_clone, newcomer_env
 

@@ -41,7 +41,7 @@ def realistic_event() -> dict:
                         "frames": [
                             {
                                 "function": "_call",
-                                "module": "grants.github",
+                                "module": "integrations.github.client",
                                 "context_line": "    return send()",
                                 "vars": {
                                     "operation": "'GET environment acme/api:production'",

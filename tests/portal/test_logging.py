@@ -55,7 +55,7 @@ def test_extra_fields_appear_as_json_fields(capture_logs):
 
 def test_tokens_in_the_message_and_its_arguments_are_masked(capture_logs):
     logs = capture_logs()
-    log = logging.getLogger("grants.github")
+    log = logging.getLogger("integrations.github.client")
     log.info("calling GitHub with %s", GITHUB_TOKEN)
     log.info(f"fine-grained {FINE_GRAINED_TOKEN} and app {INSTALLATION_TOKEN}")
     log.info("OIDC token %s did not verify", JWT)

@@ -130,11 +130,11 @@ def test_a_broker_that_does_not_answer_leaves_only_the_queue_depth_out(client, m
 # --- several processes, one scrape -------------------------------------------------------------
 
 RECORD = """
-from portal import metrics
+from core import metrics
 metrics.github_answered(family="environments", status="2xx", client="engine", remaining={left})
 metrics.REVOCATION_LAG.labels("expired").observe({lag})
 """
-EXPOSE = "import sys; from portal import metrics; sys.stdout.write(metrics.exposition().decode())"
+EXPOSE = "import sys; from core import metrics; sys.stdout.write(metrics.exposition().decode())"
 
 
 def run_python(code: str, env: dict) -> subprocess.CompletedProcess:
@@ -176,7 +176,7 @@ def test_with_a_multiprocess_directory_one_scrape_adds_up_every_process(tmp_path
 def test_a_multiprocess_directory_that_does_not_exist_stops_the_start(tmp_path):
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")}
 
-    result = run_python("import portal.metrics", env)
+    result = run_python("import core.metrics", env)
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: PROMETHEUS_MULTIPROC_DIR" in result.stderr

@@ -47,11 +47,11 @@ from hypothesis.stateful import (
 
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
 from audit.verification import verify_chain
+from core.errors import NotAllowed, WrongState
 from grants import reconciler
 from grants.check import CheckScope, grant_check
 from grants.models import Grant, Target
 from grants.services import grant_revoke, grants_sweep
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessRequest, Approval
 from requests_app.services import (
     access_request_approve,

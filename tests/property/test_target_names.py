@@ -28,13 +28,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
+from core.errors import NotAllowed
 from core.names import NameRefused, canonical_environment, canonical_repository
 from grants.api import check_params
 from grants.check import grant_check, grant_check_scope
 from grants.gates import gate_request_from_payload
 from grants.services import target_for
 from portal.authentication import OidcPrincipal
-from requests_app.exceptions import NotAllowed
 from requests_app.forms import AccessRequestForm
 from requests_app.models import AccessRequest
 from requests_app.policies import policy_for_target

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 
 from audit.models import AuditEvent
-from requests_app.exceptions import NotAllowed, WrongState
+from core.errors import NotAllowed, WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import (
     access_request_approve,

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 
-from requests_app.exceptions import NotAllowed
+from core.errors import NotAllowed
 from requests_app.models import AccessRequest
 from requests_app.selectors import (
     approver_identity,

@@ -13,7 +13,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from requests_app.exceptions import NotAllowed, WrongState
+from core.errors import NotAllowed, WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import (
     access_request_cancel,

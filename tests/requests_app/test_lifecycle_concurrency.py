@@ -7,7 +7,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from requests_app.exceptions import WrongState
+from core.errors import WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_extend, access_request_review_break_glass
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup

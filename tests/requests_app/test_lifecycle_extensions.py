@@ -11,10 +11,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
+from core.errors import NotAllowed, WrongState
 from grants.check import grant_check, grant_check_scope
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_extend
 from tests.requests_app.factories import SecretDefinitionFactory

@@ -5,10 +5,10 @@ grant and its extensions are one stretch of access and end together."""
 import pytest
 from django.urls import reverse
 
+from core.errors import NotAllowed, WrongState
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from grants.services import grant_revoke
-from requests_app.exceptions import NotAllowed, WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_extend
 from tests.requests_app.lifecycle import (

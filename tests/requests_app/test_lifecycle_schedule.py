@@ -9,10 +9,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from core.errors import WrongState
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from grants.services import grants_sweep
-from requests_app.exceptions import WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_approve
 from tests.requests_app.factories import UserFactory

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from requests_app.exceptions import NotAllowed, WrongState
+from core.errors import NotAllowed, WrongState
 from requests_app.models import AccessRequest
 from requests_app.services import (
     access_request_approve,

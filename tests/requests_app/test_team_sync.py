@@ -7,9 +7,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from audit.models import AuditEvent
+from core.errors import NotAllowed
 from grants.schedule import beat_schedule
 from requests_app import tasks
-from requests_app.exceptions import NotAllowed
 from requests_app.models import ApproverGroup
 from requests_app.services import access_request_approve, approver_group_sync
 from tests.github_fake import cut_openapi

@@ -4,7 +4,7 @@ printed once, alone on the last line of output so that scripts can take it with 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.env import parse_duration
+from core.durations import parse_duration
 from requests_app.tokens import DEFAULT_LIFETIME, MAX_LIFETIME, api_token_create
 
 

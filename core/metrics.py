@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from portal.env import env_str
+from core.env import env_str
 
 # The text format every Prometheus reads; the names and labels here need nothing newer.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

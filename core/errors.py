@@ -1,5 +1,5 @@
-"""Why a request transition was refused. The web, admin and API map these to messages,
-403 and 409 respectively; the rule that raised them lives in services.py."""
+"""Why an action was refused, in the words every layer shares. The web, admin and API map
+these to messages, 403 and 409 respectively."""
 
 from django.core.exceptions import PermissionDenied
 

@@ -3,7 +3,6 @@ exception, for development: `make run`'s .env (load_development_env_file)."""
 
 import os
 import re
-from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -79,19 +78,6 @@ def env_rate(name: str, default: str) -> str:
             f"{name} must be a rate like 600/min (per s, min, hour or day), got {raw!r}"
         )
     return raw
-
-
-def parse_duration(text: str) -> timedelta:
-    """'30m', '4h', '2d' (and '90s'), as used by the policy file and CLI options."""
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    raw = str(text).strip().lower()
-    # isascii: str.isdigit also takes "²", which int() refuses.
-    if len(raw) < 2 or raw[-1] not in units or not (raw[:-1].isascii() and raw[:-1].isdigit()):
-        raise ValueError(f"{text!r} is not a duration like 30m, 4h or 2d")
-    try:
-        return timedelta(**{units[raw[-1]]: int(raw[:-1])})
-    except OverflowError:  # beyond timedelta's 999,999,999 days
-        raise ValueError(f"{text!r} is longer than any duration can be") from None
 
 
 ENV_FILE_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")

@@ -37,7 +37,8 @@ from github.EnvironmentDeploymentBranchPolicy import EnvironmentDeploymentBranch
 from github.EnvironmentProtectionRuleReviewer import ReviewerParams
 from nacl.public import PublicKey, SealedBox
 
-from portal import metrics
+from core import metrics
+from core.durations import exponential_backoff
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +224,11 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: half fixed, half random, so that workers that
         failed together do not all come back at the same instant."""
-        ceiling = min(self.cap_seconds, self.base_seconds * 2 ** (attempt - 1))
+        ceiling = exponential_backoff(
+            attempt,
+            base=timedelta(seconds=self.base_seconds),
+            cap=timedelta(seconds=self.cap_seconds),
+        ).total_seconds()
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
