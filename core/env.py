@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
+
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
@@ -128,4 +129,3 @@ def development_env_file_values(path: Path) -> dict[str, str] | None:
         return None
     values = read_env_file(path)
     return values if values.get("DEBUG", "").strip().lower() in TRUE_WORDS else None
-

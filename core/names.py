@@ -46,6 +46,7 @@ GITHUB_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}\Z")
 _OWNER = GITHUB_LOGIN
 _REPOSITORY_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _ENVIRONMENT = re.compile(r"[\x20-\x7e]{1,255}")
+_TEAM_SLUG = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_REPOSITORY_NAMES = {".", ".."}
 _REFUSED_REPOSITORY_ENDINGS = (".git", ".wiki")
@@ -64,6 +65,7 @@ ENVIRONMENT_RULE = (
     "1 to 255 printable ASCII characters (letters, digits, spaces and punctuation); other "
     "characters are refused so that look-alike letters cannot name the same environment"
 )
+GITHUB_TEAM_RULE = "a GitHub team as its organization and slug, for example acme/sre"
 SECRET_RULE = "letters, digits and underscores, not starting with a digit nor with GITHUB_"
 
 
@@ -98,6 +100,20 @@ def validate_github_login(value) -> None:
     so that matching it to usernames without regard to case cannot take a look-alike."""
     if not isinstance(value, str) or not _OWNER.fullmatch(value):
         raise ValidationError(f"'{value}' is not a GitHub login: {OWNER_RULE}.")
+
+
+def github_team_parts(value) -> tuple[str, str]:
+    """(org, team slug) of an approver group's GitHub team, written 'org/team-slug'."""
+    text = value.strip() if isinstance(value, str) else ""
+    org, _, slug = text.partition("/")
+    if not (_OWNER.fullmatch(org) and _TEAM_SLUG.fullmatch(slug)):
+        raise ValidationError(f"'{value}' is not org/team-slug: {GITHUB_TEAM_RULE}.")
+    return org, slug
+
+
+def validate_github_team(value) -> None:
+    """A model field validator: github_team names a team as team sync reads it."""
+    github_team_parts(value)
 
 
 def repository_name_problem(name: str) -> str:

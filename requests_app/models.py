@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from core.names import validate_github_login
+from core.names import validate_github_login, validate_github_team
 from requests_app.crypto import decrypt_value, encrypt_value
 
 
@@ -21,7 +21,7 @@ class ApproverGroup(models.Model):
     name = models.SlugField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     # "org/team-slug": members can be synced from this GitHub team (see the grant engine).
-    github_team = models.CharField(max_length=200, blank=True)
+    github_team = models.CharField(max_length=200, blank=True, validators=[validate_github_team])
     # Team sync (from github_team): when members were last read, and why it last failed.
     synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     sync_error = models.TextField(blank=True, editable=False)

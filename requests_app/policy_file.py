@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import yaml
+from django.core.exceptions import ValidationError
 
 from core.durations import parse_duration
 from core.names import (
@@ -19,10 +20,10 @@ from core.names import (
     canonical_owner,
     canonical_repository_pattern,
     canonical_secret_name,
+    github_team_parts,
 )
 from requests_app.models import AccessKind, SecretDefinition
 
-TEAM_RE = re.compile(r"^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$")
 SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 
@@ -149,7 +150,7 @@ class _Reader:
             return ""
         try:
             canonical = rule(value)
-        except NameRefused as refusal:
+        except ValidationError as refusal:  # NameRefused, or a model field validator's
             self.fail(f"{path}.{key}", node, " ".join(refusal.messages))
             return ""
         return value.strip() if keep_as_written else canonical
@@ -231,8 +232,8 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                     items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"
                 ),
                 members=members,
-                github_team=reader.text(
-                    items, "github_team", path, pattern=TEAM_RE, hint=" (org/team-slug)"
+                github_team=reader.name(
+                    items, "github_team", path, rule=github_team_parts, keep_as_written=True
                 ),
             )
         )

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import audit
 from core.errors import NotAllowed, WrongState
-from core.names import NameRefused, canonical_target
+from core.names import NameRefused, canonical_target, github_team_parts
 from requests_app import notifications
 from requests_app.models import (
     AccessKind,
@@ -971,7 +971,6 @@ class GroupSyncReport:
         return f"{self.group}: {'; '.join(parts)} (from {self.message})"
 
 
-TEAM_RE = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9-]{0,38}))/([A-Za-z0-9._-]{1,100})$")
 
 
 def approver_group_sync(*, group: ApproverGroup, actor=None) -> GroupSyncReport:
@@ -988,17 +987,17 @@ def approver_group_sync(*, group: ApproverGroup, actor=None) -> GroupSyncReport:
     from integrations.github import GitHubClient, GitHubError, NotFoundError
 
     report = GroupSyncReport(group=group.name, synced=False, message=group.github_team)
-    match = TEAM_RE.match(group.github_team.strip())
-    if not match:
-        report.message = (
-            "no GitHub team set" if not group.github_team.strip()
-            else f"github_team {group.github_team!r} is not org/team-slug"
-        )
+    if not group.github_team.strip():
+        report.message = "no GitHub team set"
+        return _record_sync_error(group, report, actor)
+    try:
+        org, slug = github_team_parts(group.github_team)
+    except ValidationError as refusal:
+        report.message = refusal.messages[0]
         return _record_sync_error(group, report, actor)
     if settings.AIRLOCK_DRY_RUN:
         report.message = "dry-run mode: no GitHub credentials, so the team cannot be read"
         return _record_sync_error(group, report, actor, audit_it=False)
-    org, slug = match.groups()
     try:
         logins = GitHubClient().team_member_logins(org, slug)
     except NotFoundError as exc:
