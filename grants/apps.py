@@ -14,8 +14,17 @@ class GrantsConfig(AppConfig):
     def ready(self):
         from celery.signals import beat_init
 
+        from grants import receivers
+        from requests_app import signals
+
         post_migrate.connect(_install_after_migrate, sender=self)
         beat_init.connect(_install_on_beat_start, weak=False)
+        signals.access_request_approved.connect(
+            receivers.start_grant_engine, dispatch_uid="grants.start_grant_engine"
+        )
+        signals.access_request_status_changed.connect(
+            receivers.follow_deployment_gates, dispatch_uid="grants.follow_deployment_gates"
+        )
 
 
 def _install_after_migrate(using="default", **kwargs):

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def enqueue_grant_for_request(request_id: int) -> None:
-    """Called by requests_app after an approval commits."""
+    """After an approval commits (grants.receivers)."""
     schedule_apply(request_id)
 
 
@@ -80,7 +80,7 @@ def schedule_gate_post(gate_id: int, *, eta=None) -> None:
 
 
 def enqueue_deployment_gates_for_request(request_id: int) -> None:
-    """Called by requests_app after a request became active or closed without access.
+    """After a request became active or closed without access (grants.receivers).
     Most requests have no deployment waiting: a quick look here saves a message then."""
     if not gates.deployment_gates_wait_on(request_id=request_id):
         return

@@ -1,0 +1,215 @@
+"""Filing a request: the policy's checks, the one-pending and one-break-glass rules."""
+
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from requests_app import notifications
+from requests_app.models import AccessKind, AccessRequest
+from requests_app.policies import policy_for_target
+from requests_app.selectors import approver_identity, break_glass_outstanding
+from requests_app.services.decisions import mark_approved
+from requests_app.services.validation import validate_restrictions, validate_target
+
+Status = AccessRequest.Status
+
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+
+
+def access_request_create(
+    *,
+    requester,
+    repository: str,
+    environment: str,
+    access: str,
+    reason: str,
+    duration_minutes: int | None = None,
+    secret_name: str | None = None,
+    starts_at: datetime | None = None,
+    break_glass: bool = False,
+    workflow_ref_pattern: str = "",
+    ref_pattern: str = "",
+) -> AccessRequest:
+    """File a request. Raises ValidationError (with field errors) for anything the policy
+    or the target refuses; nothing is saved then.
+
+    workflow_ref_pattern and ref_pattern optionally restrict the grant to workflows whose
+    OIDC `job_workflow_ref` / `ref` claims match them (globs; grants.check enforces them).
+    """
+    reason = reason.strip()
+    workflow_ref_pattern = (workflow_ref_pattern or "").strip()
+    ref_pattern = (ref_pattern or "").strip()
+    # From here on the target is canonical: routing, the duplicate check and the stored
+    # request all see the one name GitHub's rules make of it.
+    repository, environment, errors = validate_target(
+        repository=repository, environment=environment, access=access
+    )
+    errors.update(
+        validate_restrictions(workflow_ref_pattern=workflow_ref_pattern, ref_pattern=ref_pattern)
+    )
+    if errors:
+        raise ValidationError(errors)
+
+    policy = policy_for_target(repository=repository, environment=environment, access=access)
+    if policy is None:
+        raise ValidationError(
+            {
+                "__all__": (
+                    f"No access policy covers {access} access to {repository} environment "
+                    f"'{environment}'. Ask a platform admin to add one."
+                )
+            }
+        )
+
+    now = timezone.now()
+    errors = {}
+    secret = None
+    if access == AccessKind.SECRET:
+        secret = next((s for s in policy.secrets.all() if s.name == secret_name), None)
+        allowed = ", ".join(s.name for s in policy.secrets.all()) or "none"
+        if not secret_name:
+            errors["secret"] = f"Choose the secret to grant (policy allows: {allowed})."
+        elif secret is None:
+            errors["secret"] = (
+                f"Policy '{policy.name}' does not grant the secret {secret_name} "
+                f"(it allows: {allowed})."
+            )
+        elif secret.kind == secret.Kind.ENVIRONMENT and not secret.has_value:
+            errors["secret"] = f"The secret {secret.name} has no value yet; ask an admin."
+    elif secret_name:
+        errors["secret"] = "Only secret access takes a secret."
+
+    if break_glass and not policy.break_glass:
+        errors["break_glass"] = f"Policy '{policy.name}' does not allow break-glass access."
+    max_duration = policy.break_glass_max_duration if break_glass else policy.max_duration
+    if duration_minutes is None:
+        duration_minutes = int(min(policy.default_duration, max_duration).total_seconds() // 60)
+    if duration_minutes <= 0:
+        errors["duration_minutes"] = "The duration must be at least one minute."
+    elif timedelta(minutes=duration_minutes) > max_duration:
+        errors["duration_minutes"] = (
+            f"At most {_minutes(max_duration)} minutes under policy '{policy.name}'"
+            f"{' for break-glass' if break_glass else ''}."
+        )
+    if len(reason) < policy.reason_min_length:
+        errors["reason"] = (
+            f"Give a reason of at least {policy.reason_min_length} characters "
+            f"(policy '{policy.name}')."
+        )
+    if starts_at is not None:
+        if break_glass:
+            errors["starts_at"] = "Break-glass access starts at once; leave the start empty."
+        elif starts_at < now - timedelta(minutes=1):
+            errors["starts_at"] = "The start must be in the future."
+        elif starts_at > now + MAX_SCHEDULE_AHEAD:
+            errors["starts_at"] = "The start can be at most 30 days ahead."
+    if errors:
+        raise ValidationError(errors)
+
+    with transaction.atomic():
+        # One person's filings queue on their user row, so the checks below (one pending
+        # request per target, one break-glass at a time) see the filing just before.
+        get_user_model().objects.select_for_update().only("pk").get(pk=requester.pk)
+        if break_glass:
+            _refuse_chained_break_glass(
+                requester=requester, repository=repository, environment=environment
+            )
+        duplicate = AccessRequest.objects.filter(
+            requester=requester,
+            repository=repository,
+            environment=environment,
+            access=access,
+            secret=secret,
+            status=Status.PENDING,
+        ).first()
+        if duplicate is not None:
+            raise ValidationError(
+                {"__all__": f"You already have a pending request #{duplicate.pk} for this."}
+            )
+        access_request = AccessRequest.objects.create(
+            requester=requester,
+            requester_identity=approver_identity(requester),
+            repository=repository,
+            environment=environment,
+            access=access,
+            secret=secret,
+            reason=reason,
+            duration_minutes=duration_minutes,
+            policy=policy,
+            approvals_required=0 if break_glass else policy.approvals_required,
+            break_glass=break_glass,
+            starts_at=starts_at,
+            pending_until=now + policy.pending_ttl,
+            workflow_ref_pattern=workflow_ref_pattern,
+            ref_pattern=ref_pattern,
+        )
+        audit.log_event(
+            action="request.created",
+            actor=requester,
+            target=access_request,
+            reason=reason,
+            detail=_request_detail(access_request),
+        )
+        if break_glass:
+            mark_approved(access_request, actor=requester, action="request.break_glass")
+        elif access_request.approvals_required == 0:
+            mark_approved(access_request, actor=None, action="request.auto_approved")
+        if break_glass:
+            notifications.notify("break_glass_used", request_id=access_request.pk)
+        elif access_request.status == Status.PENDING:
+            notifications.notify("request_routed", request_id=access_request.pk)
+    return access_request
+
+
+def _refuse_chained_break_glass(*, requester, repository: str, environment: str) -> None:
+    """Break-glass is one at a time per person and target: a second one waits until the
+    first has ended and an approver has reviewed it, so it cannot be chained into standing
+    access that nobody approved."""
+    earlier = break_glass_outstanding(
+        requester=requester, repository=repository, environment=environment
+    )
+    if earlier is None:
+        return
+    if earlier.status in AccessRequest.OPEN_STATUSES:
+        message = (
+            f"You already have break-glass request #{earlier.pk} on this target "
+            f"({earlier.status}), and break-glass is one at a time. File a normal request "
+            f"for approval instead; once #{earlier.pk} has ended and an approver has reviewed "
+            "it, break-glass is open to you again."
+        )
+    else:
+        message = (
+            f"Your break-glass request #{earlier.pk} on this target ended ({earlier.status}) "
+            "and no approver has reviewed it yet. File a normal request for approval "
+            f"instead, or ask an approver to review #{earlier.pk} first."
+        )
+    raise ValidationError({"break_glass": message})
+
+
+def _request_detail(access_request: AccessRequest) -> dict:
+    return {
+        "repository": access_request.repository,
+        "environment": access_request.environment,
+        "access": access_request.access,
+        "secret": access_request.secret.name if access_request.secret else None,
+        "duration_minutes": access_request.duration_minutes,
+        "policy": access_request.policy.name,
+        "approvals_required": access_request.approvals_required,
+        "break_glass": access_request.break_glass,
+        "starts_at": access_request.starts_at,
+        # Only when set, so unrestricted requests read as they always did.
+        **{
+            name: getattr(access_request, name)
+            for name in ("workflow_ref_pattern", "ref_pattern")
+            if getattr(access_request, name)
+        },
+    }
+
+
+def _minutes(duration: timedelta) -> int:
+    return int(duration.total_seconds() // 60)
+
