@@ -15,7 +15,7 @@ class GrantsConfig(AppConfig):
         from celery.signals import beat_init
 
         from grants import receivers
-        from requests_app import signals
+        from requests_app import notifications, signals
 
         post_migrate.connect(_install_after_migrate, sender=self)
         beat_init.connect(_install_on_beat_start, weak=False)
@@ -25,6 +25,7 @@ class GrantsConfig(AppConfig):
         signals.access_request_status_changed.connect(
             receivers.follow_deployment_gates, dispatch_uid="grants.follow_deployment_gates"
         )
+        notifications.read_grants_with(receivers.grant_for_message)
 
 
 def _install_after_migrate(using="default", **kwargs):

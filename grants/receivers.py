@@ -1,5 +1,6 @@
-"""How enforcement follows the decisions requests_app announces (requests_app.signals)."""
+"""How grants answers requests_app: following its signals, reading grants for its messages."""
 
+from grants.models import Grant
 from grants.tasks import enqueue_deployment_gates_for_request, enqueue_grant_for_request
 from requests_app.models import AccessRequest
 
@@ -15,3 +16,11 @@ def start_grant_engine(sender, *, request_id: int, **kwargs) -> None:
 def follow_deployment_gates(sender, *, request_id: int, status: str, **kwargs) -> None:
     if status in _DECIDES_DEPLOYMENT_GATES:
         enqueue_deployment_gates_for_request(request_id)
+
+
+def grant_for_message(grant_id: int) -> Grant | None:
+    return (
+        Grant.objects.select_related("access_request", "target", "secret", "org_secret")
+        .filter(pk=grant_id)
+        .first()
+    )

@@ -2,14 +2,19 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from grants import views as grant_views
 from grants import webhooks
 from requests_app import token_views
+from requests_app import urls as request_urls
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="requests_app:my-requests"), name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
-    path("requests/", include("requests_app.urls")),
+    path(
+        "requests/",
+        include((request_urls.urlpatterns + grant_views.request_urlpatterns, "requests_app")),
+    ),
     path("api/", include("portal.api_urls")),
     path("github/webhook", webhooks.github_webhook, name="github-webhook"),
     path("account/tokens/", token_views.api_tokens, name="api-tokens"),

@@ -122,23 +122,30 @@ def _enqueue(event: str, request_id: int | None, grant_id: int | None) -> None:
 
 # --- building a message ----------------------------------------------------------------------
 
+# Grant events (revocation_overdue) carry a grant's id. Grants sit a layer above this app,
+# so they say how to read one (grants/apps.py) rather than requests_app importing them.
+_read_grant = None
+
+
+def read_grants_with(reader) -> None:
+    """reader(grant_id) returns the grant a message is about (with its access_request_id,
+    and what its template shows), or None when it is gone."""
+    global _read_grant
+    _read_grant = reader
+
+
 
 def build_message(
     event: str, *, request_id: int | None = None, grant_id: int | None = None
 ) -> Message | None:
     """The message for an event, from the rows as they are now; None when there is nothing
     to say any more (the request or grant is gone)."""
-    from grants.models import Grant
     from requests_app.models import AccessRequest
 
     spec = EVENTS[event]
     grant = None
     if grant_id is not None:
-        grant = (
-            Grant.objects.select_related("access_request", "target", "secret", "org_secret")
-            .filter(pk=grant_id)
-            .first()
-        )
+        grant = _read_grant(grant_id) if _read_grant is not None else None
         if grant is None:
             return None
         request_id = request_id or grant.access_request_id

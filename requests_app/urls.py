@@ -10,5 +10,4 @@ urlpatterns = [
     path("<int:pk>/", views.request_detail, name="detail"),
     path("<int:pk>/cancel/", views.request_cancel, name="cancel"),
     path("<int:pk>/extend/", views.request_extend, name="extend"),
-    path("<int:pk>/give-back/", views.request_give_back, name="give-back"),
 ]

@@ -1,6 +1,5 @@
 """The requester's pages: file a request (and check which policy covers it first), follow
-one's requests, cancel a pending one, give access back, ask for more time. Every rule is the
-services' to enforce; these views validate the form, call one service and show the outcome."""
+one's requests, cancel a pending one, ask for more time (giving access back: grants.views)."""
 
 from datetime import timedelta
 
@@ -39,7 +38,7 @@ REQUEST_AUDIT_TARGET_TYPE = "requests_app.accessrequest"
 REQUESTS_PER_PAGE = 50
 
 
-def _render(request, template: str, context: dict, *, status: int = 200):
+def render_page(request, template: str, context: dict, *, status: int = 200):
     context = {"airlock_is_approver": user_is_approver(user=request.user), **context}
     return render(request, template, context, status=status)
 
@@ -61,7 +60,7 @@ def my_requests(request):
             if access_request.status in (AccessRequest.Status.ACTIVE, AccessRequest.Status.APPROVED)
             else None
         )
-    return _render(
+    return render_page(
         request,
         "requests_app/my_requests.html",
         {"page": page, "access_requests": page.object_list, "nav": "my-requests"},
@@ -115,7 +114,7 @@ def new_request(request):
                 messages.success(request, _created_message(access_request))
                 return redirect("requests_app:detail", pk=access_request.pk)
 
-    return _render(
+    return render_page(
         request,
         "requests_app/new_request.html",
         {
@@ -138,7 +137,7 @@ def request_detail(request, pk: int, *, extend_form=None, status=200):
     )
     approvals = access_request.approvals.select_related("approver")
     is_pending = access_request.status == AccessRequest.Status.PENDING
-    return _render(
+    return render_page(
         request,
         "requests_app/request_detail.html",
         {
@@ -205,7 +204,7 @@ def request_extend(request, pk: int):
             duration_minutes=form.cleaned_data["duration_minutes"],
         )
     except NotAllowed as exc:
-        return _render(
+        return render_page(
             request,
             "requests_app/refused.html",
             {"message": str(exc), "access_request": access_request},
@@ -223,54 +222,6 @@ def request_extend(request, pk: int):
 
 @login_required
 @require_POST
-def request_give_back(request, pk: int):
-    """The requester ends their own access (or an approved grant before it starts)."""
-    from grants.models import Grant
-    from grants.services import grant_revoke
-
-    access_request = get_object_or_404(requests_visible_to(user=request.user), pk=pk)
-    grant = Grant.objects.filter(access_request=access_request).first()
-    form = CancelForm(request.POST)
-    comment = form.cleaned_data["comment"] if form.is_valid() else ""
-    if access_request.requester_id != request.user.pk:
-        return _render(
-            request,
-            "requests_app/refused.html",
-            {
-                "message": "Only the requester can give access back here.",
-                "access_request": access_request,
-            },
-            status=403,
-        )
-    if grant is None:
-        messages.error(
-            request,
-            f"Request #{pk} has no access to give back "
-            f"({access_request.get_status_display()}).",
-        )
-        return redirect("requests_app:detail", pk=pk)
-    try:
-        grant_revoke(grant=grant, user=request.user, comment=comment)
-    except WrongState as exc:
-        messages.error(request, str(exc))
-    except NotAllowed as exc:
-        return _render(
-            request,
-            "requests_app/refused.html",
-            {"message": str(exc), "access_request": access_request},
-            status=403,
-        )
-    else:
-        messages.success(
-            request,
-            f"Access of request #{pk} is given back: workflows are refused from now on, and "
-            "Airlock is removing it from GitHub.",
-        )
-    return redirect("requests_app:detail", pk=pk)
-
-
-@login_required
-@require_POST
 def request_cancel(request, pk: int):
     access_request = get_object_or_404(requests_visible_to(user=request.user), pk=pk)
     form = CancelForm(request.POST)
@@ -278,7 +229,7 @@ def request_cancel(request, pk: int):
     try:
         access_request_cancel(access_request=access_request, user=request.user, comment=comment)
     except NotAllowed as exc:
-        return _render(
+        return render_page(
             request,
             "requests_app/refused.html",
             {"message": str(exc), "access_request": access_request},

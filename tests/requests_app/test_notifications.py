@@ -423,14 +423,17 @@ def test_slack_errors_are_retried_and_a_wrong_url_is_not(approvers, sent, slack)
     assert len(slack.posts) == 1  # "no_service": the URL is wrong; trying again won't help
 
 
-def test_a_broker_that_is_down_does_not_break_the_transition(approvers, monkeypatch, caplog):
+def test_a_broker_that_is_down_does_not_break_the_transition(
+    approvers, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
     from requests_app import tasks
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
     monkeypatch.setattr(tasks.send_notification, "apply_async", broker_down)
-    notifications._enqueue("request_routed", 1, None)
+    with django_capture_on_commit_callbacks(execute=True):
+        notifications.notify("request_routed", request_id=1)
     assert "Could not enqueue the request_routed notification" in caplog.text
 
 
