@@ -2,12 +2,14 @@
 
 import dataclasses
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import audit
 from core.names import github_team_parts
+from integrations.github import GitHubClient, GitHubError, NotFoundError
 from requests_app.models import ApproverGroup, ApproverGroupMember
 
 
@@ -41,10 +43,6 @@ def approver_group_sync(*, group: ApproverGroup, actor=None) -> GroupSyncReport:
     error the members are kept as they were and the error is recorded (sync_error) and
     audited. In dry-run (no credentials) nothing is read or changed, and the report says so.
     """
-    from django.conf import settings
-
-    from integrations.github import GitHubClient, GitHubError, NotFoundError
-
     report = GroupSyncReport(group=group.name, synced=False, message=group.github_team)
     if not group.github_team.strip():
         report.message = "no GitHub team set"

@@ -3,8 +3,10 @@ break-glass review and expiry reminders."""
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 import audit
@@ -274,9 +276,6 @@ def access_requests_remind_expiring(*, now: datetime | None = None) -> int:
     request (compare-and-set on expiry_reminder_sent_at, so two beats or a redelivered task
     send it once). Access an approved or active extension continues is not ending: its last
     extension is reminded instead. Grants shorter than the window get no reminder."""
-    from django.conf import settings
-    from django.db.models import F
-
     now = now or timezone.now()
     window = timedelta(minutes=settings.AIRLOCK_EXPIRY_REMINDER_MINUTES)
     if window <= timedelta(0):
