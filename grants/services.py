@@ -18,6 +18,7 @@ from core import metrics
 from core.errors import NotAllowed, WrongState
 from core.names import NameRefused, canonical_owner, canonical_secret_name, canonical_target
 from grants import reconciler
+from grants.locking import lock_requests_then_grants
 from grants.models import Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
 from grants.selectors import user_is_grants_admin
@@ -187,24 +188,12 @@ def grant_revoke(*, grant: Grant, user, comment: str = "") -> Grant:
 
 
 def _lock_extension_chain(access_request: AccessRequest) -> None:
-    """Lock every request of the stretch of access, then their grants, before the first
-    audit event takes the chain's lock: the order the request services and the reconciler
-    keep too (grants.reconciler._lock_rows), so none of them deadlocks with a revocation."""
+    """Lock every request of the stretch of access, then their grants, in the one order
+    (grants.locking), so a revocation deadlocks with none of the other writers."""
     from requests_app.selectors import request_extension_chain
 
-    request_ids = sorted(r.pk for r in request_extension_chain(access_request=access_request))
-    list(
-        AccessRequest.objects.select_for_update()
-        .filter(pk__in=request_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    list(
-        Grant.objects.select_for_update()
-        .filter(access_request_id__in=request_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    chain = request_extension_chain(access_request=access_request)
+    lock_requests_then_grants(request_ids=[r.pk for r in chain])
 
 
 def _revoke_one(grant: Grant, *, user, comment: str) -> bool:

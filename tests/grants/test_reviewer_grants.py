@@ -1,9 +1,11 @@
 """Reviewer grants on the faithful local GitHub: added when applied, removed when they end,
 and nothing else about the environment changed."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -24,6 +26,37 @@ PROTECTED = {
     "deployment_branch_policy": {"protected_branches": False, "custom_branch_policies": True},
     "can_admins_bypass": False,
 }
+
+
+@contextmanager
+def refusing_to_apply_grants():
+    """A trigger that makes the database refuse any grant's move to applied."""
+    table = Grant._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_applied() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'worker died after the PUT'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_applied BEFORE UPDATE ON {table} FOR EACH ROW "
+                "WHEN (NEW.state = 'applied') EXECUTE FUNCTION refuse_applied()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_applied BEFORE UPDATE ON {table} "
+                "WHEN NEW.state = 'applied' "
+                "BEGIN SELECT RAISE(ABORT, 'worker died after the PUT'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER refuse_applied ON {table}")
+                cursor.execute("DROP FUNCTION refuse_applied()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_applied")
 
 
 def environment_calls(github, method):
@@ -327,19 +360,16 @@ def test_a_login_github_does_not_know_fails_its_grant(gh):
     assert gh.writes == []
 
 
-def test_a_reviewer_written_just_before_a_crash_is_still_removed(gh, monkeypatch):
+def test_a_reviewer_written_just_before_a_crash_is_still_removed(gh):
     gh.add_user("alice")
     gh.add_environment("acme/api", "production", reviewers=[("User", "bob")])
     grant = reviewer_grant("alice")
-    from grants import reconciler
 
-    def crash(*args, **kwargs):
-        raise RuntimeError("worker died after the PUT")
-
-    monkeypatch.setattr(reconciler, "_mark_applied", crash)
-    with pytest.raises(RuntimeError):
-        reconcile_environment(grant.target_id)
-    monkeypatch.undo()
+    # GitHub accepts the PUT, then the database refuses to record the grant as applied:
+    # the outcome transaction fails as it would if the worker died right after the PUT.
+    with refusing_to_apply_grants():
+        with pytest.raises(DatabaseError, match="worker died after the PUT"):
+            reconcile_environment(grant.target_id)
     assert gh.reviewers("acme/api", "production") == ["bob", "alice"]
     # The request is revoked before the grant was ever recorded as applied.
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)

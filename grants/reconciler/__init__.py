@@ -1,0 +1,24 @@
+"""The reconciler: brings one target on GitHub to its desired state (docs/reconciler.md)."""
+
+from .context import PassContext, ReconcileResult
+from .environment import reconcile_environment
+from .expiry import expiry_batches
+from .lease import Lease, request_reconcile
+from .org_secrets import reconcile_org_secret
+from .plan import EXPIRY_TOLERANCE, Plan
+from .runner import MAX_PASSES
+from .transitions import MAX_RETRY_DELAY
+
+__all__ = [
+    "EXPIRY_TOLERANCE",
+    "MAX_PASSES",
+    "MAX_RETRY_DELAY",
+    "Lease",
+    "PassContext",
+    "Plan",
+    "ReconcileResult",
+    "expiry_batches",
+    "reconcile_environment",
+    "reconcile_org_secret",
+    "request_reconcile",
+]
