@@ -2,6 +2,7 @@
 GitHub App credentials, dry-run, `manage.py reconcile`, the admin and the grant's state
 on the request pages."""
 
+import re
 from datetime import timedelta
 from io import StringIO
 
@@ -191,8 +192,9 @@ def test_the_admin_shows_overdue_revocations_and_can_retry_and_revoke(gh, client
     page = client.get(changelist + "?overdue=yes").content.decode()
 
     assert "revocation overdue since" in page
-    assert f"#{overdue.access_request_id}" in page
-    assert f"#{active.access_request_id}" not in page
+    # A request number, not an HTML character reference such as &#10006;.
+    assert re.search(rf"(?<!&)#{overdue.access_request_id}\b", page)
+    assert not re.search(rf"(?<!&)#{active.access_request_id}\b", page)
 
     client.post(changelist, {"action": "retry_now", "_selected_action": [overdue.pk]})
     client.post(changelist, {"action": "revoke_now", "_selected_action": [active.pk]})
