@@ -20,13 +20,15 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jwt
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+
+from integrations.github.actions import WorkflowJob
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +51,9 @@ class OidcUnavailable(exceptions.APIException):
 
 
 @dataclass(frozen=True, eq=False)
-class OidcPrincipal:
-    """A GitHub Actions job, as its verified ID token describes it. Not a user."""
-
-    claims: dict = field(repr=False)
-    # Who started this run attempt, (login, GitHub numeric id), as GitHub's REST API
-    # answered it for a re-run whose token names only the run's author (GitHub's tokens
-    # carry no triggering_actor): grants.check.oidc_caller_of_attempt sets it.
-    attempt_starter: tuple[str, str] | None = None
+class OidcPrincipal(WorkflowJob):
+    """A GitHub Actions job as DRF's request.user: the check's WorkflowJob (its verified
+    claims), with the attributes Django and DRF ask of a user. Not a user."""
 
     is_authenticated = True
     is_anonymous = False
@@ -66,73 +63,8 @@ class OidcPrincipal:
     pk = None
     id = None
 
-    @property
-    def repository(self) -> str:
-        return self.claims["repository"]
-
-    @property
-    def environment(self) -> str:
-        return self.claims.get("environment") or ""
-
-    @property
-    def actor(self) -> str:
-        """Who started the run: on a re-run, still the original author."""
-        return self.claims["actor"]
-
-    @property
-    def run_attempt(self) -> str:
-        return self.claims.get("run_attempt", "")
-
-    @property
-    def person(self) -> str:
-        """Whose grant this job may use: who started this run attempt. That is the
-        `triggering_actor` claim when the token carries one (GitHub's documented claims do
-        not), else the attempt_starter GitHub named for a re-run, else `actor` (see
-        grants/check.py, which never lets a re-run get this far without one of the first
-        two)."""
-        if self.claims.get("triggering_actor"):
-            return self.claims["triggering_actor"]
-        if self.attempt_starter is not None:
-            return self.attempt_starter[0]
-        return self.claims["actor"]
-
-    @property
-    def person_github_id(self) -> str:
-        """The GitHub numeric id of that person, "" when the token does not say: actor_id
-        belongs to the actor, so to a different triggering actor only triggering_actor_id."""
-        if not self.claims.get("triggering_actor") and self.attempt_starter is not None:
-            return self.attempt_starter[1]
-        triggering = self.claims.get("triggering_actor")
-        if triggering and triggering.casefold() != self.actor.casefold():
-            return self.claims.get("triggering_actor_id", "")
-        return self.claims.get("actor_id", "")
-
-    @property
-    def sub(self) -> str:
-        return self.claims.get("sub", "")
-
-    @property
-    def ref(self) -> str:
-        return self.claims.get("ref", "")
-
-    @property
-    def job_workflow_ref(self) -> str:
-        return self.claims.get("job_workflow_ref", "")
-
-    @property
-    def run(self) -> str:
-        """The workflow run and attempt, e.g. "1234/1": one job run of a workflow."""
-        return f"{self.claims.get('run_id', '')}/{self.claims.get('run_attempt', '')}"
-
-    def get_username(self) -> str:
-        # How logs and the audit log name the caller.
-        return f"oidc:{self.person}@{self.repository}"
-
     def has_perm(self, perm, obj=None) -> bool:
         return False
-
-    def __str__(self):
-        return self.get_username()
 
 
 # --- OIDC verification ----------------------------------------------------------------------

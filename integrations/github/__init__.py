@@ -1,6 +1,7 @@
 """The one way to GitHub: every GitHub HTTP call (the grant engine, sign-in's org check, team
 sync, deployment protection rules) goes through this package."""
 
+from integrations.github.actions import WorkflowJob
 from integrations.github.app import AppInstallationClient, app_credentials_configured
 from integrations.github.callbacks import CallbackUrlError, deployment_callback_target
 from integrations.github.client import GitHubClient
@@ -31,6 +32,7 @@ __all__ = [
     "RetryPolicy",
     "Reviewer",
     "TransientGitHubError",
+    "WorkflowJob",
     "app_credentials_configured",
     "classify",
     "deployment_callback_target",
