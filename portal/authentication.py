@@ -1,18 +1,5 @@
-"""Who is calling the REST API: `Authorization: Bearer <token>`, where the token is either a
-GitHub Actions OIDC ID token (a JWT) or a personal API token (`alk_...`). Browsers use the
-session instead (DRF's SessionAuthentication, with its CSRF check).
-
-The two kinds are told apart by shape: an API token starts with its prefix, a JWT is three
-base64url parts joined by dots. A bearer token that is neither is refused, not ignored.
-
-OIDC tokens are verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUER +
-/.well-known/jwks), RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked
-and a small leeway for clock skew. The key set is cached, and fetched again when a token
-names a kid it does not hold (GitHub rotates its keys). A verified token is remembered
-until it expires, for at most as long as the key set is cached. An OIDC caller is not a
-portal user: it becomes an OidcPrincipal carrying the verified claims, and may only call
-the grant check (IsPortalUser keeps it out of everything else).
-"""
+"""Who is calling the REST API: `Authorization: Bearer <token>`, where the token is a GitHub
+Actions OIDC ID token (a JWT) or a personal API token (`alk_...`); browsers use the session."""
 
 from __future__ import annotations
 
@@ -112,7 +99,14 @@ def _verified_key(token: str) -> bytes:
 
 
 def oidc_verify(token: str) -> dict:
-    """The verified claims of an Actions ID token; raises AuthenticationFailed saying why."""
+    """The verified claims of an Actions ID token; raises AuthenticationFailed saying why.
+
+    Verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUER + /.well-known/jwks),
+    RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked and a small
+    leeway for clock skew. The key set is cached, and fetched again when a token names a
+    kid it does not hold (GitHub rotates its keys). A verified token is remembered until it
+    expires, for at most as long as the key set is cached.
+    """
     key = _verified_key(token)
     entry = _verified.get(key)
     if entry is not None and time.time() < entry[0]:
@@ -204,7 +198,10 @@ def _oidc_verify(token: str) -> dict:
 
 
 class BearerTokenAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <OIDC JWT | alk_ API token>`."""
+    """`Authorization: Bearer <OIDC JWT | alk_ API token>`, told apart by shape: an API token
+    starts with its prefix, a JWT is three base64url parts joined by dots. A bearer token
+    that is neither is refused, not ignored. An OIDC caller is not a portal user: it becomes
+    an OidcPrincipal, and may only call the grant check (IsPortalUser)."""
 
     keyword = "bearer"
 

@@ -68,7 +68,6 @@ class CheckedGrant:
         }
 
 
-
 def _iso(value: datetime | None) -> str | None:
     # As DRF writes a DateTimeField (in the current time zone, UTC here).
     if value is None:
@@ -86,7 +85,6 @@ def _aware(value) -> datetime | None:
     if timezone.is_naive(value):
         value = value.replace(tzinfo=UTC)
     return value
-
 
 
 def _column(model, field: str) -> str:

@@ -112,6 +112,7 @@ def _attempt_starter_unknown(why: str) -> NotAllowed:
         f"of the person who started it, so it is refused."
     )
 
+
 def _canonical_parameters(repository: str, environment: str) -> tuple[str, str, dict]:
     """The parameters' names in canonical form ("" when not given), and the errors of
     those outside GitHub's rules."""
@@ -201,9 +202,7 @@ def scope_and_caller(
         raise ValidationError(errors)
     login = user or caller.get_username()
     if not _same(login, caller.get_username()) and not user_is_grants_admin(user=caller):
-        raise NotAllowed(
-            "You may check only your own grants; platform admins may check anyone's."
-        )
+        raise NotAllowed("You may check only your own grants; platform admins may check anyone's.")
     scope = CheckScope(
         repository=repository, environment=environment, login=login, access=access, secret=secret
     )

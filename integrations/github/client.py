@@ -62,9 +62,7 @@ class GitHubClient:
             ) as exc:
                 timed_out = isinstance(exc, requests.Timeout)
                 self._count(family, "timeout" if timed_out else "connection_error")
-                error = TransientGitHubError(
-                    f"{type(exc).__name__}: {exc}", operation=operation
-                )
+                error = TransientGitHubError(f"{type(exc).__name__}: {exc}", operation=operation)
             else:
                 self._count(family, "2xx")
                 return answer
@@ -174,10 +172,12 @@ class GitHubClient:
         arguments = protection.create_environment_arguments()
         payload = self._call(
             f"PUT environment {repository}:{environment}",
-            lambda: engine_github()
-            .get_repo(repository)
-            .create_environment(environment, **arguments)
-            .raw_data,
+            lambda: (
+                engine_github()
+                .get_repo(repository)
+                .create_environment(environment, **arguments)
+                .raw_data
+            ),
             family="environments",
         )
         return EnvironmentProtection.from_github(payload)

@@ -78,11 +78,7 @@ def classify(exc: GithubException, operation: str) -> GitHubError:
     reset = _header(exc.headers, "x-ratelimit-reset")
     rate_limited = status == 429 or (
         status == 403
-        and (
-            retry_after is not None
-            or remaining == "0"
-            or "rate limit" in message.lower()
-        )
+        and (retry_after is not None or remaining == "0" or "rate limit" in message.lower())
     )
     if rate_limited:
         retry_at = None
@@ -93,9 +89,7 @@ def classify(exc: GithubException, operation: str) -> GitHubError:
         elif status == 403 or status == 429:
             # Secondary limit without a header: GitHub asks to wait at least a minute.
             retry_at = datetime.now(UTC) + timedelta(seconds=60)
-        return TransientGitHubError(
-            message, status=status, operation=operation, retry_at=retry_at
-        )
+        return TransientGitHubError(message, status=status, operation=operation, retry_at=retry_at)
     if status in TRANSIENT_STATUSES or status >= 500:
         return TransientGitHubError(message, status=status, operation=operation)
     if status == 404:
