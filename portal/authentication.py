@@ -1,18 +1,5 @@
-"""Who is calling the REST API: `Authorization: Bearer <token>`, where the token is either a
-GitHub Actions OIDC ID token (a JWT) or a personal API token (`alk_...`). Browsers use the
-session instead (DRF's SessionAuthentication, with its CSRF check).
-
-The two kinds are told apart by shape: an API token starts with its prefix, a JWT is three
-base64url parts joined by dots. A bearer token that is neither is refused, not ignored.
-
-OIDC tokens are verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUER +
-/.well-known/jwks), RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked
-and a small leeway for clock skew. The key set is cached, and fetched again when a token
-names a kid it does not hold (GitHub rotates its keys). A verified token is remembered
-until it expires, for at most as long as the key set is cached. An OIDC caller is not a
-portal user: it becomes an OidcPrincipal carrying the verified claims, and may only call
-the grant check (IsPortalUser keeps it out of everything else).
-"""
+"""Who is calling the REST API: `Authorization: Bearer <token>`, where the token is a GitHub
+Actions OIDC ID token (a JWT) or a personal API token (`alk_...`); browsers use the session."""
 
 from __future__ import annotations
 
@@ -20,13 +7,15 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jwt
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+
+from integrations.github.actions import WorkflowJob
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +38,9 @@ class OidcUnavailable(exceptions.APIException):
 
 
 @dataclass(frozen=True, eq=False)
-class OidcPrincipal:
-    """A GitHub Actions job, as its verified ID token describes it. Not a user."""
-
-    claims: dict = field(repr=False)
-    # Who started this run attempt, (login, GitHub numeric id), as GitHub's REST API
-    # answered it for a re-run whose token names only the run's author (GitHub's tokens
-    # carry no triggering_actor): grants.check.oidc_caller_of_attempt sets it.
-    attempt_starter: tuple[str, str] | None = None
+class OidcPrincipal(WorkflowJob):
+    """A GitHub Actions job as DRF's request.user: the check's WorkflowJob (its verified
+    claims), with the attributes Django and DRF ask of a user. Not a user."""
 
     is_authenticated = True
     is_anonymous = False
@@ -66,73 +50,8 @@ class OidcPrincipal:
     pk = None
     id = None
 
-    @property
-    def repository(self) -> str:
-        return self.claims["repository"]
-
-    @property
-    def environment(self) -> str:
-        return self.claims.get("environment") or ""
-
-    @property
-    def actor(self) -> str:
-        """Who started the run: on a re-run, still the original author."""
-        return self.claims["actor"]
-
-    @property
-    def run_attempt(self) -> str:
-        return self.claims.get("run_attempt", "")
-
-    @property
-    def person(self) -> str:
-        """Whose grant this job may use: who started this run attempt. That is the
-        `triggering_actor` claim when the token carries one (GitHub's documented claims do
-        not), else the attempt_starter GitHub named for a re-run, else `actor` (see
-        grants/check.py, which never lets a re-run get this far without one of the first
-        two)."""
-        if self.claims.get("triggering_actor"):
-            return self.claims["triggering_actor"]
-        if self.attempt_starter is not None:
-            return self.attempt_starter[0]
-        return self.claims["actor"]
-
-    @property
-    def person_github_id(self) -> str:
-        """The GitHub numeric id of that person, "" when the token does not say: actor_id
-        belongs to the actor, so to a different triggering actor only triggering_actor_id."""
-        if not self.claims.get("triggering_actor") and self.attempt_starter is not None:
-            return self.attempt_starter[1]
-        triggering = self.claims.get("triggering_actor")
-        if triggering and triggering.casefold() != self.actor.casefold():
-            return self.claims.get("triggering_actor_id", "")
-        return self.claims.get("actor_id", "")
-
-    @property
-    def sub(self) -> str:
-        return self.claims.get("sub", "")
-
-    @property
-    def ref(self) -> str:
-        return self.claims.get("ref", "")
-
-    @property
-    def job_workflow_ref(self) -> str:
-        return self.claims.get("job_workflow_ref", "")
-
-    @property
-    def run(self) -> str:
-        """The workflow run and attempt, e.g. "1234/1": one job run of a workflow."""
-        return f"{self.claims.get('run_id', '')}/{self.claims.get('run_attempt', '')}"
-
-    def get_username(self) -> str:
-        # How logs and the audit log name the caller.
-        return f"oidc:{self.person}@{self.repository}"
-
     def has_perm(self, perm, obj=None) -> bool:
         return False
-
-    def __str__(self):
-        return self.get_username()
 
 
 # --- OIDC verification ----------------------------------------------------------------------
@@ -180,7 +99,14 @@ def _verified_key(token: str) -> bytes:
 
 
 def oidc_verify(token: str) -> dict:
-    """The verified claims of an Actions ID token; raises AuthenticationFailed saying why."""
+    """The verified claims of an Actions ID token; raises AuthenticationFailed saying why.
+
+    Verified with PyJWT against the issuer's JWKS (GITHUB_OIDC_ISSUER + /.well-known/jwks),
+    RS256 only, with iss, aud (AIRLOCK_OIDC_AUDIENCE), exp and nbf checked and a small
+    leeway for clock skew. The key set is cached, and fetched again when a token names a
+    kid it does not hold (GitHub rotates its keys). A verified token is remembered until it
+    expires, for at most as long as the key set is cached.
+    """
     key = _verified_key(token)
     entry = _verified.get(key)
     if entry is not None and time.time() < entry[0]:
@@ -272,7 +198,10 @@ def _oidc_verify(token: str) -> dict:
 
 
 class BearerTokenAuthentication(BaseAuthentication):
-    """`Authorization: Bearer <OIDC JWT | alk_ API token>`."""
+    """`Authorization: Bearer <OIDC JWT | alk_ API token>`, told apart by shape: an API token
+    starts with its prefix, a JWT is three base64url parts joined by dots. A bearer token
+    that is neither is refused, not ignored. An OIDC caller is not a portal user: it becomes
+    an OidcPrincipal, and may only call the grant check (IsPortalUser)."""
 
     keyword = "bearer"
 

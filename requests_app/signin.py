@@ -7,7 +7,6 @@ The GitHub numeric id, which survives a rename, is kept in allauth's SocialAccou
 
 import logging
 
-import requests
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -16,34 +15,24 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 
+from integrations.github import TransientGitHubError, org_membership
 from portal.ratelimit import client_address, sign_in_refusal
 from requests_app.selectors import GITHUB, username_is_taken
 
 logger = logging.getLogger(__name__)
-
-MEMBERSHIP_TIMEOUT_SECONDS = 10
 
 
 def org_membership_refusal(*, token: str, org: str) -> str | None:
     """Why the owner of this OAuth token may not sign in as a member of `org`, or None when
     they are an active member. Asked with the user's own token: GitHub answers this
     endpoint only for the token's owner, and private memberships show only to them."""
-    url = f"{settings.GITHUB_API_URL}/user/memberships/orgs/{org}"
     try:
-        response = requests.get(
-            url,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
-            timeout=MEMBERSHIP_TIMEOUT_SECONDS,
-        )
-    except requests.RequestException as exc:
-        logger.warning("Could not check membership of %s: %s", org, exc)
+        membership = org_membership(token=token, org=org)
+    except TransientGitHubError as error:
+        logger.warning("Could not check membership of %s: %s", org, error.message)
         return f"GitHub could not be asked whether you belong to {org}; try again shortly."
-    if response.status_code == 200:
-        state = response.json().get("state")
+    if membership.status == 200:
+        state = membership.state
         if state == "active":
             return None
         if state == "pending":
@@ -52,17 +41,17 @@ def org_membership_refusal(*, token: str, org: str) -> str | None:
                 f"GitHub, then sign in again."
             )
         return f"Your membership of the {org} organization is not active ({state})."
-    if response.status_code == 404:
+    if membership.status == 404:
         return f"Your GitHub account is not a member of the {org} organization."
-    if response.status_code in (401, 403):
+    if membership.status in (401, 403):
         # 403 also comes back when the organization restricts OAuth apps.
         return (
             f"GitHub did not let Airlock see your membership of {org} "
-            f"(HTTP {response.status_code}). The organization may need to approve Airlock's "
+            f"(HTTP {membership.status}). The organization may need to approve Airlock's "
             f"OAuth app."
         )
-    logger.warning("Membership check for %s answered HTTP %s", org, response.status_code)
-    return f"GitHub could not confirm your membership of {org} (HTTP {response.status_code})."
+    logger.warning("Membership check for %s answered HTTP %s", org, membership.status)
+    return f"GitHub could not confirm your membership of {org} (HTTP {membership.status})."
 
 
 def _refuse(request, *, reason: str, org: str = ""):

@@ -1,23 +1,22 @@
 """The one way to GitHub: every GitHub HTTP call (the grant engine, sign-in's org check, team
 sync, deployment protection rules) goes through this package."""
 
-from integrations.github.client import (
-    AppInstallationClient,
-    CallbackUrlError,
-    DryRunGitHub,
-    EnvironmentProtection,
-    GitHubClient,
+from integrations.github.actions import WorkflowJob
+from integrations.github.app import AppInstallationClient, app_credentials_configured
+from integrations.github.callbacks import CallbackUrlError, deployment_callback_target
+from integrations.github.client import GitHubClient
+from integrations.github.dry_run import DryRunGitHub
+from integrations.github.environments import EnvironmentProtection, Reviewer
+from integrations.github.errors import (
     GitHubError,
     LeaseLost,
     NotFoundError,
     PermanentGitHubError,
-    RetryPolicy,
-    Reviewer,
     TransientGitHubError,
-    app_credentials_configured,
     classify,
-    deployment_callback_target,
 )
+from integrations.github.retry import RetryPolicy
+from integrations.github.users import OrgMembership, org_membership
 
 __all__ = [
     "AppInstallationClient",
@@ -28,11 +27,14 @@ __all__ = [
     "GitHubError",
     "LeaseLost",
     "NotFoundError",
+    "OrgMembership",
     "PermanentGitHubError",
     "RetryPolicy",
     "Reviewer",
     "TransientGitHubError",
+    "WorkflowJob",
     "app_credentials_configured",
     "classify",
     "deployment_callback_target",
+    "org_membership",
 ]
