@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 
 from audit.admin_changes import AuditedAdmin
 from core.errors import NotAllowed, WrongState
-from portal.admin_site import DateHierarchyAdmin
+from portal.admin_base import DateHierarchyAdmin
 from requests_app import selectors
 from requests_app.forms import (
     AccessPolicyAdminForm,
