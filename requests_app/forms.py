@@ -21,6 +21,7 @@ from core.names import (
 from portal.parsers import parse_json
 from portal.ratelimit import sign_in_refusal
 from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
+from requests_app.rules import approver_groups_refusal, default_duration_refusal
 from requests_app.selectors import user_is_approver, username_is_taken
 
 
@@ -300,8 +301,16 @@ class AccessPolicyAdminForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         default, maximum = cleaned.get("default_duration"), cleaned.get("max_duration")
-        if default is not None and maximum is not None and default > maximum:
-            self.add_error("default_duration", "The default must not exceed the maximum.")
+        if default is not None and maximum is not None:
+            if default_duration_refusal(default=default, maximum=maximum):
+                self.add_error("default_duration", "The default must not exceed the maximum.")
+        approvals = cleaned.get("approvals_required")
+        if approvals is not None and "approver_groups" not in self.errors:
+            refusal = approver_groups_refusal(
+                approvals_required=approvals, approver_groups=cleaned.get("approver_groups")
+            )
+            if refusal:
+                self.add_error("approver_groups", f"Approver groups are {refusal}.")
         return cleaned
 
 

@@ -1,0 +1,26 @@
+"""The rules of a valid access policy that no single field can check, in one place: the
+admin form, the policy file and the model's clean() all ask them."""
+
+from datetime import timedelta
+
+from django.core.validators import slug_re
+
+# What a policy's or approver group's name may be (a SlugField's own rule).
+NAME_RE = slug_re
+NAME_HINT = " (letters, digits, - and _)"
+
+
+def approver_groups_refusal(*, approvals_required: int, approver_groups) -> str | None:
+    """Why a policy's approver groups do not fit its approvals: approvals need someone to
+    give them."""
+    if approvals_required > 0 and not approver_groups:
+        return "is required when approvals_required is above 0"
+    return None
+
+
+def default_duration_refusal(*, default: timedelta, maximum: timedelta) -> str | None:
+    """Why a policy's default duration does not fit its maximum (the form offers the
+    default; the database refuses one above the maximum too)."""
+    if default > maximum:
+        return "must not be longer than max_duration"
+    return None
