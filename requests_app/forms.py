@@ -21,7 +21,11 @@ from core.names import (
 from portal.parsers import parse_json
 from portal.ratelimit import sign_in_refusal
 from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
-from requests_app.rules import approver_groups_refusal, default_duration_refusal
+from requests_app.rules import (
+    approver_groups_refusal,
+    default_duration_refusal,
+    secrets_refusal,
+)
 from requests_app.selectors import user_is_approver, username_is_taken
 
 
@@ -304,6 +308,9 @@ class AccessPolicyAdminForm(forms.ModelForm):
         if default is not None and maximum is not None:
             if default_duration_refusal(default=default, maximum=maximum):
                 self.add_error("default_duration", "The default must not exceed the maximum.")
+        kinds, secrets = cleaned.get("access_kinds"), cleaned.get("secrets")
+        if kinds is not None and secrets_refusal(access_kinds=kinds, secrets=secrets):
+            self.add_error("secrets", "Secrets are granted only with the 'secret' access kind.")
         approvals = cleaned.get("approvals_required")
         if approvals is not None and "approver_groups" not in self.errors:
             refusal = approver_groups_refusal(

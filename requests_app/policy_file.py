@@ -28,6 +28,7 @@ from requests_app.rules import (
     NAME_RE,
     approver_groups_refusal,
     default_duration_refusal,
+    secrets_refusal,
 )
 
 
@@ -318,8 +319,8 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         if refusal := default_duration_refusal(default=default_duration, maximum=max_duration):
             reader.fail(f"{path}.default_duration", items.get("default_duration"), refusal)
         secrets = reader.strings(items, "secrets", path)
-        if secrets and AccessKind.SECRET not in access:
-            reader.fail(f"{path}.secrets", items["secrets"], "secrets need 'secret' in access")
+        if refusal := secrets_refusal(access_kinds=access, secrets=secrets):
+            reader.fail(f"{path}.secrets", items["secrets"], refusal)
         approvals_required = reader.integer(items, "approvals_required", path, 1, maximum=10)
         groups = reader.strings(items, "approver_groups", path)
         refusal = approver_groups_refusal(

@@ -5,6 +5,8 @@ from datetime import timedelta
 
 from django.core.validators import slug_re
 
+from requests_app.models import AccessKind
+
 # What a policy's or approver group's name may be (a SlugField's own rule).
 NAME_RE = slug_re
 NAME_HINT = " (letters, digits, - and _)"
@@ -23,4 +25,12 @@ def default_duration_refusal(*, default: timedelta, maximum: timedelta) -> str |
     default; the database refuses one above the maximum too)."""
     if default > maximum:
         return "must not be longer than max_duration"
+    return None
+
+
+def secrets_refusal(*, access_kinds, secrets) -> str | None:
+    """Why a policy's secrets do not fit its access kinds: a secret is granted only as
+    secret access."""
+    if secrets and AccessKind.SECRET not in access_kinds:
+        return "secrets need 'secret' in access"
     return None

@@ -534,3 +534,33 @@ def test_an_approver_who_is_not_staff_reaches_only_the_requests_whatever_their_p
     ):
         assert client.get(url).status_code == 403, url
     assert client.get(reverse("admin:app_list", args=["audit"])).status_code == 404
+
+
+def test_the_approver_group_form_shows_a_github_team_outside_githubs_rules(
+    client, platform_admin
+):
+    add = reverse("admin:requests_app_approvergroup_add")
+    data = {
+        "name": "sre",
+        "description": "",
+        "github_team": "acme/not a team",
+        "members-TOTAL_FORMS": "0",
+        "members-INITIAL_FORMS": "0",
+    }
+
+    response = client.post(add, data)
+
+    assert response.status_code == 200
+    assert "github_team" in response.context["adminform"].form.errors
+    assert 'id="id_github_team_error"' in response.content.decode()
+
+
+def test_a_policy_granting_secrets_without_secret_access_is_refused(client, platform_admin):
+    secret = SecretDefinition.objects.create(name="DEPLOY_TOKEN", kind="environment")
+    add = reverse("admin:requests_app_accesspolicy_add")
+
+    response = client.post(add, policy_form(access_kinds=["reviewer"], secrets=[str(secret.pk)]))
+
+    assert response.status_code == 200
+    assert "secrets" in response.context["adminform"].form.errors
+    assert not AccessPolicy.objects.exists()
