@@ -5,7 +5,18 @@ from datetime import timedelta
 
 from django.core.validators import slug_re
 
-from requests_app.models import AccessKind
+from requests_app.models import AccessKind, AccessRequest
+
+# What a person writes with a request or a decision is kept in TextFields: the forms and
+# the API bound it alike.
+REASON_MAX_LENGTH = 5000
+COMMENT_MAX_LENGTH = 2000
+
+
+def request_field_max_length(name: str) -> int:
+    """The longest value an AccessRequest field holds: the forms and the API refuse more."""
+    return AccessRequest._meta.get_field(name).max_length
+
 
 # What a policy's or approver group's name may be (a SlugField's own rule).
 NAME_RE = slug_re
