@@ -39,6 +39,7 @@ class RequestPage:
     outcome: object  # (access_request) -> str
     form_kwargs: dict | None = None
     context: dict | None = None
+    counted: bool = False  # the title names the requests: "Approve access requests"
 
 
 def _decision_refusal(access_request, user) -> str | None:
@@ -70,7 +71,8 @@ def _approved(access_request) -> str:
 def _decision_page(name: str, title: str, service, outcome) -> RequestPage:
     return RequestPage(
         template="admin/requests_app/accessrequest/decision.html",
-        title=title,
+        title=f"{title} access request",
+        counted=True,
         form=DecisionForm,
         form_kwargs={"decision": name},
         context={"decision": name},
@@ -199,9 +201,7 @@ class RequestPagesMixin:
                 self._act(request, page, access_request, form.cleaned_data)
             return None
         rows = [(r, page.refusal(r, request.user)) for r in access_requests]
-        title = page.title
-        if page.form is DecisionForm:
-            title = f"{title} access request{'s' if len(rows) != 1 else ''}"
+        title = page.title + ("s" if page.counted and len(rows) != 1 else "")
         context = {
             **self.admin_site.each_context(request),
             **(page.context or {}),
