@@ -103,7 +103,7 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
     )
     readonly_fields = tuple(field for _, options in fieldsets for field in options["fields"])
 
-    # Permissions: computed, never stored, for approvers; see the module docstring.
+    # Permissions: computed, never stored, for approvers (requests_app.admin.base).
 
     def has_module_permission(self, request):
         return can_view_request(request)
