@@ -20,7 +20,7 @@ from audit.export import (
 )
 from audit.models import AuditEvent
 from audit.services import log_event
-from portal.admin_site import DateHierarchyAdmin
+from portal.admin_base import DateHierarchyAdmin
 
 
 @admin.register(AuditEvent)

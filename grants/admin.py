@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from core.errors import NotAllowed, WrongState
 from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
 from grants.services import grant_retry, grant_revoke
-from portal.admin_site import DateHierarchyAdmin
+from portal.admin_base import DateHierarchyAdmin
 
 
 class ReadOnlyAdmin(DateHierarchyAdmin):

@@ -23,7 +23,7 @@ from django_celery_beat.models import (
 
 from audit.admin_changes import AuditedAdmin, field_values
 from grants.schedule import beat_schedule, is_airlock_entry
-from portal.admin_site import DateHierarchyAdmin
+from portal.admin_base import DateHierarchyAdmin
 
 DECLARED_IN_CODE = (
     "Declared in code (grants/schedule.py) and installed by install_beat_schedule at every "

@@ -5,17 +5,12 @@ access the moment they leave it; nothing has to be kept in sync. Inside, someone
 staff reaches only APPROVER_MODELS, whatever permissions their account holds: Django's own
 rule is that only staff enter the admin, so a permission left on a non-staff account (from
 when it was staff, say) must not open the audit log, the grants or the users to it.
-
-The apps' ModelAdmins with a date drill-down share DateHierarchyAdmin, whose change list
-refuses a date off the calendar as bad input.
 """
 
 from datetime import timedelta
 from functools import wraps
 
 from django.contrib import admin
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils import timezone
@@ -27,27 +22,6 @@ APPROVER_MODELS = frozenset({"requests_app.accessrequest", "requests_app.approva
 
 def _for_approver(model) -> bool:
     return model._meta.label_lower in APPROVER_MODELS
-
-
-class CalendarChangeList(ChangeList):
-    """Django's change list, refusing a date hierarchy off the calendar as bad lookup
-    parameters (the list shows its "?e=1" notice), as it refuses other bad ones. Django
-    checks only for ValueError while it makes the first date: a year of 99999999999999999999999
-    (OverflowError), or of 9999, whose next year does not exist (ValueError, later), were
-    500s."""
-
-    def get_filters(self, request):
-        try:
-            return super().get_filters(request)
-        except (OverflowError, ValueError) as refusal:
-            raise IncorrectLookupParameters(refusal) from refusal
-
-
-class DateHierarchyAdmin(admin.ModelAdmin):
-    """The base of every ModelAdmin with a date_hierarchy (see CalendarChangeList)."""
-
-    def get_changelist(self, request, **kwargs):
-        return CalendarChangeList
 
 
 class AirlockAdminSite(admin.AdminSite):

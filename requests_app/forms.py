@@ -21,6 +21,14 @@ from core.names import (
 from portal.parsers import parse_json
 from portal.ratelimit import sign_in_refusal
 from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
+from requests_app.rules import (
+    COMMENT_MAX_LENGTH,
+    REASON_MAX_LENGTH,
+    approver_groups_refusal,
+    default_duration_refusal,
+    request_field_max_length,
+    secrets_refusal,
+)
 from requests_app.selectors import user_is_approver, username_is_taken
 
 
@@ -34,12 +42,12 @@ class PortalForm(forms.Form):
 
 class AccessRequestForm(PortalForm):
     repository = forms.CharField(
-        max_length=200,
+        max_length=request_field_max_length("repository"),
         help_text="owner/name, for example acme/api",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     environment = forms.CharField(
-        max_length=255,
+        max_length=request_field_max_length("environment"),
         help_text="The GitHub environment, for example production",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
@@ -84,7 +92,7 @@ class AccessRequestForm(PortalForm):
     workflow_ref_pattern = forms.CharField(
         label="Workflow (optional)",
         required=False,
-        max_length=500,
+        max_length=request_field_max_length("workflow_ref_pattern"),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
         help_text=(
             "Only workflows whose job_workflow_ref matches may use the grant, for example "
@@ -95,7 +103,7 @@ class AccessRequestForm(PortalForm):
     ref_pattern = forms.CharField(
         label="Ref (optional)",
         required=False,
-        max_length=255,
+        max_length=request_field_max_length("ref_pattern"),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
         help_text=(
             "Only workflows running on a matching ref may use the grant, for example "
@@ -153,7 +161,10 @@ class DecisionForm(PortalForm):
 
 class CancelForm(PortalForm):
     comment = forms.CharField(
-        label="Comment (optional)", required=False, max_length=2000, strip=True
+        label="Comment (optional)",
+        required=False,
+        max_length=COMMENT_MAX_LENGTH,
+        strip=True,
     )
 
 
@@ -162,7 +173,7 @@ class ExtendForm(PortalForm):
 
     reason = forms.CharField(
         label="Why do you need more time?",
-        max_length=5000,
+        max_length=REASON_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Approvers read it, as for any request.",
     )
@@ -188,7 +199,7 @@ class BreakGlassReviewForm(PortalForm):
     comment = forms.CharField(
         label="Comment (required to escalate)",
         required=False,
-        max_length=2000,
+        max_length=COMMENT_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
 
@@ -300,8 +311,19 @@ class AccessPolicyAdminForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         default, maximum = cleaned.get("default_duration"), cleaned.get("max_duration")
-        if default is not None and maximum is not None and default > maximum:
-            self.add_error("default_duration", "The default must not exceed the maximum.")
+        if default is not None and maximum is not None:
+            if default_duration_refusal(default=default, maximum=maximum):
+                self.add_error("default_duration", "The default must not exceed the maximum.")
+        kinds, secrets = cleaned.get("access_kinds"), cleaned.get("secrets")
+        if kinds is not None and secrets_refusal(access_kinds=kinds, secrets=secrets):
+            self.add_error("secrets", "Secrets are granted only with the 'secret' access kind.")
+        approvals = cleaned.get("approvals_required")
+        if approvals is not None and "approver_groups" not in self.errors:
+            refusal = approver_groups_refusal(
+                approvals_required=approvals, approver_groups=cleaned.get("approver_groups")
+            )
+            if refusal:
+                self.add_error("approver_groups", f"Approver groups are {refusal}.")
         return cleaned
 
 

@@ -23,8 +23,13 @@ from core.names import (
     github_team_parts,
 )
 from requests_app.models import AccessKind, SecretDefinition
-
-SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
+from requests_app.rules import (
+    NAME_HINT,
+    NAME_RE,
+    approver_groups_refusal,
+    default_duration_refusal,
+    secrets_refusal,
+)
 
 
 class PolicyFileError(Exception):
@@ -229,7 +234,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         document.groups.append(
             GroupSpec(
                 name=reader.text(
-                    items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"
+                    items, "name", path, pattern=NAME_RE, hint=NAME_HINT
                 ),
                 members=members,
                 github_team=reader.name(
@@ -311,25 +316,22 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         default_duration = reader.duration(
             items, "default_duration", path, min(timedelta(hours=1), max_duration)
         )
-        if default_duration > max_duration:
-            reader.fail(
-                f"{path}.default_duration",
-                items.get("default_duration"),
-                "must not be longer than max_duration",
-            )
+        if refusal := default_duration_refusal(default=default_duration, maximum=max_duration):
+            reader.fail(f"{path}.default_duration", items.get("default_duration"), refusal)
         secrets = reader.strings(items, "secrets", path)
-        if secrets and AccessKind.SECRET not in access:
-            reader.fail(f"{path}.secrets", items["secrets"], "secrets need 'secret' in access")
+        if refusal := secrets_refusal(access_kinds=access, secrets=secrets):
+            reader.fail(f"{path}.secrets", items["secrets"], refusal)
         approvals_required = reader.integer(items, "approvals_required", path, 1, maximum=10)
         groups = reader.strings(items, "approver_groups", path)
-        if approvals_required > 0 and not groups:
-            reader.fail(
-                f"{path}.approver_groups", node, "is required when approvals_required is above 0"
-            )
+        refusal = approver_groups_refusal(
+            approvals_required=approvals_required, approver_groups=groups
+        )
+        if refusal:
+            reader.fail(f"{path}.approver_groups", node, refusal)
         document.policies.append(
             PolicySpec(
                 name=reader.text(
-                    items, "name", path, pattern=SLUG_RE, hint=" (letters, digits, - and _)"
+                    items, "name", path, pattern=NAME_RE, hint=NAME_HINT
                 ),
                 repositories=reader.patterns(
                     items, "repositories", path, rule=canonical_repository_pattern

@@ -9,11 +9,10 @@ from rest_framework import serializers
 
 from core.names import NameRefused, canonical_environment, canonical_repository
 from requests_app.models import AccessKind, AccessRequest, Approval
+from requests_app.rules import COMMENT_MAX_LENGTH, REASON_MAX_LENGTH, request_field_max_length
 
 # Type bounds, not policy (AccessRequest.MAX_DURATION_MINUTES too): the policy's own
 # limits are checked by the service.
-MAX_REASON_LENGTH = 5000
-MAX_COMMENT_LENGTH = 2000
 
 
 class TargetNameField(serializers.CharField):
@@ -38,7 +37,7 @@ class RepositoryField(TargetNameField):
     canonical = staticmethod(canonical_repository)
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("max_length", request_field_max_length("repository"))
         kwargs.setdefault("help_text", "owner/name, e.g. acme/api (not case sensitive)")
         super().__init__(**kwargs)
 
@@ -47,7 +46,7 @@ class EnvironmentField(TargetNameField):
     canonical = staticmethod(canonical_environment)
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", 255)
+        kwargs.setdefault("max_length", request_field_max_length("environment"))
         kwargs.setdefault("help_text", "e.g. production (not case sensitive)")
         super().__init__(**kwargs)
 
@@ -63,7 +62,7 @@ class AccessRequestCreateSerializer(serializers.Serializer):
         allow_blank=True,
         help_text="Secret access only: the secret's name, e.g. DEPLOY_TOKEN.",
     )
-    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, trim_whitespace=True)
+    reason = serializers.CharField(max_length=REASON_MAX_LENGTH, trim_whitespace=True)
     duration_minutes = serializers.IntegerField(
         min_value=1,
         max_value=AccessRequest.MAX_DURATION_MINUTES,
@@ -76,7 +75,7 @@ class AccessRequestCreateSerializer(serializers.Serializer):
     )
     break_glass = serializers.BooleanField(required=False, default=False)
     workflow_ref_pattern = serializers.CharField(
-        max_length=500,
+        max_length=request_field_max_length("workflow_ref_pattern"),
         required=False,
         allow_blank=True,
         default="",
@@ -85,7 +84,7 @@ class AccessRequestCreateSerializer(serializers.Serializer):
         "acme/api/.github/workflows/deploy.yml@refs/heads/main.",
     )
     ref_pattern = serializers.CharField(
-        max_length=255,
+        max_length=request_field_max_length("ref_pattern"),
         required=False,
         allow_blank=True,
         default="",
@@ -98,7 +97,7 @@ class DecisionSerializer(serializers.Serializer):
     """Body of approve, deny, cancel and revoke."""
 
     comment = serializers.CharField(
-        max_length=MAX_COMMENT_LENGTH, required=False, allow_blank=True, default=""
+        max_length=COMMENT_MAX_LENGTH, required=False, allow_blank=True, default=""
     )
 
 
@@ -138,7 +137,7 @@ class ExtensionSerializer(serializers.Serializer):
 class ExtendSerializer(serializers.Serializer):
     """Body of POST /api/v1/requests/{id}/extend."""
 
-    reason = serializers.CharField(max_length=MAX_REASON_LENGTH, trim_whitespace=True)
+    reason = serializers.CharField(max_length=REASON_MAX_LENGTH, trim_whitespace=True)
     duration_minutes = serializers.IntegerField(
         min_value=1,
         max_value=AccessRequest.MAX_DURATION_MINUTES,

@@ -338,7 +338,9 @@ def platform_admin(client):
 
 
 def policy_form(**overrides):
+    # A policy needing approvals names who gives them (requests_app.rules).
     data = {
+        "approver_groups": [str(ApproverGroupFactory(name="staging-approvers").pk)],
         "name": "staging",
         "description": "",
         "repository_patterns": "acme/*, acme-infra/deploy",
@@ -404,6 +406,54 @@ def test_policy_changes_are_written_to_the_audit_log(client, platform_admin):
     event = AuditEvent.objects.get(action="accesspolicy.created")
     assert event.actor_label == "root"
     assert event.target_repr == "staging"
+
+
+def test_a_policy_needing_approvals_without_approver_groups_is_refused(client, platform_admin):
+    add = reverse("admin:requests_app_accesspolicy_add")
+
+    response = client.post(add, policy_form(approver_groups=[]))
+
+    assert response.status_code == 200
+    assert "approver_groups" in response.context["adminform"].form.errors
+    assert not AccessPolicy.objects.exists()
+
+
+def test_a_policy_approved_automatically_needs_no_approver_groups(client, platform_admin):
+    add = reverse("admin:requests_app_accesspolicy_add")
+
+    response = client.post(add, policy_form(approver_groups=[], approvals_required="0"))
+
+    assert response.status_code == 302
+    assert AccessPolicy.objects.get().approvals_required == 0
+
+
+def test_policy_changes_record_the_changed_fields_before_and_after(client, platform_admin):
+    client.post(reverse("admin:requests_app_accesspolicy_add"), policy_form())
+    policy = AccessPolicy.objects.get()
+    change = reverse("admin:requests_app_accesspolicy_change", args=[policy.pk])
+
+    client.post(change, policy_form(reason_min_length="30"))
+
+    created = AuditEvent.objects.get(action="accesspolicy.created")
+    assert created.detail["after"]["approver_groups"] == ["staging-approvers"]
+    event = AuditEvent.objects.get(action="accesspolicy.changed")
+    assert event.detail["changed"] == ["reason_min_length"]
+    assert event.detail["before"] == {"reason_min_length": 10}
+    assert event.detail["after"] == {"reason_min_length": 30}
+
+
+def test_a_secret_value_change_is_audited_without_the_value(client, platform_admin):
+    add = reverse("admin:requests_app_secretdefinition_add")
+    client.post(add, {"name": "DEPLOY_TOKEN", "kind": "environment", "org": "", "new_value": "a"})
+    secret = SecretDefinition.objects.get()
+    change = reverse("admin:requests_app_secretdefinition_change", args=[secret.pk])
+
+    client.post(change, {"name": "DEPLOY_TOKEN", "kind": "environment", "new_value": "hunter2"})
+
+    event = AuditEvent.objects.get(action="secretdefinition.changed")
+    assert "encrypted_value" in event.detail["changed"]
+    assert "encrypted_value" not in event.detail["before"] | event.detail["after"]
+    assert "hunter2" not in str(event.detail)
 
 
 def test_secret_value_is_write_only(client, platform_admin):
@@ -484,3 +534,33 @@ def test_an_approver_who_is_not_staff_reaches_only_the_requests_whatever_their_p
     ):
         assert client.get(url).status_code == 403, url
     assert client.get(reverse("admin:app_list", args=["audit"])).status_code == 404
+
+
+def test_the_approver_group_form_shows_a_github_team_outside_githubs_rules(
+    client, platform_admin
+):
+    add = reverse("admin:requests_app_approvergroup_add")
+    data = {
+        "name": "sre",
+        "description": "",
+        "github_team": "acme/not a team",
+        "members-TOTAL_FORMS": "0",
+        "members-INITIAL_FORMS": "0",
+    }
+
+    response = client.post(add, data)
+
+    assert response.status_code == 200
+    assert "github_team" in response.context["adminform"].form.errors
+    assert 'id="id_github_team_error"' in response.content.decode()
+
+
+def test_a_policy_granting_secrets_without_secret_access_is_refused(client, platform_admin):
+    secret = SecretDefinition.objects.create(name="DEPLOY_TOKEN", kind="environment")
+    add = reverse("admin:requests_app_accesspolicy_add")
+
+    response = client.post(add, policy_form(access_kinds=["reviewer"], secrets=[str(secret.pk)]))
+
+    assert response.status_code == 200
+    assert "secrets" in response.context["adminform"].form.errors
+    assert not AccessPolicy.objects.exists()

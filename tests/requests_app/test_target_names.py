@@ -13,6 +13,7 @@ from requests_app.models import AccessPolicy, AccessRequest
 from requests_app.policies import policy_for_target
 from tests.requests_app.factories import (
     LOOKALIKE,
+    ApproverGroupFactory,
     UserFactory,
     strict_and_lax_policies,
 )
@@ -154,7 +155,9 @@ def platform_admin(client):
 
 
 def policy_form(**overrides):
+    # A policy needing approvals names who gives them (requests_app.rules).
     return {
+        "approver_groups": [str(ApproverGroupFactory().pk)],
         "name": "staging",
         "description": "",
         "repository_patterns": "acme/*",

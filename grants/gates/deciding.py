@@ -1,0 +1,168 @@
+"""Deciding gates: approving the waiting gates a grant in force covers, rejecting those whose
+request closed without access; compare-and-set, audited, posted after the commit."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from grants.check import restriction_refusal
+from grants.gates.comments import approved_comment, rejected_comment
+from grants.gates.outbox import enqueue_post
+from grants.models import DeploymentGate
+from requests_app.models import AccessRequest
+
+State = DeploymentGate.State
+Status = AccessRequest.Status
+
+# Requests that have ended: a gate still waiting on one is rejected (denied, cancelled,
+# timed out or failed: access never came; revoked or expired: it is gone, and whatever
+# waits was not covered by it).
+CLOSED_WITHOUT_ACCESS = AccessRequest.CLOSED_STATUSES
+OPEN_STATUSES = AccessRequest.OPEN_STATUSES
+# GitHub stops waiting for a custom protection rule after 30 days; the sweep stops looking.
+GATE_HORIZON = timedelta(days=30)
+
+
+def qualified_ref(ref: str) -> str | None:
+    # "main" could be a branch or a tag: a ref restriction is matched only against a ref
+    # that says which ("refs/heads/main"); an ambiguous one counts as unknown.
+    return ref if ref.startswith("refs/") else None
+
+
+def covering_request(gate: DeploymentGate, now: datetime):
+    """The active request (longest-lasting first) whose grant covers the gate, and why
+    each other active one does not (restrictions)."""
+    in_force = AccessRequest.objects.in_force(now).filter(
+        repository=gate.repository,
+        environment=gate.environment,
+        requester__username__iexact=gate.login,
+    ).order_by("-expires_at", "-pk")
+    refusals = []
+    for candidate in in_force[:50]:
+        refusal = restriction_refusal(
+            candidate, job_workflow_ref=None, ref=qualified_ref(gate.ref)
+        )
+        if not refusal:
+            return candidate, refusals
+        refusals.append(f"request #{candidate.pk}: {refusal}")
+    return None, refusals
+
+
+def decide(gate, state, *, access_request, now, reason: str = "") -> bool:
+    """pending → approved/rejected, compare-and-set, audited in the caller's transaction;
+    the post to GitHub is enqueued after the commit. False if it was decided already."""
+    comment = (
+        approved_comment(gate, access_request)
+        if state == State.APPROVED
+        else rejected_comment(gate, access_request)
+    )
+    updated = DeploymentGate.objects.filter(pk=gate.pk, state=State.PENDING).update(
+        state=state,
+        decided_at=now,
+        access_request=access_request,
+        comment=comment,
+        # A decision is a new answer to post: fresh attempts, even if a comment failed.
+        post_attempts=0,
+        next_attempt_at=None,
+        gave_up_at=None,
+    )
+    if updated != 1:
+        return False
+    gate.state, gate.decided_at, gate.comment = state, now, comment
+    gate.access_request = access_request
+    audit.log_event(
+        action=f"deployment_gate.{state}",
+        target=gate,
+        reason=reason or comment,
+        detail={
+            "request": access_request.pk,
+            "request_status": access_request.status,
+            "expires_at": access_request.expires_at,
+            "login": gate.login,
+            "run_id": gate.run_id,
+        },
+    )
+    gate_id = gate.pk
+    transaction.on_commit(lambda: enqueue_post(gate_id))
+    return True
+
+
+def deployment_gates_follow_request(*, request_id: int) -> int:
+    """Bring the gates waiting on this request's person and environment up to date with
+    it: approve them when it is active, reject them when it closed without access (and no
+    other open request of theirs may still grant it). Returns how many were decided."""
+    access_request = (
+        AccessRequest.objects.select_related("requester").filter(pk=request_id).first()
+    )
+    if access_request is None:
+        return 0
+    return follow(access_request, timezone.now())
+
+
+def deployment_gates_wait_on(*, request_id: int) -> bool:
+    """Whether any gate waits on this request's person and environment."""
+    now = timezone.now()
+    # Usually no gate waits at all (a mass expiry asks once per request): one indexed
+    # query answers that before the request is read.
+    if not DeploymentGate.objects.filter(
+        state=State.PENDING, created_at__gte=now - GATE_HORIZON
+    ).exists():
+        return False
+    access_request = (
+        AccessRequest.objects.select_related("requester").filter(pk=request_id).first()
+    )
+    return access_request is not None and waiting_gates(access_request, now).exists()
+
+
+def waiting_gates(access_request, now):
+    return DeploymentGate.objects.filter(
+        state=State.PENDING,
+        repository=access_request.repository,
+        environment=access_request.environment,
+        login__iexact=access_request.requester.get_username(),
+        created_at__gte=now - GATE_HORIZON,
+    ).order_by("pk")
+
+
+def follow(access_request, now) -> int:
+    decided = 0
+    if access_request.status == Status.ACTIVE and access_request.expires_at > now:
+        for gate in waiting_gates(access_request, now):
+            refusal = restriction_refusal(
+                access_request, job_workflow_ref=None, ref=qualified_ref(gate.ref)
+            )
+            if refusal:
+                continue
+            with transaction.atomic():
+                decided += decide(gate, State.APPROVED, access_request=access_request, now=now)
+    elif access_request.status in CLOSED_WITHOUT_ACCESS:
+        closed_at = request_closed_at(access_request)
+        if closed_at is None or _has_open_request(access_request):
+            return 0
+        for gate in waiting_gates(access_request, now).filter(created_at__lte=closed_at):
+            with transaction.atomic():
+                decided += decide(gate, State.REJECTED, access_request=access_request, now=now)
+    return decided
+
+
+def request_closed_at(access_request) -> datetime | None:
+    if access_request.status in (Status.FAILED, Status.REVOKED, Status.EXPIRED):
+        return access_request.ended_at or access_request.decided_at
+    return access_request.decided_at
+
+
+def _has_open_request(access_request) -> bool:
+    return (
+        AccessRequest.objects.filter(
+            status__in=OPEN_STATUSES,
+            repository=access_request.repository,
+            environment=access_request.environment,
+            requester_id=access_request.requester_id,
+        )
+        .exclude(pk=access_request.pk)
+        .exists()
+    )

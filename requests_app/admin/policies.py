@@ -1,0 +1,55 @@
+"""The access policy admin (staff only)."""
+
+from django.contrib import admin
+
+from requests_app.admin.base import PlatformAdminOnly
+from requests_app.forms import AccessPolicyAdminForm
+from requests_app.models import AccessPolicy
+
+
+@admin.register(AccessPolicy)
+class AccessPolicyAdmin(PlatformAdminOnly):
+    form = AccessPolicyAdminForm
+    list_display = (
+        "name",
+        "repositories_column",
+        "environments_column",
+        "kinds_column",
+        "approvals_required",
+        "max_duration",
+        "break_glass",
+    )
+    list_filter = ("break_glass", "approvals_required")
+    search_fields = ("name", "description")
+    filter_horizontal = ("secrets", "approver_groups")
+    fieldsets = (
+        (None, {"fields": ("name", "description")}),
+        (
+            "Targets",
+            {"fields": ("repository_patterns", "environment_patterns", "access_kinds", "secrets")},
+        ),
+        (
+            "Approval",
+            {"fields": ("approvals_required", "approver_groups", "reason_min_length")},
+        ),
+        (
+            "Durations",
+            {
+                "fields": ("max_duration", "default_duration", "pending_ttl"),
+                "description": "As [DD] [HH:[MM:]]ss, for example 4:00:00 for four hours.",
+            },
+        ),
+        ("Break-glass", {"fields": ("break_glass", "break_glass_max_duration")}),
+    )
+
+    @admin.display(description="repositories")
+    def repositories_column(self, obj):
+        return ", ".join(obj.repository_patterns)
+
+    @admin.display(description="environments")
+    def environments_column(self, obj):
+        return ", ".join(obj.environment_patterns)
+
+    @admin.display(description="access")
+    def kinds_column(self, obj):
+        return ", ".join(obj.access_kinds)

@@ -1,0 +1,47 @@
+"""The rules of a valid access policy that no single field can check, in one place: the
+admin form, the policy file and the model's clean() all ask them."""
+
+from datetime import timedelta
+
+from django.core.validators import slug_re
+
+from requests_app.models import AccessKind, AccessRequest
+
+# What a person writes with a request or a decision is kept in TextFields: the forms and
+# the API bound it alike.
+REASON_MAX_LENGTH = 5000
+COMMENT_MAX_LENGTH = 2000
+
+
+def request_field_max_length(name: str) -> int:
+    """The longest value an AccessRequest field holds: the forms and the API refuse more."""
+    return AccessRequest._meta.get_field(name).max_length
+
+
+# What a policy's or approver group's name may be (a SlugField's own rule).
+NAME_RE = slug_re
+NAME_HINT = " (letters, digits, - and _)"
+
+
+def approver_groups_refusal(*, approvals_required: int, approver_groups) -> str | None:
+    """Why a policy's approver groups do not fit its approvals: approvals need someone to
+    give them."""
+    if approvals_required > 0 and not approver_groups:
+        return "is required when approvals_required is above 0"
+    return None
+
+
+def default_duration_refusal(*, default: timedelta, maximum: timedelta) -> str | None:
+    """Why a policy's default duration does not fit its maximum (the form offers the
+    default; the database refuses one above the maximum too)."""
+    if default > maximum:
+        return "must not be longer than max_duration"
+    return None
+
+
+def secrets_refusal(*, access_kinds, secrets) -> str | None:
+    """Why a policy's secrets do not fit its access kinds: a secret is granted only as
+    secret access."""
+    if secrets and AccessKind.SECRET not in access_kinds:
+        return "secrets need 'secret' in access"
+    return None
