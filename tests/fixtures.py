@@ -15,12 +15,8 @@ from requests_app.models import AccessRequest
 from requests_app.selectors import approver_identity
 from requests_app.tokens import api_token_create
 from tests.github_fake.server import GitHubServer
-from tests.requests_app.factories import (
-    AccessPolicyFactory,
-    AccessRequestFactory,
-    UserFactory,
-    strict_and_lax_policies,
-)
+from tests.grants.factories import approved_request
+from tests.requests_app.factories import AccessPolicyFactory, UserFactory, strict_and_lax_policies
 
 # --- the database, the cache, and what CI refuses to skip ------------------------------------
 
@@ -136,17 +132,22 @@ def airlock_writes_to(github, settings) -> None:
     settings.AIRLOCK_DRY_RUN = False
 
 
-@pytest.fixture
-def gh(github, settings):
-    """The local GitHub as the grant engine sees it, with acme/api in it; retries of
-    milliseconds, a few seconds at most per call."""
-    airlock_writes_to(github, settings)
+def fast_retries(settings, *, attempts: int, base_seconds: float, cap_seconds: float) -> None:
+    """Retries of milliseconds, a few seconds at most per call, so that a fault test waits
+    for its retries without waiting long."""
     settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS = 1
     settings.AIRLOCK_GITHUB_RETRY_MAX_SECONDS = 5
-    settings.AIRLOCK_GITHUB_RETRY_MAX_ATTEMPTS = 4
-    settings.AIRLOCK_GITHUB_RETRY_BASE_SECONDS = 0.02
-    settings.AIRLOCK_GITHUB_RETRY_CAP_SECONDS = 0.1
+    settings.AIRLOCK_GITHUB_RETRY_MAX_ATTEMPTS = attempts
+    settings.AIRLOCK_GITHUB_RETRY_BASE_SECONDS = base_seconds
+    settings.AIRLOCK_GITHUB_RETRY_CAP_SECONDS = cap_seconds
     settings.AIRLOCK_GRANT_RETRY_BASE_SECONDS = 1
+
+
+@pytest.fixture
+def gh(github, settings):
+    """The local GitHub as the grant engine sees it, with acme/api in it."""
+    airlock_writes_to(github, settings)
+    fast_retries(settings, attempts=4, base_seconds=0.02, cap_seconds=0.1)
     github.add_repo("acme/api")
     return github
 
@@ -155,12 +156,7 @@ def gh(github, settings):
 def local_github(github, settings):
     """The local GitHub as the property tests drive it: empty, and faster retries still."""
     airlock_writes_to(github, settings)
-    settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS = 1
-    settings.AIRLOCK_GITHUB_RETRY_MAX_SECONDS = 5
-    settings.AIRLOCK_GITHUB_RETRY_MAX_ATTEMPTS = 3
-    settings.AIRLOCK_GITHUB_RETRY_BASE_SECONDS = 0.01
-    settings.AIRLOCK_GITHUB_RETRY_CAP_SECONDS = 0.05
-    settings.AIRLOCK_GRANT_RETRY_BASE_SECONDS = 1
+    fast_retries(settings, attempts=3, base_seconds=0.01, cap_seconds=0.05)
     return github
 
 
@@ -258,14 +254,8 @@ def active_request(
     """A request whose grant is in force on GitHub, as the engine leaves it: active, with
     granted_at and expires_at, and its grant applied."""
     policy = extra.pop("policy", None) or AccessPolicyFactory(name="api-test-policy")
-    access_request = AccessRequestFactory(
-        requester=UserFactory(username=login),
-        repository=repository,
-        environment=environment,
-        policy=policy,
-        status=AccessRequest.Status.APPROVED,
-        decided_at=timezone.now(),
-        **extra,
+    access_request = approved_request(
+        login, repository=repository, environment=environment, policy=policy, **extra
     )
     for login in approvers:
         approver = UserFactory(username=login)
