@@ -1,16 +1,6 @@
 #!/usr/bin/env python3
-"""The Airlock Action's one step: ask Airlock whether the person who started this job
-holds an active grant for the job's repository and environment, and fail the job if not.
-
-Standard library only (GitHub's runners have python3). Inputs arrive as environment
-variables (action.yml maps them, so no input is ever pasted into a shell command):
-INPUT_AIRLOCK_URL, INPUT_ENVIRONMENT, INPUT_ACCESS, INPUT_AUDIENCE, INPUT_RETRIES. The job's
-OIDC token comes from ACTIONS_ID_TOKEN_REQUEST_URL / ACTIONS_ID_TOKEN_REQUEST_TOKEN, which
-GitHub sets only for jobs with `permissions: id-token: write`.
-
-Outputs (to $GITHUB_OUTPUT): allowed (true/false), expires-at, grant-id, request-id.
-Exit status: 0 when a grant is active, 1 otherwise (no grant, refused, unreachable).
-"""
+"""The Airlock Action's one step: fail the job unless the person who started it holds an
+active grant for its repository and environment (inputs and outputs: docs/api.md)."""
 
 from __future__ import annotations
 

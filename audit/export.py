@@ -1,12 +1,5 @@
 """The audit log as data for others: one event as a dict, JSON Lines for a SIEM, and the
-log's head to keep outside the database.
-
-A line carries everything its hash covers, so a reader holding the key can check each
-event on its own: drop "id", "key_id" and "hash", and HMAC-SHA256 of the rest as compact,
-key-sorted, ASCII JSON, keyed with the UTF-8 bytes of the AIRLOCK_AUDIT_KEYS entry that
-"key_id" names, is "hash". An event with an empty "key_id" was chained before the log had
-a key: there "hash" is a plain sha256 of the same.
-"""
+log's head to keep outside the database (the line format: docs/audit-log.md)."""
 
 import json
 import re

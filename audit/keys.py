@@ -1,18 +1,5 @@
-"""The audit chain's keys: the one that chains new events, and those that verify older ones.
-
-Each event's hash is an HMAC-SHA256 under a key that lives in the environment, never in
-the database, so write access to the database is not enough to write a log that verifies.
-An event records the id of its key (a short fingerprint, never the key itself).
-
-AIRLOCK_AUDIT_KEYS lists the keys, newest first: the first chains new events, the rest
-still verify the events they chained, so a key is rotated by putting a new one in front.
-Keys derived from SECRET_KEY (and SECRET_KEY_FALLBACKS) always verify too, and chain new
-events while AIRLOCK_AUDIT_KEYS is unset: a development portal needs no set-up, and a
-deployment that forgot the variable is still keyed by a secret the database does not
-hold (`check --deploy` warns, see audit/checks.py).
-
-The keys are read once per process, not per event: log_event() is on hot paths.
-"""
+"""The audit chain's keys: the one that chains new events, and those that verify older ones
+(rotation and the SECRET_KEY fallback: docs/audit-log.md)."""
 
 import hashlib
 import hmac

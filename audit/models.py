@@ -1,9 +1,5 @@
-"""The audit log's tables: the events themselves, hash-chained, and the chain's head.
-
-An event is never updated or deleted. The ORM refuses to (see AuditEventQuerySet and
-AuditEvent.save/delete) and on PostgreSQL the table itself refuses (migrations 0002, 0003).
-Each link is keyed (audit/keys.py), so only someone holding the key can forge one.
-"""
+"""The audit log's tables: the events themselves, append-only and hash-chained, and the
+chain's head (docs/audit-log.md)."""
 
 import hashlib
 import json

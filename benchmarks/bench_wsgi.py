@@ -1,10 +1,5 @@
-"""Airlock's WSGI application plus one bare Django JSON view, /bench/baseline, served by the
-same processes: the throughput benchmark's baseline. Nothing in production routes it.
-
-The view goes through the same middleware as the grant check (request id, access log,
-security, sessions, CSRF, auth...), but does no authentication, no query and no
-serialisation of its own: the difference between the two is what the check costs.
-"""
+"""Airlock's WSGI application plus a bare Django JSON view, /bench/baseline: the throughput
+benchmark's baseline. Nothing in production routes it."""
 
 import os
 

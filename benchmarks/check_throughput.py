@@ -1,18 +1,5 @@
-"""Benchmark 1: the grant check's throughput against a bare Django view, in one run.
-
-gunicorn (sync workers, one per core) serves Airlock plus /bench/baseline
-(benchmarks/bench_wsgi.py) from PostgreSQL holding 10,000 active grants. wrk sends
-OIDC-authenticated checks (tokens minted by the local GitHub's issuer, each for a person
-and environment that holds a grant) and, in turn, requests to the baseline. Three kinds of
-check are measured:
-
-- "check (repeat run)": tokens from a few hundred workflow runs, each asked many times; the
-  audit record of an allowed answer is written once per run, so this is the read path.
-- "check (new run each)": every request a new workflow run, so every answer is audited (a
-  write to the hash-chained log): what a fleet of workflows each checking once costs.
-The queries per check come from running the same check in this process under
-CaptureQueriesContext.
-"""
+"""Benchmark 1: the grant check's throughput against a bare Django view, in one run (what
+it measures: docs/operations.md "The benchmarks")."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""Run Airlock's benchmarks (`make bench`) and write benchmarks/RESULTS.md.
-
-    .venv/bin/python benchmarks/run.py              # all five; writes RESULTS.md
-    .venv/bin/python benchmarks/run.py --quick      # smaller and shorter (a smoke run)
-    .venv/bin/python benchmarks/run.py --only 2,3   # some of them
-
-Only a full run (all five, not --quick) writes RESULTS.md, unless --output says where;
-every run prints the table and leaves its figures (results.json) and the processes' logs
-in a folder under /tmp, named at the start.
-
-It needs PostgreSQL (BENCH_DATABASE_URL, default the local server's airlock_bench_run
-database, dropped and created afresh), redis-server (a private one is started on a free
-port, so that the soak may restart it) and wrk (`apt-get install wrk`, for benchmark 1).
-Everything it starts, it stops.
-"""
+"""Run Airlock's benchmarks (`make bench`) and write benchmarks/RESULTS.md (options and
+what it needs: docs/operations.md "The benchmarks")."""
 
 from __future__ import annotations
 

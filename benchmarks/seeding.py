@@ -1,14 +1,5 @@
 """Benchmark data: people, a policy, requests and grants, in the database and on the local
-GitHub.
-
-Two ways in:
-- through the real services (access_request_create, access_request_approve), which is how
-  the live scenarios make their grants: the worker then applies them on GitHub;
-- in bulk (bulk_create), for populations too big to file one by one: the check's 10,000
-  active grants, and the mass expiry's 5,000 grants, which the real reconciler then
-  applies in one pass per environment. Bulk rows skip the audit log; nothing here reads
-  their history.
-"""
+GitHub, through the real services or in bulk."""
 
 from __future__ import annotations
 

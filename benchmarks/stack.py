@@ -1,17 +1,5 @@
-"""The processes a benchmark runs against, started for real and always stopped.
-
-- A private `redis-server` on a free port (so that a benchmark may restart it without
-  disturbing anyone else's Redis), or a given Redis URL.
-- The Celery worker and beat, started as production starts them: `deploy/start worker`
-  and `deploy/start beat`, each in its own session so that a SIGKILL takes the worker's
-  pool children with it, as a crashed container would.
-- gunicorn with sync workers serving benchmarks/bench_wsgi.py (Airlock plus a bare JSON
-  view as the baseline).
-
-The local GitHub runs in the orchestrating process (tests.github_fake.server.GitHubServer
-on its own thread), so that a scenario can read its request log and inject faults
-directly. Nothing here uses pytest; tests/soak/ wraps it in fixtures.
-"""
+"""The processes a benchmark runs against (Redis, the Celery worker and beat, gunicorn),
+started for real and always stopped."""
 
 from __future__ import annotations
 

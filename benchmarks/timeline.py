@@ -1,14 +1,5 @@
-"""What GitHub looked like over time, read back from the local GitHub's request log.
-
-Every environment PUT that GitHub accepted (status 200) replaced the whole reviewer list,
-so the accepted PUTs of one environment, in order, are its reviewer history. From that
-history: when each reviewer left (the revocation lag is that moment minus the grant's
-expiry), whether a reviewer who should have been there was ever missing (lost to a race),
-and whether the baseline was ever dropped.
-
-Times are the local GitHub's time.time() when the request arrived; expiries are the
-database's, from the same machine clock.
-"""
+"""What GitHub looked like over time, read back from the local GitHub's request log: each
+environment's reviewer history, and the revocation lag from it."""
 
 from __future__ import annotations
 

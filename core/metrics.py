@@ -1,21 +1,5 @@
 """Airlock's Prometheus metrics: the instruments every process records into, and the text
-that GET /metrics serves (portal/metrics_view.py adds the facts read from the database).
-
-Counters and histograms are recorded where the event happens: grants/github.py for each
-GitHub request, grants/reconciler.py for passes and revocations, grants/services.py for
-the sweep, audit.log_event for each event written. Recording is an in-memory (or mmap)
-update, cheap enough for the engine's hot path.
-
-With PROMETHEUS_MULTIPROC_DIR set, every process (gunicorn's workers, the Celery worker's
-pool, beat, a management command) writes its values to files there and a scrape adds them
-up, so one /metrics counts the worker's GitHub calls too. The directory is shared by the
-web, worker and beat containers in docker-compose.yml, so files are named by host name and
-process id: process ids repeat from one container to the next. Without the variable (tests,
-`runserver` alone) the values live in this process only.
-
-Every name starts with airlock_ (PRODUCT.md "Metrics"): only these instruments are
-exposed, not prometheus-client's default process and platform collectors.
-"""
+that GET /metrics serves (multiprocess collection: docs/metrics.md)."""
 
 import functools
 import os

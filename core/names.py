@@ -1,34 +1,5 @@
-"""GitHub's rules for the names Airlock compares, and each name's one canonical form.
-
-GitHub treats owner, repository, environment and secret names case-insensitively. Airlock
-decides which names are the same target here, once, and everything else (policy routing,
-the stored request, the grant's target, the check, deployment gates) compares canonical
-forms for equality. Never the database's case folding: PostgreSQL's UPPER() folds the
-dotless ı (U+0131) into I and SQLite's folds only ASCII, while Python's lower() folds the
-Kelvin sign (U+212A) into k, so a name one part held apart from `production` another held
-to be the same, and a request escaped its policy that way.
-
-So a name outside GitHub's rules is refused (NameRefused, a ValidationError naming the
-field), which leaves only ASCII names, where every case folding agrees; the canonical form
-is the name lower-cased (secrets: upper-cased, as GitHub shows them). The rules:
-
-- owner (a user or organization login): 1 to 39 letters, digits and hyphens, not starting
-  with a hyphen. GitHub no longer lets new accounts end with a hyphen or have two in a row,
-  but older accounts do, so those are accepted.
-- repository: owner/name, the name 1 to 100 letters, digits, ".", "-" and "_", but not "."
-  or ".." (reserved), nor ending in ".git" (GitHub strips it when a repository is made, so
-  no repository has it) or ".wiki" (GitHub refuses it: that is the wiki's own repository).
-- environment: 1 to 255 characters. GitHub documents only the length and that names are not
-  case sensitive; Airlock accepts printable ASCII (letters, digits, spaces, punctuation and
-  "/"), so that which names are one environment never depends on how some system folds
-  case beyond ASCII.
-- secret: letters, digits and "_", not starting with a digit nor with GITHUB_.
-
-Surrounding spaces are dropped first, as the forms do. Policy patterns (fnmatch globs) use
-the same alphabets plus the glob characters, are checked the same way where they are
-literal, and are kept lower-case, so that matching them against canonical names with
-fnmatchcase is case-insensitive exactly as GitHub is.
-"""
+"""GitHub's rules for the names Airlock compares, and each name's one canonical form (the
+rules and why: docs/api.md "Names")."""
 
 import re
 import string

@@ -1,8 +1,5 @@
-"""gunicorn settings for Airlock's web process (`deploy/start web`).
-
-Sized for a 2-core host shared with the worker and beat; WEB_CONCURRENCY and
-GUNICORN_CMD_ARGS (both read by gunicorn itself) change it without a rebuild.
-"""
+"""gunicorn settings for Airlock's web process (`deploy/start web`), sized for a shared
+2-core host; WEB_CONCURRENCY and GUNICORN_CMD_ARGS change it."""
 
 import os
 import sys

@@ -1,6 +1,5 @@
-"""REST API for grants (/api/v1/grants/): list and read the grants the caller may see
-(their own; platform admins all of them), revoke one early, and the grant check that
-workflows call before a sensitive step (grants.check holds its rules and its audit)."""
+"""REST API for grants (/api/v1/grants/): list, read and revoke the grants the caller may
+see, and the grant check workflows call before a sensitive step."""
 
 from functools import cache
 

@@ -1,11 +1,5 @@
-"""Grants and the GitHub objects they touch.
-
-A Grant is the GitHub side of one approved access request. A Target is an environment
-(repository + environment) Airlock manages; an OrgSecretTarget is an organization secret
-whose selected repositories Airlock manages. Each target remembers its baseline (what was
-there before Airlock first touched it), what Airlock itself added (so that it never removes
-anything else), and a lease so that only one reconcile runs per target at a time.
-"""
+"""Grants and the GitHub targets they touch (environments, organization secrets), each
+target with its baseline, what Airlock added to it, and its reconcile lease."""
 
 from django.conf import settings
 from django.db import models

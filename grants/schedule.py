@@ -1,10 +1,5 @@
-"""The beat schedule, declared here and installed into django-celery-beat's tables.
-
-install_beat_schedule() is idempotent. It runs after every migrate (so the admin shows the
-entries from the start), when beat starts (so beat's AIRLOCK_SWEEP_SECONDS is the one in
-force), and from `manage.py install_beat_schedule`. It re-enables an entry someone turned
-off: the sweep is what guarantees that access ends, so it is not optional.
-"""
+"""The beat schedule, declared here and installed idempotently into django-celery-beat's
+tables (when and why: docs/operations.md)."""
 
 import json
 import logging

@@ -1,9 +1,5 @@
-"""Enqueueing the grant engine's Celery tasks.
-
-Publishing can fail (broker down); that must never undo or break the database change that
-asked for it. The beat sweep finds everything that is due from the database alone, so a
-message that is lost, or never sent, delays the work by at most one sweep interval.
-"""
+"""Enqueueing the grant engine's Celery tasks; a failed publish never undoes the change that
+asked for it, since the sweep finds due work from the database alone."""
 
 import logging
 from datetime import datetime

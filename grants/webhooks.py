@@ -1,27 +1,5 @@
-"""POST /github/webhook: the GitHub App's webhook, for its deployment protection rule.
-
-The view checks where the delivery comes from and what it is, and hands the payload to
-grants.gates; it answers in JSON:
-
-- 503 while AIRLOCK_GITHUB_WEBHOOK_SECRET is unset (nothing can be verified), or while
-  there are no App credentials to answer GitHub with (GitHub lists the failed delivery,
-  which can be redelivered once they are set).
-- 401 when X-Hub-Signature-256 is missing or is not the HMAC-SHA256 of the body with the
-  secret (compared in constant time).
-- 400 for a delivery without its X-GitHub-Delivery id, a body that is not JSON (or nests
-  deeper than portal.parsers allows), or a payload Airlock cannot act on (the field is
-  named).
-- 204 for events and actions other than `deployment_protection_rule` / `requested`
-  (`ping` included): accepted, nothing to do.
-- 200 for an event already received, under this delivery id or any other (the id is not
-  signed, so a captured delivery can be replayed under a fresh one): nothing is done again,
-  nothing is posted to GitHub. Events are told apart by what they are about
-  (gates.GateRequest.subject); a 2xx tells GitHub, and scripts that redeliver failed
-  deliveries, that there is nothing left to deliver. (GitHub's redelivery of a delivery
-  that failed here reuses its id, and is acted on, because a failed delivery left no trace.)
-- 409 for a delivery id already received with another event: refused, nothing happens.
-- 202 with the gate when handled: the answer to GitHub is posted after the commit.
-"""
+"""POST /github/webhook: the GitHub App's webhook for its deployment protection rule (its
+answers: docs/api.md "The GitHub webhook")."""
 
 import hashlib
 import hmac

@@ -1,10 +1,5 @@
-"""How the REST API says no: every error is JSON, `{"message": str, "errors": {field: [str]}}`.
-
-The services raise Django's ValidationError (field errors), NotAllowed and WrongState; here
-they become 400, 403 and 409. DRF's own errors (401, 404, 405, 429 ...) get the same shape,
-and so does anything unexpected (500, logged with its traceback) and any path under /api/
-that matches nothing (404).
-"""
+"""How the REST API says no: every error is JSON, `{"message": str, "errors": {field:
+[str]}}` (which error is which status: docs/api.md "Errors")."""
 
 import logging
 

@@ -1,8 +1,5 @@
-"""URLs under /api/: version 1 of the REST API, its OpenAPI schema and its docs.
-
-Paths follow the contract in PRODUCT.md ("REST API"): collections end in a slash, actions
-(approve, deny, cancel, revoke, check) do not. Anything else under /api/ is a JSON 404.
-"""
+"""URLs under /api/: version 1 of the REST API, its OpenAPI schema and its docs; anything
+else under /api/ is a JSON 404."""
 
 from django.urls import path, re_path, register_converter
 from django.urls.converters import IntConverter

@@ -1,14 +1,5 @@
-"""Error tracking: Sentry, when SENTRY_DSN is set (settings call error_tracking_init).
-
-Unhandled exceptions in requests (Django integration) and tasks (Celery integration), and
-log records at ERROR, become Sentry events. Every event is masked before it leaves the
-process by the same redaction the logs use (portal.logging): tokens and keys by their
-shape, and the values of sensitive keys (headers, local variables, breadcrumbs). Request
-bodies are never sent (a form may hold a secret's value under an innocent name), nor
-cookies or users' details (send_default_pii stays off).
-
-sentry-sdk reads SENTRY_ENVIRONMENT and SENTRY_RELEASE itself.
-"""
+"""Error tracking: Sentry when SENTRY_DSN is set, every event masked by the logs' redaction
+before it leaves the process (docs/operations.md)."""
 
 import sentry_sdk
 from django.core.exceptions import ImproperlyConfigured

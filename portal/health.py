@@ -1,13 +1,5 @@
-"""/healthz: can this node serve? The database and the broker answer, and when beat last
-sent the sweep. Unauthenticated and cheap, so it shows no secrets, only exception class
-names when something is down.
-
-200 while the database and the broker answer, 503 when either does not: a load balancer
-takes a web node out only for what that node cannot work without. A stale or missing
-sweep is reported as "degraded" with a 200, because pulling web nodes would not bring
-beat back; compose watches beat with its own health check (`deploy/start healthcheck
-beat`, which uses `beat_status` below).
-"""
+"""/healthz: can this node serve? The database and the broker, and when beat last sent the
+sweep (what is 503 and what is degraded: docs/operations.md)."""
 
 import time
 

@@ -1,10 +1,5 @@
-"""Logging: one JSON object per line (or plain text in development), with the request id
-and Celery task id attached, and every secret masked before anything is written.
-
-`logging_config()` is the one dictConfig used by Django's LOGGING, by gunicorn
-(deploy/gunicorn.conf.py) and so by the Celery worker and beat, which run with Django's
-logging (CELERY_WORKER_HIJACK_ROOT_LOGGER is off).
-"""
+"""Logging: one JSON object per line (or plain text in development), with request and task
+ids, every secret masked; one dictConfig for web, worker and beat."""
 
 import json
 import logging

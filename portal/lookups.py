@@ -1,13 +1,5 @@
-"""An ORM lookup Airlock corrects: `__in` on an integer column, given integers no such
-column can hold.
-
-Django leaves those out of exact, gt, gte, lt and lte lookups (ticket #27397: SQLite raised
-OverflowError, and PostgreSQL scanned the whole table), but not out of `__in`, which the
-admin feeds straight from the request: a ModelMultipleChoiceField's chosen ids, the rows an
-action is run on. Such a value can match no row, so it is left out; with nothing left, the
-lookup matches nothing, as Django's own do. Registered when the admin app is ready
-(portal.apps).
-"""
+"""An ORM lookup Airlock corrects: `__in` on an integer column leaves out integers no such
+column can hold, as Django's other lookups do (docs/operations.md)."""
 
 from django.db.models import IntegerField
 from django.db.models.lookups import In

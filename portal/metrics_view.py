@@ -1,16 +1,5 @@
-"""GET /metrics: what Prometheus scrapes (PRODUCT.md "Metrics"; the list is in the README).
-
-Off while AIRLOCK_METRICS_TOKEN is empty: the path is then unknown (404) like any other.
-On, it needs `Authorization: Bearer <AIRLOCK_METRICS_TOKEN>` (401 without it), and it is
-answered before host validation and the HTTPS redirect, as /healthz is: Prometheus
-scrapes the container's own address. The token is what protects it.
-
-The text holds what the processes recorded (core.metrics), then facts read here at
-scrape time from the database and the broker, which are right however many processes
-there are: grants in force by kind, revocations overdue, and the depth of each queue.
-Each is a bounded read (two aggregate queries, one length per queue); a source that does
-not answer is left out of that scrape, and the rest is still served.
-"""
+"""GET /metrics: what Prometheus scrapes, behind AIRLOCK_METRICS_TOKEN, with facts read from
+the database and the broker at scrape time (docs/metrics.md)."""
 
 import hmac
 import logging

@@ -1,11 +1,5 @@
 """JSON request bodies, read with a bound on how deeply they nest: the API's parser (DRF)
-and parse_json, for the views and forms that read JSON themselves (the GitHub webhook).
-
-Python's json module recurses once per level, so 50,000 nested brackets were a
-RecursionError, a 500. Nothing Airlock reads nests more than a few levels (GitHub's
-webhook payloads about ten), so a body nested deeper than MAX_JSON_DEPTH is bad input,
-refused with the same words everywhere, before any serializer or service walks it.
-"""
+and parse_json, for the views that read JSON themselves."""
 
 import json
 

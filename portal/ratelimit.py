@@ -1,33 +1,5 @@
-"""How fast callers may try: failed password sign-ins and unknown API tokens (brute force),
-and the REST API's request rates (a DRF throttle). One counter serves them all.
-
-Counts live in Django's default cache, in fixed windows: one key per thing counted and
-window, which expires with its window. With CACHE_URL pointing at Redis every web process
-counts together; with the default local-memory cache each process counts on its own, so
-the limits are multiplied by the number of processes.
-
-- Password sign-in, on the admin's form and the portal's (allauth): failures are counted
-  per account (the username as typed, case-insensitively, whether or not it exists) and per
-  client address, in windows of AIRLOCK_LOCKOUT_SECONDS. Once either count reaches its limit
-  (AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT, _PER_ADDRESS), that account or address may not sign
-  in with a password for AIRLOCK_LOCKOUT_SECONDS from that moment, not even with the right
-  password, and the form says how long to wait. Signing in with GitHub is not limited
-  here: GitHub does its own.
-- API tokens: bearer tokens shaped like Airlock's (alk_...) that match no token are counted
-  per address (AIRLOCK_API_TOKEN_FAILURES_PER_ADDRESS). At the limit every alk_ token from
-  that address gets 429 for AIRLOCK_LOCKOUT_SECONDS: an answer that still told a real token
-  from a guess would leave the guessing going. Expired and revoked tokens are not guesses.
-- Each lockout is logged and audited once ("sign_in.locked_out", "api_token.locked_out").
-- The API (ApiRateThrottle): requests per caller and window, at the rate DRF's
-  DEFAULT_THROTTLE_RATES gives the view's throttle_scope ("api" unless it says otherwise):
-  a workflow (OIDC) counts by its repository, a person by their account, anyone else by
-  address.
-
-The client address is REMOTE_ADDR; behind the proxy that AIRLOCK_BEHIND_PROXY says is there,
-it is the last X-Forwarded-For entry, the address that proxy saw. Entries before it are
-whatever the client wrote. IPv6 addresses count by their /64, which one client usually holds
-whole.
-"""
+"""How fast callers may try: failed password sign-ins, unknown API tokens and the REST API's
+request rates, on one counter (the limits: docs/api.md "Rate limits")."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""REST API for access requests (/api/v1/requests/): file one, list and read the ones the
-caller may see (own, and those routed to them as an approver), approve, deny, cancel.
-
-Each view checks the input's shape, calls the same service as the web pages and the
-admin, and renders the result; the services' ValidationError, NotAllowed and WrongState
-become 400, 403 and 409 in portal.api_errors.
-"""
+"""REST API for access requests (/api/v1/requests/): file, list, read, approve, deny and
+cancel, through the same services as the web pages and the admin."""
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404

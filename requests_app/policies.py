@@ -1,18 +1,5 @@
-"""Routing a target to its access policy.
-
-A policy matches when one of its repository patterns matches the repository, one of its
-environment patterns matches the environment, and it allows the access kind. Patterns are
-shell globs (`*`, `?`, `[...]`), matched against the target's canonical names (core.names):
-the same names the stored request, its grant and the check use, so a name routes to the
-policy of the target it reaches. Patterns are kept lower-case where they are entered (the
-policy file, the admin); they are lower-cased again here, A-Z only, like the names.
-
-When several policies match, the most specific wins:
-1. the repository pattern that matched: an exact name beats any glob, and among globs the
-   one with more literal characters wins ("acme/api-*" beats "acme/*");
-2. then the environment pattern, by the same rule;
-3. then, to stay deterministic, the policy name in alphabetical order.
-"""
+"""Routing a target to its access policy: the matching policy with the most specific
+patterns wins (the rule: docs/api.md "Routing a target to its policy")."""
 
 from fnmatch import fnmatchcase
 

@@ -1,10 +1,5 @@
-"""Personal API tokens: making them, revoking them, and recognising one on a request.
-
-A token is `alk_` followed by 43 URL-safe characters (256 random bits). Only its sha256 is
-stored: a hash is enough for a secret this long (nobody can guess one to look up), and a
-leaked database gives no usable token. The first characters are kept as a prefix so that
-people can tell their tokens apart; the prefix alone is useless to an attacker.
-"""
+"""Personal API tokens (`alk_...`, stored as their sha256): making them, revoking them, and
+recognising one on a request."""
 
 import hashlib
 import secrets

@@ -1,10 +1,5 @@
-"""`make run`: the portal, a Celery worker and beat, with embedded defaults.
-
-SQLite and a SQLite-backed broker, so nothing else needs installing; dry-run unless
-GitHub credentials are set in the environment. The development settings live in a .env
-written here the first time (or by `make`'s venv set-up: --env-only), which the settings
-read (core/env.py), so a command typed in another terminal runs with the same ones.
-"""
+"""`make run`: the portal, a Celery worker and beat, with embedded defaults (SQLite, dry-run;
+docs/operations.md)."""
 
 import os
 import secrets

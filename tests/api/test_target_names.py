@@ -19,18 +19,12 @@ from tests.requests_app.factories import (
     LOOKALIKE,
     AccessPolicyFactory,
     UserFactory,
-    strict_and_lax_policies,
 )
 
 pytestmark = pytest.mark.django_db
 
 CHECK = "/api/v1/grants/check"
 REASON = "Deploying the hotfix for INC-1234"
-
-
-@pytest.fixture
-def strict_and_lax():
-    return strict_and_lax_policies()
 
 
 def file_request(client, **overrides):

@@ -14,20 +14,12 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from audit.models import AuditEvent
 from grants.admin_beat import PeriodicTaskAdmin
 from grants.schedule import beat_schedule
-from tests.requests_app.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:django_celery_beat_periodictask_changelist")
 SWEEP = "airlock: sweep"
 # The schedule pages list the tasks that use them, as an inline formset.
 NO_INLINE_TASKS = {"periodictask_set-TOTAL_FORMS": "0", "periodictask_set-INITIAL_FORMS": "0"}
-
-
-@pytest.fixture
-def platform_admin(client):
-    root = UserFactory(username="root", is_staff=True, is_superuser=True)
-    client.force_login(root)
-    return root
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from grants import tasks
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from grants.services import grant_reconcile
-from portal.celery import app as celery_app
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_approve, access_request_create
 from requests_app.signals import access_request_approved
@@ -27,14 +26,6 @@ from tests.grants.factories import approved_request, expire_now, reviewer_grant
 from tests.requests_app.factories import UserFactory, approver_setup
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager_celery():
-    """Tasks run where they are sent, for tests about what is sent after the commit."""
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 def test_an_approval_applies_the_grant_on_github_after_the_commit(

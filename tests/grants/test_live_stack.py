@@ -27,6 +27,7 @@ from grants.schedule import install_beat_schedule
 from portal.celery import app as celery_app
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_approve, access_request_create
+from tests.fixtures import airlock_writes_to
 from tests.live_processes import ROOT, current_database_url, live_broker_url
 from tests.requests_app.factories import UserFactory, approver_setup
 
@@ -107,9 +108,7 @@ def stack(transactional_db, github, settings):
 
     redis.Redis.from_url(broker).flushdb()
     github.add_repo("acme/api")
-    settings.GITHUB_API_URL = github.api_url
-    settings.GITHUB_TOKEN = github.app_token
-    settings.AIRLOCK_DRY_RUN = False
+    airlock_writes_to(github, settings)
     settings.AIRLOCK_SWEEP_SECONDS = SWEEP_SECONDS
     install_beat_schedule()
 

@@ -13,7 +13,6 @@ from grants import tasks
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from integrations.github import GitHubClient
-from portal.celery import app as celery_app
 from requests_app.services import access_request_approve, access_request_create
 from tests.grants.factories import expire_now, reviewer_grant
 from tests.requests_app.factories import UserFactory, approver_setup
@@ -48,15 +47,6 @@ def value(samples: dict, name: str, **labels) -> float:
 
 def delta(after: dict, before: dict, name: str, **labels) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
-
-
-@pytest.fixture
-def eager_celery():
-    """Tasks run where they are sent: the apply after the approval, the reconcile the
-    sweep asks for."""
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 def family_of(path: str) -> str:

@@ -41,14 +41,6 @@ CALLBACK = "/repos/acme/api/actions/runs/{}/deployment_protection_rule"
 
 
 @pytest.fixture
-def eager_celery():
-    """Tasks run where they are sent, for tests about what is sent after the commit."""
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
-
-
-@pytest.fixture
 def app(gh, settings, eager_celery):
     """Airlock's GitHub App, installed on acme; the grant engine keeps its token."""
     key = new_app_private_key_pem()

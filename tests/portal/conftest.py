@@ -1,4 +1,5 @@
-"""Fixtures for the deployment plumbing's tests."""
+"""Fixtures of the portal's tests: the production logging config captured, and the admin
+signed in with one request to list."""
 
 import io
 import json
@@ -8,6 +9,7 @@ import logging.config
 import pytest
 
 from portal.logging import logging_config
+from tests.requests_app.factories import AccessRequestFactory
 
 
 class CapturedLogs:
@@ -44,3 +46,11 @@ def capture_logs():
     root = logging.getLogger()
     root.handlers[:] = previous_root[0]
     root.setLevel(previous_root[1])
+
+
+@pytest.fixture
+def admin_client(root_client):
+    """root signed in on the admin, with one request in its lists (pytest-django's own
+    admin_client, overridden here, has none)."""
+    AccessRequestFactory()
+    return root_client

@@ -5,8 +5,6 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from tests.requests_app.factories import UserFactory
-
 pytestmark = pytest.mark.django_db
 
 DATED_FIELDS = {
@@ -17,12 +15,6 @@ DATED_FIELDS = {
     if model_admin.date_hierarchy
 }
 DATED = sorted(DATED_FIELDS)
-
-
-@pytest.fixture
-def root_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
 
 
 def test_the_lists_with_a_date_hierarchy_are_these():

@@ -4,18 +4,11 @@ import pytest
 from django.urls import reverse
 
 from requests_app.models import AccessRequest
-from tests.requests_app.factories import AccessRequestFactory, UserFactory
+from tests.requests_app.factories import AccessRequestFactory
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:requests_app_accessrequest_changelist")
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    AccessRequestFactory()
-    return client
 
 
 def test_an_integer_no_column_can_hold_matches_nothing_in_an_in_lookup():

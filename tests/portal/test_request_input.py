@@ -18,13 +18,6 @@ pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:requests_app_accessrequest_changelist")
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    AccessRequestFactory()
-    return client
-
-
 def test_a_nul_in_an_admin_list_filter_is_400_on_postgres(admin_client, on_postgres):
     # Once a 500: "A string literal cannot contain NUL (0x00) characters."
     response = admin_client.get(CHANGELIST, {"status": "\x00"})

@@ -330,13 +330,6 @@ def test_staff_with_only_view_permission_see_requests_but_not_policies(client, r
     assert client.get(reverse("admin:requests_app_accesspolicy_changelist")).status_code == 403
 
 
-@pytest.fixture
-def platform_admin(client):
-    user = UserFactory(username="root", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return user
-
-
 def policy_form(**overrides):
     # A policy needing approvals names who gives them (requests_app.rules).
     data = {

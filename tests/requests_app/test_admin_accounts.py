@@ -21,13 +21,6 @@ pytestmark = pytest.mark.django_db
 User = get_user_model()
 
 
-@pytest.fixture
-def platform_admin(client):
-    root = UserFactory(username="root", is_staff=True, is_superuser=True)
-    client.force_login(root)
-    return root
-
-
 def events(action):
     return list(AuditEvent.objects.filter(action=action).order_by("seq"))
 

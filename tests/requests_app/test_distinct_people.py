@@ -65,13 +65,6 @@ def user_change_form(user, **overrides):
     return {key: value for key, value in data.items() if value is not None}
 
 
-@pytest.fixture
-def platform_admin(client):
-    root = UserFactory(username="root", is_staff=True, is_superuser=True)
-    client.force_login(root)
-    return root
-
-
 # --- usernames are unique without regard to case -----------------------------------------------
 
 

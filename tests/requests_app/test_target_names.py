@@ -14,25 +14,11 @@ from requests_app.policies import policy_for_target
 from tests.requests_app.factories import (
     LOOKALIKE,
     ApproverGroupFactory,
-    UserFactory,
-    strict_and_lax_policies,
 )
 
 pytestmark = pytest.mark.django_db
 
 NEW = reverse("requests_app:new")
-
-
-@pytest.fixture
-def strict_and_lax():
-    return strict_and_lax_policies()
-
-
-@pytest.fixture
-def dev(client):
-    user = UserFactory(username="dev")
-    client.force_login(user)
-    return user
 
 
 def form_data(**overrides):
@@ -145,13 +131,6 @@ def test_the_policy_file_keeps_patterns_lower_case_and_they_still_match(tmp_path
     assert (policy.repository_patterns, policy.environment_patterns) == (["acme/api-*"], ["prod-*"])
     found = policy_for_target(repository="Acme/API-web", environment="PROD-eu", access="reviewer")
     assert found == policy
-
-
-@pytest.fixture
-def platform_admin(client):
-    user = UserFactory(username="root", is_staff=True, is_superuser=True)
-    client.force_login(user)
-    return user
 
 
 def policy_form(**overrides):

@@ -24,13 +24,6 @@ MINE = reverse("requests_app:my-requests")
 
 
 @pytest.fixture
-def dev(client):
-    user = UserFactory(username="dev")
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def policy():
     group = ApproverGroupFactory(name="prod-approvers", members=["alice", "bob"])
     return AccessPolicyFactory(

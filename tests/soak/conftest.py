@@ -15,6 +15,7 @@ import pytest
 from benchmarks.scenarios import Harness
 from benchmarks.stack import AUDIT_KEY, RedisServer, process_env
 from portal.celery import app as celery_app
+from tests.fixtures import airlock_writes_to
 from tests.live_processes import current_database_url, live_broker_url
 
 SWEEP_SECONDS = 2
@@ -33,9 +34,7 @@ def live_harness(transactional_db, github, settings):
     live_broker_url()  # skips outside CI's live leg
     if not shutil.which("redis-server"):
         pytest.skip("needs redis-server on PATH (the soak restarts its own Redis)")
-    settings.GITHUB_API_URL = github.api_url
-    settings.GITHUB_TOKEN = github.app_token
-    settings.AIRLOCK_DRY_RUN = False
+    airlock_writes_to(github, settings)
     settings.AIRLOCK_SWEEP_SECONDS = SWEEP_SECONDS
     # This process approves and verifies the audit log, the worker revokes: one key.
     settings.AIRLOCK_AUDIT_KEYS = [AUDIT_KEY]

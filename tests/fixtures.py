@@ -1,0 +1,274 @@
+"""The test suite's shared fixtures, registered once from tests/conftest.py: the database and
+CI's refusals, the local GitHub, Celery, accounts, policies and API clients."""
+
+import os
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from grants.models import Grant
+from grants.services import grant_create_for_request
+from portal.celery import app as celery_app
+from requests_app.models import AccessRequest
+from requests_app.selectors import approver_identity
+from requests_app.tokens import api_token_create
+from tests.github_fake.server import GitHubServer
+from tests.grants.factories import approved_request
+from tests.requests_app.factories import AccessPolicyFactory, UserFactory, strict_and_lax_policies
+
+# --- the database, the cache, and what CI refuses to skip ------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    # In CI's PostgreSQL leg a skipped PostgreSQL test would hide a broken guarantee, so
+    # AIRLOCK_REQUIRE_POSTGRES turns "skip" into a failure.
+    if not os.environ.get("AIRLOCK_REQUIRE_POSTGRES"):
+        return
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        raise pytest.UsageError(
+            "AIRLOCK_REQUIRE_POSTGRES is set but DATABASE_URL is not PostgreSQL"
+        )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # CI's service legs set AIRLOCK_FORBID_SKIPS: there every test must really run.
+    if not os.environ.get("AIRLOCK_FORBID_SKIPS") or exitstatus != 0:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        for report in skipped:
+            reporter.write_line(f"SKIPPED IN CI: {report.nodeid}: {report.longrepr}")
+        reporter.write_line(f"{len(skipped)} test(s) skipped where none may be; failing.")
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, with the audit table's TRUNCATE trigger switched off.
+
+    pytest-django empties the database after every transactional test with Django's
+    flush, which uses TRUNCATE, and a deployment refuses TRUNCATE on the audit table (audit
+    migration 0003). Only that trigger is off: the row triggers stay on, and
+    tests/audit/test_postgres_protection.py switches this one on again to prove it works.
+    """
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_refuse_truncate"
+                )
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    # What the cache holds (brute-force counts, request rates, the check's audit marks)
+    # would otherwise carry from one test to the next: each test starts with none.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def on_postgres():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
+    return connection
+
+
+# --- the local GitHub (tests/github_fake, README there) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def github_server():
+    """Started once on 127.0.0.1:$AIRLOCK_TEST_GITHUB_PORT (portal.test_settings chooses that
+    port so that allauth's URLs match), or on a free port when the variable is unset."""
+    port = int(os.environ.get("AIRLOCK_TEST_GITHUB_PORT") or 0)
+    try:
+        server = GitHubServer(port=port)
+    except OSError as problem:
+        raise RuntimeError(
+            f"the local GitHub cannot listen on 127.0.0.1:{port} (AIRLOCK_TEST_GITHUB_PORT): "
+            f"{problem}"
+        ) from problem
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def github(github_server):
+    """The server, reset before the test, with its seeding helpers and readers. At teardown
+    it fails the test if a request body broke GitHub's OpenAPI schema, unless the test called
+    github.expect_schema_violations()."""
+    github_server.reset()
+    yield github_server
+    violations = github_server.unexpected_schema_violations()
+    if violations:
+        lines = [
+            f"{v.method} {v.path} ({v.operation_id}): {'; '.join(v.errors)}" for v in violations
+        ]
+        pytest.fail(
+            "request bodies GitHub's OpenAPI schema refuses (call github.expect_schema_violations()"
+            " if the test means it):\n" + "\n".join(lines),
+            pytrace=False,
+        )
+
+
+def airlock_writes_to(github, settings) -> None:
+    """Point Airlock at the local GitHub with its token, not dry-run."""
+    settings.GITHUB_API_URL = github.api_url
+    settings.GITHUB_TOKEN = github.app_token
+    settings.AIRLOCK_DRY_RUN = False
+
+
+def fast_retries(settings, *, attempts: int, base_seconds: float, cap_seconds: float) -> None:
+    """Retries of milliseconds, a few seconds at most per call, so that a fault test waits
+    for its retries without waiting long."""
+    settings.AIRLOCK_GITHUB_TIMEOUT_SECONDS = 1
+    settings.AIRLOCK_GITHUB_RETRY_MAX_SECONDS = 5
+    settings.AIRLOCK_GITHUB_RETRY_MAX_ATTEMPTS = attempts
+    settings.AIRLOCK_GITHUB_RETRY_BASE_SECONDS = base_seconds
+    settings.AIRLOCK_GITHUB_RETRY_CAP_SECONDS = cap_seconds
+    settings.AIRLOCK_GRANT_RETRY_BASE_SECONDS = 1
+
+
+@pytest.fixture
+def gh(github, settings):
+    """The local GitHub as the grant engine sees it, with acme/api in it."""
+    airlock_writes_to(github, settings)
+    fast_retries(settings, attempts=4, base_seconds=0.02, cap_seconds=0.1)
+    github.add_repo("acme/api")
+    return github
+
+
+@pytest.fixture
+def local_github(github, settings):
+    """The local GitHub as the property tests drive it: empty, and faster retries still."""
+    airlock_writes_to(github, settings)
+    fast_retries(settings, attempts=3, base_seconds=0.01, cap_seconds=0.05)
+    return github
+
+
+# --- Celery -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run where they are sent, for tests about what happens after the commit."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+# --- accounts and policies ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def platform_admin(client):
+    """root, a superuser, signed in on `client`."""
+    root = UserFactory(username="root", is_staff=True, is_superuser=True)
+    client.force_login(root)
+    return root
+
+
+@pytest.fixture
+def root_client(client, platform_admin):
+    return client
+
+
+@pytest.fixture
+def dev(client):
+    """dev, a plain user, signed in on `client`."""
+    user = UserFactory(username="dev")
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def strict_and_lax():
+    return strict_and_lax_policies()
+
+
+# --- API clients, and requests whose grant is in force -----------------------------------------
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+def token_client(user) -> APIClient:
+    _, raw = api_token_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
+def oidc_client(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def oidc(github, settings):
+    """Mint Actions ID tokens the portal accepts: the local GitHub is the issuer, the
+    audience is the portal's, and the job runs in acme/api's production environment."""
+    settings.GITHUB_OIDC_ISSUER = github.oidc_issuer
+    settings.AIRLOCK_OIDC_AUDIENCE = "https://airlock.test"
+    settings.AIRLOCK_OIDC_JWKS_REFRESH_COOLDOWN_SECONDS = 0
+
+    def mint(claims=None, kid=None, **overrides):
+        defaults = {
+            "aud": settings.AIRLOCK_OIDC_AUDIENCE,
+            "repository": "acme/api",
+            "environment": "production",
+            "actor": "dave",
+        }
+        return github.mint_oidc_token({**defaults, **(claims or {})}, kid=kid, **overrides)
+
+    mint.github = github
+    return mint
+
+
+def active_request(
+    login="dave",
+    *,
+    repository="acme/api",
+    environment="production",
+    expires_in=timedelta(hours=1),
+    approvers=(),
+    **extra,
+) -> AccessRequest:
+    """A request whose grant is in force on GitHub, as the engine leaves it: active, with
+    granted_at and expires_at, and its grant applied."""
+    policy = extra.pop("policy", None) or AccessPolicyFactory(name="api-test-policy")
+    access_request = approved_request(
+        login, repository=repository, environment=environment, policy=policy, **extra
+    )
+    for login in approvers:
+        approver = UserFactory(username=login)
+        access_request.approvals.create(
+            approver=approver, approver_identity=approver_identity(approver)
+        )
+    grant = grant_create_for_request(access_request=access_request)
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=AccessRequest.Status.ACTIVE, granted_at=now, expires_at=now + expires_in
+    )
+    Grant.objects.filter(pk=grant.pk).update(
+        state=Grant.State.APPLIED, applied_at=now, expires_at=now + expires_in
+    )
+    access_request.refresh_from_db()
+    return access_request
