@@ -11,6 +11,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
+from audit.actions import AuditAction
 from audit.export import (
     JSON_LINES_CONTENT_TYPE,
     KeptHead,
@@ -102,7 +103,7 @@ class AuditEventAdmin(DateHierarchyAdmin):
     def _export(self, request, queryset, what: dict):
         # Who took a copy of the audit log, and which part, is itself on the record. The
         # copy stops just before that record: it holds the log as it was when asked for.
-        exported = log_event(action="audit.exported", actor=request.user, detail=what)
+        exported = log_event(action=AuditAction.AUDIT_EXPORTED, actor=request.user, detail=what)
         events = events_for_export(queryset.filter(seq__lt=exported.seq))
         response = StreamingHttpResponse(json_lines(events), content_type=JSON_LINES_CONTENT_TYPE)
         filename = f"audit-log-{timezone.now():%Y%m%dT%H%M%SZ}.jsonl"

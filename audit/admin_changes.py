@@ -12,6 +12,7 @@ from functools import wraps
 from django.db import router, transaction
 
 import audit
+from audit.actions import admin_action
 from audit.services import plain_json
 
 
@@ -44,7 +45,10 @@ class AuditedAdmin:
         elif after is not None:
             entry["after"] = self._shown(after)
         audit.log_event(
-            action=f"{self.opts.model_name}.{verb}", actor=request.user, target=obj, detail=entry
+            action=admin_action(self.opts.model_name, verb),
+            actor=request.user,
+            target=obj,
+            detail=entry,
         )
 
     def _shown(self, values: dict) -> dict:

@@ -7,6 +7,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router, transaction
 from django.utils import timezone
 
+from audit.actions import AuditAction
 from audit.keys import audit_keyring
 from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, chain_hash
 from core import metrics
@@ -21,7 +22,7 @@ _ACTOR_LABEL_MAX = AuditEvent._meta.get_field("actor_label").max_length
 
 def log_event(
     *,
-    action: str,
+    action: str,  # an audit.actions.AuditAction; the log itself takes any name
     actor=None,
     actor_label: str = "",
     target=None,
@@ -101,7 +102,7 @@ def unkeyed_events_seal() -> AuditEvent | None:
     if newest is None or newest.key_id:
         return None
     return log_event(
-        action="audit.unkeyed_sealed",
+        action=AuditAction.AUDIT_UNKEYED_SEALED,
         reason="events chained before the audit log had a key are vouched for by this one",
         detail={"unkeyed_events": AuditEvent.objects.filter(key_id="").count()},
     )

@@ -14,6 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core import metrics
 from core.errors import NotAllowed, WrongState
 from core.names import NameRefused, canonical_owner, canonical_secret_name, canonical_target
@@ -114,7 +115,7 @@ def grant_create_for_request(*, access_request: AccessRequest) -> Grant | None:
                 login=access_request.requester.get_username(),
             )
             audit.log_event(
-                action="grant.created",
+                action=AuditAction.GRANT_CREATED,
                 target=grant,
                 detail={
                     "request": access_request.pk,
@@ -205,7 +206,7 @@ def _revoke_one(grant: Grant, *, user, comment: str) -> bool:
         return False
     grant.revoke_requested_at, grant.revoke_requested_by = now, user
     audit.log_event(
-        action="grant.revoke_requested",
+        action=AuditAction.GRANT_REVOKE_REQUESTED,
         actor=user,
         target=grant,
         reason=comment,
@@ -266,7 +267,7 @@ def grant_retry(*, grant: Grant, user) -> Grant:
         else:
             raise WrongState(f"Grant #{grant.pk} is {grant.state}; there is nothing to retry.")
         audit.log_event(
-            action="grant.retry_requested",
+            action=AuditAction.GRANT_RETRY_REQUESTED,
             actor=user,
             target=grant,
             detail={"state": before, "last_error": grant.last_error},
@@ -398,7 +399,7 @@ def _mark_overdue(ending, due_before: datetime) -> int:
             ).update(revocation_overdue_since=due)
             if updated == 1:
                 audit.log_event(
-                    action="grant.revocation_overdue",
+                    action=AuditAction.GRANT_REVOCATION_OVERDUE,
                     target=grant,
                     reason="Not revoked one sweep interval after it was due.",
                     detail={"due_at": due, "last_error": grant.last_error},

@@ -16,6 +16,7 @@ from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from audit.actions import AuditAction
 from portal.authentication import OidcPrincipal
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def _locked_out(counter: Counter, *, wait_seconds: int, detail: dict) -> None:
     )
     logger.warning("Locked out: %s", reason)
     audit.log_event(
-        action=f"{counter.kind}.locked_out",
+        action=AuditAction(f"{counter.kind}.locked_out"),
         actor_label=ANONYMOUS_ACTOR_LABEL,
         target_type=counter.by,
         target_id=counter.value[:255],

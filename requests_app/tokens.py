@@ -10,6 +10,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.errors import NotAllowed, WrongState
 from requests_app.models import ApiToken
 
@@ -58,7 +59,7 @@ def api_token_create(
             expires_at=timezone.now() + lifetime,
         )
         audit.log_event(
-            action="api_token.created",
+            action=AuditAction.API_TOKEN_CREATED,
             actor=actor or user,
             target=token,
             detail={
@@ -83,7 +84,7 @@ def api_token_revoke(*, token: ApiToken, user) -> ApiToken:
             raise WrongState(f"The token {token.prefix}… is already revoked.")
         token.revoked_at = now
         audit.log_event(
-            action="api_token.revoked",
+            action=AuditAction.API_TOKEN_REVOKED,
             actor=user,
             target=token,
             detail={"user": token.user.get_username(), "name": token.name},

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.names import ascii_lower
 from grants.check.marks import check_mark
 from grants.check.scope import CheckScope
@@ -72,7 +73,7 @@ def grant_check_audit(*, caller, scope: CheckScope, answer: CheckAnswer) -> bool
         else:
             target = AccessRequest.objects.get(pk=checked.request)
         audit.log_event(
-            action="grant.checked",
+            action=AuditAction.GRANT_CHECKED,
             **_actor(caller),
             target=target,
             reason=answer.reason,
@@ -100,7 +101,7 @@ def grant_check_refusal_audit(*, caller, repository: str, environment: str, reas
         return False
     try:
         audit.log_event(
-            action="grant.check_refused",
+            action=AuditAction.GRANT_CHECK_REFUSED,
             **_actor(caller),
             target_type="target",
             target_id=f"{repository}:{environment}"[:255],

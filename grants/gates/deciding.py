@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from grants.check import restriction_refusal
 from grants.gates.comments import approved_comment, rejected_comment
 from grants.gates.outbox import enqueue_post
@@ -75,7 +76,7 @@ def decide(gate, state, *, access_request, now, reason: str = "") -> bool:
     gate.state, gate.decided_at, gate.comment = state, now, comment
     gate.access_request = access_request
     audit.log_event(
-        action=f"deployment_gate.{state}",
+        action=AuditAction(f"deployment_gate.{state}"),
         target=gate,
         reason=reason or comment,
         detail={

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
 from grants.gates.comments import waiting_comment
 from grants.gates.deciding import State, covering_request, decide
@@ -186,7 +187,7 @@ def deployment_gate_receive(*, delivery_id: str, payload) -> DeploymentGate:
             )
             covering, refusals = covering_request(gate, now)
             audit.log_event(
-                action="deployment_gate.requested",
+                action=AuditAction.DEPLOYMENT_GATE_REQUESTED,
                 actor_label=WEBHOOK_ACTOR,
                 target=gate,
                 detail={

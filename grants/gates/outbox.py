@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.durations import exponential_backoff
 from grants.models import DeploymentGate
 from integrations import github
@@ -99,7 +100,7 @@ def _post_once(gate: DeploymentGate, due: str, client) -> str:
         )
         audit.log_event(
             action=(
-                "github.deployment_protection_rule_reviewed"
+                AuditAction.GITHUB_DEPLOYMENT_PROTECTION_RULE_REVIEWED
                 if due == "decision"
                 else "github.deployment_protection_rule_commented"
             ),
@@ -135,7 +136,7 @@ def _record_refusal(gate: DeploymentGate, due: str, message: str) -> str:
             gave_up_at=timezone.now(), last_error=message, post_attempts=gate.post_attempts + 1
         )
         audit.log_event(
-            action="deployment_gate.post_failed",
+            action=AuditAction.DEPLOYMENT_GATE_POST_FAILED,
             target=gate,
             reason=message,
             detail={"posting": due, "state": gate.state, "run_id": gate.run_id},

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from grants.models import Grant, Target
 from integrations.github import (
     EnvironmentProtection,
@@ -130,13 +131,13 @@ def reconcile_reviewers(ctx: PassContext, grants: list[Grant]) -> None:
         if drift is not None:
             result.drift = True
             audit.log_event(
-                action="target.drift",
+                action=AuditAction.TARGET_DRIFT,
                 target=target,
                 detail={**drift, "repaired": {"added": _names(added), "removed": _names(removed)}},
             )
         if written is not current:
             audit.log_event(
-                action="github.environment_updated",
+                action=AuditAction.GITHUB_ENVIRONMENT_UPDATED,
                 target=target,
                 detail={
                     "before": current.as_json(),
@@ -282,7 +283,7 @@ def _environment_missing(ctx: PassContext, plan: Plan, exc: NotFoundError) -> No
                 result.revoked.append(grant.pk)
         if gone:
             audit.log_event(
-                action="target.environment_deleted",
+                action=AuditAction.TARGET_ENVIRONMENT_DELETED,
                 target=target,
                 detail={"before": target.observed, "message": exc.message},
             )
@@ -304,7 +305,7 @@ def _record_baseline(target: Target, current: EnvironmentProtection) -> None:
         )
         if updated == 1:
             audit.log_event(
-                action="target.baseline_recorded",
+                action=AuditAction.TARGET_BASELINE_RECORDED,
                 target=target,
                 detail={"environment": current.as_json(), "dry_run": target.dry_run},
             )

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from grants.models import EnvironmentSecret, Grant, Target
 
 from .context import PassContext
@@ -63,7 +64,7 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
                     result.drift = True
                     with transaction.atomic():
                         audit.log_event(
-                            action="target.drift",
+                            action=AuditAction.TARGET_DRIFT,
                             target=target,
                             detail={"secret": name, "expected": "present", "found": "absent"},
                         )
@@ -108,7 +109,7 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
         lock_grants(plan.to_apply + plan.ending + plan.withdrawn)
         if changed:
             audit.log_event(
-                action=f"github.environment_secret_{changed}",
+                action=AuditAction(f"github.environment_secret_{changed}"),
                 target=target,
                 detail={
                     "secret": name,
@@ -140,7 +141,7 @@ def _record_secret_baseline(row: EnvironmentSecret, present: bool) -> None:
         ).update(baseline_present=present, baseline_recorded_at=timezone.now())
         if updated == 1:
             audit.log_event(
-                action="target.baseline_recorded",
+                action=AuditAction.TARGET_BASELINE_RECORDED,
                 target=row.target,
                 detail={"secret": row.name, "present": present},
             )

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from grants.models import Grant, OrgSecretTarget, Target
 from integrations.github import (
     GitHubError,
@@ -135,7 +136,7 @@ def _org_secret_pass(ctx: PassContext) -> None:
             ).update(baseline_repository_ids=current, baseline_recorded_at=now)
             if updated == 1:
                 audit.log_event(
-                    action="target.baseline_recorded",
+                    action=AuditAction.TARGET_BASELINE_RECORDED,
                     target=target,
                     detail={"repository_ids": current, "dry_run": target.dry_run},
                 )
@@ -187,10 +188,10 @@ def _org_secret_pass(ctx: PassContext) -> None:
         )
         if drift is not None:
             result.drift = True
-            audit.log_event(action="target.drift", target=target, detail=drift)
+            audit.log_event(action=AuditAction.TARGET_DRIFT, target=target, detail=drift)
         if after != current:
             audit.log_event(
-                action="github.org_secret_updated",
+                action=AuditAction.GITHUB_ORG_SECRET_UPDATED,
                 target=target,
                 detail={
                     "before": current,

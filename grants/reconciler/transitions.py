@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 
 import audit
+from audit.actions import AuditAction
 from core import metrics
 from core.durations import exponential_backoff
 from grants.locking import lock_requests_then_grants
@@ -95,7 +96,7 @@ def mark_applied(grant: Grant, *, at: datetime, detail: dict) -> bool:
             ),
         }
     audit.log_event(
-        action="grant.applied",
+        action=AuditAction.GRANT_APPLIED,
         target=grant,
         detail={**detail, "applied_at": at, "expires_at": expires_at},
     )
@@ -130,7 +131,7 @@ def mark_revoked(grant: Grant, *, at: datetime, detail: dict) -> bool:
     if late is not None:
         metrics.revocation_recorded(end_reason=reason, lag_seconds=late)
     audit.log_event(
-        action="grant.revoked",
+        action=AuditAction.GRANT_REVOKED,
         target=grant,
         detail={
             **detail,
@@ -155,7 +156,7 @@ def mark_failed(grant: Grant, *, message: str, detail: dict | None = None) -> bo
     if updated != 1:
         return False
     audit.log_event(
-        action="grant.failed", target=grant, reason=message, detail=detail or {}
+        action=AuditAction.GRANT_FAILED, target=grant, reason=message, detail=detail or {}
     )
     request_services.access_request_fail(access_request=grant.access_request, reason=message)
     grant.state = State.FAILED
@@ -223,7 +224,7 @@ def record_failed_attempt(grants_to_apply, grants_ending, error: GitHubError, no
             )
             if first:
                 audit.log_event(
-                    action="grant.revocation_overdue",
+                    action=AuditAction.GRANT_REVOCATION_OVERDUE,
                     target=grant,
                     reason=str(error),
                     detail={"due_at": due, "error": str(error), "retry_at": retry_at},

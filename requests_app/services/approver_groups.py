@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.names import github_team_parts
 from integrations.github import GitHubClient, GitHubError, NotFoundError
 from requests_app.models import ApproverGroup, ApproverGroupMember
@@ -84,7 +85,7 @@ def approver_group_sync(*, group: ApproverGroup, actor=None) -> GroupSyncReport:
         ApproverGroup.objects.filter(pk=locked.pk).update(synced_at=now, sync_error="")
         if added or removed or actor is not None or locked.sync_error:
             audit.log_event(
-                action="approver_group.synced",
+                action=AuditAction.APPROVER_GROUP_SYNCED,
                 actor=actor,
                 target=locked,
                 detail={
@@ -105,7 +106,7 @@ def _record_sync_error(group, report: GroupSyncReport, actor, *, audit_it=True):
         ApproverGroup.objects.filter(pk=group.pk).update(sync_error=report.message)
         if audit_it:
             audit.log_event(
-                action="approver_group.sync_failed",
+                action=AuditAction.APPROVER_GROUP_SYNC_FAILED,
                 actor=actor,
                 target=group,
                 reason=report.message,

@@ -4,6 +4,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.errors import NotAllowed, WrongState
 from requests_app import notifications
 from requests_app.models import AccessRequest, Approval
@@ -54,14 +55,14 @@ def access_request_approve(*, access_request: AccessRequest, approver, comment: 
         # The constraints make each approval a distinct account and a distinct person.
         count = locked.approvals.count()
         audit.log_event(
-            action="request.approval_added",
+            action=AuditAction.REQUEST_APPROVAL_ADDED,
             actor=approver,
             target=locked,
             reason=comment,
             detail={"approvals": count, "approvals_required": locked.approvals_required},
         )
         if count >= locked.approvals_required:
-            mark_approved(locked, actor=approver, action="request.approved")
+            mark_approved(locked, actor=approver, action=AuditAction.REQUEST_APPROVED)
     copy_decision(access_request, locked)
     return access_request
 
@@ -77,7 +78,7 @@ def access_request_deny(*, access_request: AccessRequest, approver, comment: str
             locked,
             to=Status.DENIED,
             actor=approver,
-            action="request.denied",
+            action=AuditAction.REQUEST_DENIED,
             reason=comment,
             closed_by=approver,
             close_comment=comment,
@@ -99,7 +100,7 @@ def access_request_cancel(*, access_request: AccessRequest, user, comment: str =
             locked,
             to=Status.CANCELLED,
             actor=user,
-            action="request.cancelled",
+            action=AuditAction.REQUEST_CANCELLED,
             reason=comment,
             closed_by=user,
             close_comment=comment,
@@ -120,7 +121,7 @@ def access_request_time_out(*, access_request: AccessRequest) -> bool:
         if updated != 1:
             return False
         audit.log_event(
-            action="request.timed_out",
+            action=AuditAction.REQUEST_TIMED_OUT,
             actor=None,
             target=access_request,
             detail={"pending_until": access_request.pending_until},
@@ -152,7 +153,7 @@ def mark_approved(access_request: AccessRequest, *, actor, action: str) -> None:
         decided_at=timezone.now(),
     )
     announce_approval(access_request.pk)
-    if action == "request.approved":
+    if action == AuditAction.REQUEST_APPROVED:
         notifications.notify("request_approved", request_id=access_request.pk)
 
 

@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from core.errors import NotAllowed, WrongState
 from requests_app import notifications
 from requests_app.models import AccessRequest
@@ -45,7 +46,7 @@ def access_request_activate(
         from_statuses=[Status.APPROVED],
         to=Status.ACTIVE,
         actor=None,
-        action="request.activated",
+        action=AuditAction.REQUEST_ACTIVATED,
         granted_at=granted_at,
         expires_at=expires_at,
         **extra,
@@ -62,7 +63,7 @@ def access_request_expire(*, access_request: AccessRequest, ended_at: datetime) 
         from_statuses=[Status.ACTIVE],
         to=Status.EXPIRED,
         actor=None,
-        action="request.expired",
+        action=AuditAction.REQUEST_EXPIRED,
         ended_at=ended_at,
     )
 
@@ -78,7 +79,7 @@ def access_request_end_early(*, access_request: AccessRequest, user, comment: st
         from_statuses=[Status.APPROVED, Status.ACTIVE],
         to=Status.REVOKED,
         actor=user,
-        action="request.revoked",
+        action=AuditAction.REQUEST_REVOKED,
         reason=comment,
         ended_at=timezone.now(),
         closed_by=user,
@@ -99,7 +100,7 @@ def access_request_fail(*, access_request: AccessRequest, reason: str) -> bool:
         from_statuses=[Status.APPROVED, Status.ACTIVE],
         to=Status.FAILED,
         actor=None,
-        action="request.failed",
+        action=AuditAction.REQUEST_FAILED,
         reason=reason,
         ended_at=timezone.now(),
         close_comment=reason,
@@ -116,7 +117,7 @@ def access_request_retry(*, access_request: AccessRequest, user) -> bool:
         from_statuses=[Status.FAILED],
         to=Status.APPROVED,
         actor=user,
-        action="request.retried",
+        action=AuditAction.REQUEST_RETRIED,
         ended_at=None,
         close_comment="",
     )
@@ -191,7 +192,7 @@ def access_request_extend(
         AccessRequest.objects.filter(pk=extension.pk).update(extends=locked)
         extension.extends = locked
         audit.log_event(
-            action="request.extension_requested",
+            action=AuditAction.REQUEST_EXTENSION_REQUESTED,
             actor=requester,
             target=extension,
             reason=extension.reason,
@@ -203,7 +204,7 @@ def access_request_extend(
             },
         )
         audit.log_event(
-            action="request.extension_filed",
+            action=AuditAction.REQUEST_EXTENSION_FILED,
             actor=requester,
             target=locked,
             detail={"extension": extension.pk, "expires_at": locked.expires_at},
@@ -222,7 +223,7 @@ def access_request_withdraw(*, access_request: AccessRequest, user, comment: str
             locked,
             to=Status.CANCELLED,
             actor=user,
-            action="request.withdrawn",
+            action=AuditAction.REQUEST_WITHDRAWN,
             reason=comment,
             closed_by=user,
             close_comment=comment,
@@ -260,7 +261,7 @@ def access_request_review_break_glass(
                 f"({locked.review_outcome} by {locked.reviewed_by})."
             )
         audit.log_event(
-            action="request.break_glass_reviewed",
+            action=AuditAction.REQUEST_BREAK_GLASS_REVIEWED,
             actor=reviewer,
             target=locked,
             reason=comment,

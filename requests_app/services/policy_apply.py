@@ -5,6 +5,7 @@ import dataclasses
 from django.db import transaction
 
 import audit
+from audit.actions import AuditAction
 from requests_app.models import AccessPolicy, ApproverGroup, ApproverGroupMember, SecretDefinition
 from requests_app.policy_file import PolicyDocument, PolicyFileError
 
@@ -50,10 +51,10 @@ def policy_file_apply(*, document: PolicyDocument, actor=None) -> PolicyApplyRep
 def _record(report, label, created, changes, obj, actor):
     if created:
         report.created.append(label)
-        action = "policy_file.created"
+        action = AuditAction.POLICY_FILE_CREATED
     elif changes:
         report.changed.append(f"{label} ({', '.join(sorted(changes))})")
-        action = "policy_file.changed"
+        action = AuditAction.POLICY_FILE_CHANGED
     else:
         report.unchanged.append(label)
         return

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from audit.actions import AuditAction
 from requests_app import notifications
 from requests_app.models import AccessKind, AccessRequest
 from requests_app.policies import policy_for_target
@@ -148,16 +149,16 @@ def access_request_create(
             ref_pattern=ref_pattern,
         )
         audit.log_event(
-            action="request.created",
+            action=AuditAction.REQUEST_CREATED,
             actor=requester,
             target=access_request,
             reason=reason,
             detail=_request_detail(access_request),
         )
         if break_glass:
-            mark_approved(access_request, actor=requester, action="request.break_glass")
+            mark_approved(access_request, actor=requester, action=AuditAction.REQUEST_BREAK_GLASS)
         elif access_request.approvals_required == 0:
-            mark_approved(access_request, actor=None, action="request.auto_approved")
+            mark_approved(access_request, actor=None, action=AuditAction.REQUEST_AUTO_APPROVED)
         if break_glass:
             notifications.notify("break_glass_used", request_id=access_request.pk)
         elif access_request.status == Status.PENDING:

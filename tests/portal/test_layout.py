@@ -1,12 +1,15 @@
 """The code's shape that issue 13 set: no module past about 600 lines, and the import-linter
 contracts that keep the layers in one direction hold."""
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from audit.actions import AuditAction
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = ["core", "integrations", "audit", "requests_app", "grants", "portal", "benchmarks",
@@ -34,3 +37,20 @@ def test_the_layering_contracts_hold():
     )
     assert result.returncode == 0, result.stdout[-4000:]
     assert "0 broken" in result.stdout
+
+
+FREE_ACTION = re.compile(r"""\baction\s*(?:=|==)\s*f?["'][a-z_{}.]+["']""")
+
+
+def test_audit_actions_are_named_once_in_audit_actions_not_written_as_free_strings():
+    free = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ["core", "integrations", "audit", "requests_app", "grants", "portal"]
+        for path in (ROOT / folder).rglob("*.py")
+        if "migrations" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if FREE_ACTION.search(line) and "store_true" not in line
+    ]
+    assert free == []
+    # An Enum quietly makes a repeated value an alias of the first name.
+    assert len(AuditAction.__members__) == len(AuditAction.values)
