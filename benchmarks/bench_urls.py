@@ -15,7 +15,7 @@ def baseline(request):
 def one_query(request):
     """The same answer after one trivial query: the least any check that consults the
     database on every call can cost. One round trip, like the check, which lets its own
-    query stand in for Django's health check (grants/check.py)."""
+    query stand in for Django's health check (grants/check/)."""
     connection.health_check_done = True
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")

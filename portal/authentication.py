@@ -16,18 +16,13 @@ from rest_framework import exceptions, permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from integrations.github.actions import WorkflowJob
+from integrations.github.oidc import JWKS_CACHE_SECONDS, oidc_signing_key
 
 logger = logging.getLogger(__name__)
 
 OIDC_ALGORITHMS = ["RS256"]
 # Runner and portal clocks differ a little; GitHub's tokens live 5 to 10 minutes.
 OIDC_LEEWAY_SECONDS = 60
-JWKS_CACHE_SECONDS = 300
-JWKS_TIMEOUT_SECONDS = 5
-# A token with a kid we do not hold makes us fetch the key set again, at most this often:
-# a stream of made-up kids must not become a stream of requests to the issuer. Tests set
-# AIRLOCK_OIDC_JWKS_REFRESH_COOLDOWN_SECONDS to 0.
-DEFAULT_JWKS_REFRESH_COOLDOWN_SECONDS = 5
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "nbf", "iat", "repository", "actor"]
 
 
@@ -55,33 +50,6 @@ class OidcPrincipal(WorkflowJob):
 
 
 # --- OIDC verification ----------------------------------------------------------------------
-
-_jwks_clients: dict[tuple[str, float], jwt.PyJWKClient] = {}
-_jwks_clients_lock = threading.Lock()
-
-
-def _jwks_client() -> jwt.PyJWKClient:
-    url = settings.GITHUB_OIDC_ISSUER.rstrip("/") + "/.well-known/jwks"
-    cooldown = float(
-        getattr(
-            settings,
-            "AIRLOCK_OIDC_JWKS_REFRESH_COOLDOWN_SECONDS",
-            DEFAULT_JWKS_REFRESH_COOLDOWN_SECONDS,
-        )
-    )
-    with _jwks_clients_lock:
-        client = _jwks_clients.get((url, cooldown))
-        if client is None:
-            client = jwt.PyJWKClient(
-                url,
-                cache_jwk_set=True,
-                lifespan=JWKS_CACHE_SECONDS,
-                timeout=JWKS_TIMEOUT_SECONDS,
-                cooldown_duration=cooldown,
-            )
-            _jwks_clients[(url, cooldown)] = client
-        return client
-
 
 # Tokens already verified, so that a job asking again (before each sensitive step, or the
 # Action retrying) costs a dictionary lookup instead of an RSA verification. An entry lasts
@@ -144,7 +112,7 @@ def _oidc_verify(token: str) -> dict:
     if not kid or not isinstance(kid, str):
         raise refuse("The OIDC token names no signing key (kid).")
     try:
-        signing_key = _jwks_client().get_signing_key(kid)
+        signing_key = oidc_signing_key(kid)
     except jwt.PyJWKClientConnectionError:
         logger.warning("Could not fetch the OIDC key set of %s", settings.GITHUB_OIDC_ISSUER)
         raise OidcUnavailable() from None

@@ -55,7 +55,7 @@ SECURE_HSTS_PRELOAD = env_bool("AIRLOCK_HSTS_PRELOAD", True)
 
 # --- The cache -------------------------------------------------------------------------------
 # Brute-force counts, API request rates and the grant check's audit marks live here
-# (portal/ratelimit.py, grants/check.py). Unset, each process keeps its own in memory, so
+# (portal/ratelimit.py, grants/check/). Unset, each process keeps its own in memory, so
 # `make run` needs nothing: limits then count per process. With several processes (gunicorn
 # workers) point it at Redis, redis://host:6379/1, so that they all count together.
 CACHES = {"default": env_cache("CACHE_URL")}
@@ -137,7 +137,7 @@ def _database(url: str) -> dict:
     elif config["ENGINE"] == "django.db.backends.postgresql":
         # Django turns psycopg's prepared statements off for the sake of connection
         # poolers. Its own queries are bound on the client and never prepared either way;
-        # this lets the grant check's one query (grants/check.py) be planned once per
+        # this lets the grant check's one query (grants/check/) be planned once per
         # connection instead of on every call. Off behind a PgBouncer in transaction mode
         # older than 1.21, which cannot carry prepared statements.
         prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
@@ -318,7 +318,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers a message nobody acknowledged within the visibility timeout, and with
 # acks_late a message is acknowledged only when its task ends. It must therefore outlast
 # the longest ETA plus the task time limit, or a task would run twice. The engine never
-# schedules further ahead than two sweep intervals (grants/reconciler.py: later expiries
+# schedules further ahead than two sweep intervals (grants/reconciler/expiry.py: later expiries
 # are scheduled by a later sweep), and tasks stop at CELERY_TASK_TIME_LIMIT, so an hour is
 # ample; a worker that died mid-task has its message delivered again within that hour,
 # and the sweep covers the gap long before. (Only brokers that have a visibility timeout

@@ -267,7 +267,7 @@ class AccessRequest(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["repository", "environment", "status"], name="request_target"),
-            # The grant check (grants/check.py) looks up in-force requests by their
+            # The grant check (grants/check/) looks up in-force requests by their
             # canonical target; without this it reads every active request.
             models.Index(
                 fields=["repository", "environment"],

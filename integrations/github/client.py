@@ -288,7 +288,7 @@ class GitHubClient:
             family="organization_secrets",
         )
 
-    # -- teams (approver groups synced from a team: requests_app.services) ---------------
+    # -- teams (approver groups synced from a team: requests_app.services.approver_groups)
 
     def team_member_logins(self, org: str, team_slug: str) -> list[str]:
         """The logins of a team's members, page by page (PyGithub follows the Link

@@ -10,7 +10,7 @@ class DryRunGitHub:
     nothing. Reads answer from `simulated` (what earlier dry-run writes left, kept by the
     reconciler on the target), so a demo grant is "added" and later "removed"."""
 
-    dry_run = True  # logins and repositories get stand-in ids (reconciler._dry_run_id)
+    dry_run = True  # logins and repositories get stand-in ids (grants.reconciler.runner.dry_run_id)
 
     def __init__(self, simulated: dict | None = None, heartbeat=None):
         self.simulated = simulated if simulated is not None else {}
