@@ -1,2 +1,2 @@
-"""The ground every app stands on: rules and canonical forms that are the same everywhere
-(core.names). A plain package, not a Django app: it has no models."""
+"""The ground every app stands on: errors, GitHub's name rules and canonical forms,
+durations, settings from the environment and metrics. A plain package, not a Django app."""
