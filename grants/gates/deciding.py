@@ -131,7 +131,7 @@ def waiting_gates(access_request, now):
 
 def follow(access_request, now) -> int:
     decided = 0
-    if access_request.status == Status.ACTIVE and access_request.expires_at > now:
+    if access_request.is_in_force(now):
         for gate in waiting_gates(access_request, now):
             refusal = restriction_refusal(
                 access_request, job_workflow_ref=None, ref=qualified_ref(gate.ref)
