@@ -1,11 +1,5 @@
-"""Admin writes on the record: AuditedAdmin, a ModelAdmin mixin that writes an audit event
-for every add, change and delete made in the admin, in the admin's own transaction.
-
-The action is `<model>.created|changed|deleted`, the shape the policy and group admins have
-always used. An admin that says what it tracks (audit_snapshot) adds which of those values
-changed, with before and after; values it leaves out (a password hash) are never recorded,
-and those it marks secret are named as changed without their values.
-"""
+"""Admin writes on the record: AuditedAdmin writes one audit event, of one shape, for every
+add, change and delete made in the admin, in the admin's own transaction."""
 
 from functools import wraps
 

@@ -32,7 +32,7 @@ NAMES = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split()))
     parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-5)")
     parser.add_argument("--quick", action="store_true", help="smaller, shorter runs")
     parser.add_argument("--output", help="write the results here (default: RESULTS.md on a "

@@ -1,11 +1,5 @@
-"""Grants and targets in the admin: read-only records of what Airlock did on GitHub.
-
-Platform admins see each grant's state on GitHub (with GitHub's message when it failed, and
-"revocation overdue since ..." when a revocation keeps failing) and can retry a grant or
-revoke it early. Both actions call the services; nothing here changes a row directly.
-
-The beat schedule's admin is in grants/admin_beat.py.
-"""
+"""Grants and targets in the admin: read-only records of what Airlock did on GitHub, with
+retry and early revoke through the services (the beat schedule's admin: admin_beat.py)."""
 
 from django.contrib import admin, messages
 from django.utils import timezone

@@ -1,11 +1,5 @@
-"""django-celery-beat's admin, with Airlock's rules.
-
-Airlock's own entries (grants/schedule.py) are declared in code: the sweep among them is
-what makes access end on time. The admin shows them, and the schedules they run on, read-
-only: no change, delete, enable or disable here, and their names cannot be taken by a new
-task. install_beat_schedule writes them. Every other periodic task and schedule may be
-managed here, and each write (the actions included) is audited in the same transaction.
-"""
+"""django-celery-beat's admin, with Airlock's rules: its own entries (grants/schedule.py) are
+read-only here, every other write is audited (docs/admin.md "The beat schedule")."""
 
 from celery.schedules import ParseException
 from django import forms

@@ -1,6 +1,5 @@
-"""Changes to grants: creating them for approved requests, revoking early, retrying, and
-the sweep that finds everything due. GitHub itself is only touched by the reconciler
-(grants.reconciler), never inside a transaction here."""
+"""Changes to grants: creating them for approved requests, revoking early, retrying, and the
+sweep that finds everything due; GitHub is only touched by the reconciler."""
 
 from __future__ import annotations
 

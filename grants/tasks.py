@@ -1,12 +1,5 @@
-"""Celery tasks of the grant engine: thin, idempotent, loading by id.
-
-Every task re-reads the database and may run twice, or at the same time as another copy:
-the reconciler's lease lets one worker at a time work on a target, and every transition is
-a compare-and-set. acks_late (with reject-on-worker-lost, set globally) means a task a
-dying worker held is delivered again; if the broker loses it instead, the beat sweep finds
-the work in the database. Transient GitHub errors are not retried here by Celery: the
-reconciler records them on the grants (next_attempt_at, overdue) and the sweep tries again.
-"""
+"""Celery tasks of the grant engine: thin, idempotent, loading by id (why running twice is
+safe: docs/operations.md "The engine's tasks")."""
 
 import logging
 from datetime import UTC, datetime

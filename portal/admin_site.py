@@ -1,11 +1,5 @@
-"""The admin site: platform admins (staff) and approvers share it.
-
-Approvers are not staff. They get in because they belong to an approver group, and lose
-access the moment they leave it; nothing has to be kept in sync. Inside, someone who is not
-staff reaches only APPROVER_MODELS, whatever permissions their account holds: Django's own
-rule is that only staff enter the admin, so a permission left on a non-staff account (from
-when it was staff, say) must not open the audit log, the grants or the users to it.
-"""
+"""The admin site, which platform admins (staff) and approvers share (who reaches what:
+docs/admin.md "Who enters the admin")."""
 
 from datetime import timedelta
 from functools import wraps

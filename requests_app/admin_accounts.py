@@ -1,7 +1,5 @@
-"""Django's user, group and GitHub-account admin, with Airlock's rules: usernames unique case
-aside (they are GitHub logins), and every write that changes who may do what (flags,
-groups, permissions, passwords, the GitHub account a user is linked to) audited with before
-and after, in the admin's transaction."""
+"""Django's user, group and GitHub-account admin with Airlock's rules: usernames unique case
+aside, and every change to who may do what audited with before and after."""
 
 from allauth.socialaccount.admin import SocialAccountAdmin as AllauthSocialAccountAdmin
 from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken

@@ -1,36 +1,5 @@
-"""Who is told what about a request, by email and (optionally) a Slack incoming webhook.
-
-Services call notify(event, request_id=...) inside the transaction of the change; nothing is
-built or sent until it commits, and then only by Celery (requests_app.tasks): a slow or
-broken mail server or Slack never blocks a request and never undoes a transition. A message
-that cannot be sent is retried a bounded number of times with backoff, then logged.
-
-Each event has a template, templates/notifications/<event>.txt, whose first line is the
-subject and the rest the plain-text body; an optional <event>.html is sent as the HTML
-alternative. The Slack text is the subject and a link.
-
-Text that people or GitHub wrote (reasons, comments, names, logins, GitHub's errors) is
-quoted here, once, so it can never pass for Airlock's own words: in plain text a name is
-kept on its line (quote_inline, the |inline filter) and free text becomes a block whose
-every line starts with "  > " (quote_block, |quoted), so neither starts a line of its own
-such as a fake "Decide here:"; HTML is escaped by Django; for Slack, &, < and > are escaped
-and the text is sent verbatim, so it makes no link, mention or channel name.
-
-Events and who gets them:
-
-| event | to | Slack |
-|---|---|---|
-| request_routed | the approvers of the request's groups (not the requester) | yes |
-| break_glass_used | the approvers, at once | yes |
-| request_approved, request_denied, request_timed_out | the requester | yes |
-| grant_applied | the requester | no |
-| grant_failed | the requester | yes |
-| expiry_reminder | the requester | no |
-| revocation_overdue | platform admins (staff with an email, and AIRLOCK_ADMIN_EMAILS) | yes |
-
-People are reached at their user's email; an approver login that has no user (or no email)
-yet is skipped.
-"""
+"""Who is told what about a request, by email and (optionally) a Slack incoming webhook
+(events, recipients and quoting: docs/notifications.md)."""
 
 from __future__ import annotations
 

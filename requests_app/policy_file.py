@@ -1,8 +1,5 @@
-"""The policy file (policies as code): parsing and validation, before anything is saved.
-
-Every problem is reported with its place in the file (`policies[0].max_duration, line 23`),
-and a file with any problem is refused whole. See PRODUCT.md for the format.
-"""
+"""The policy file (policies as code): parsing and validation, before anything is saved; a
+file with any problem is refused whole, each problem named with its place in the file."""
 
 import os
 import re

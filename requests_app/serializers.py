@@ -1,8 +1,5 @@
-"""The API's shapes of access requests (contract: PRODUCT.md "REST API").
-
-Input serializers check types and sizes only; every rule (policy limits, who may decide)
-is the services' and comes back from them as errors.
-"""
+"""The API's shapes of access requests (contract: PRODUCT.md "REST API"); they check types
+and sizes only, the rules are the services'."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers

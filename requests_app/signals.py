@@ -1,9 +1,5 @@
-"""Signals requests_app sends after a decision commits, so enforcement (grants) can react.
-
-Sent from `transaction.on_commit`, never inside the transaction, with primary keys only: a
-receiver reads the committed rows. A message a receiver loses is not lost work: the grant
-engine's and the gates' beat sweeps find it in the database.
-"""
+"""Signals requests_app sends after a decision commits, with primary keys only, so that
+enforcement (grants) can react; the beat sweeps find what a lost message missed."""
 
 from django.dispatch import Signal
 

@@ -1,9 +1,5 @@
-"""Who may sign in, and how a GitHub account becomes a portal user.
-
-The portal username of a GitHub user is their GitHub login: approver groups list logins,
-and requests, approvals and the audit log show usernames, so the two must stay the same.
-The GitHub numeric id, which survives a rename, is kept in allauth's SocialAccount.uid.
-"""
+"""Who may sign in, and how a GitHub account becomes a portal user (its username is the
+GitHub login; the numeric id, which survives a rename, is the SocialAccount's uid)."""
 
 import logging
 

@@ -1,9 +1,5 @@
-"""Celery tasks of the requests app: notifications, expiry reminders, approver team sync.
-
-Thin, as everywhere: load by id, call a service or a sender, retry transient failures a
-bounded number of times with backoff. Each notification fans out into one task per email
-and one for Slack, so a retry re-sends only what failed.
-"""
+"""Celery tasks of the requests app: notifications (one task per email and one for Slack, so a
+retry re-sends only what failed), expiry reminders, approver team sync."""
 
 import logging
 import smtplib

@@ -1,6 +1,5 @@
-"""The pages that act on access requests from the admin: approving, denying and recording a
-break-glass review. Each is an action on the list and a button on a request's page, both
-leading to one confirmation page; the request services decide and hold the rules."""
+"""The admin pages that approve, deny and review break-glass requests: one confirmation page
+for each, reached from the list or a request's page; the request services decide."""
 
 from dataclasses import dataclass
 

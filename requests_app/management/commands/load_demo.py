@@ -1,13 +1,5 @@
-"""manage.py load_demo: local demo accounts for `make run` (development only).
-
-When GitHub sign-in goes to the local GitHub of `make github` (README "Watch a grant on a
-local GitHub"), the demo accounts are also linked to that GitHub's users of the same login,
-so that "Sign in with GitHub" as dave lands in the demo's dave. Sign-in refuses a GitHub
-login that a portal account holds unlinked (requests_app/signin.py), and must go on doing
-so: here both sides are the demo's own data (demo/local-github.json seeds that GitHub, with
-fixed ids), and against any GitHub not on this machine nothing is linked, so nobody on a
-real GitHub can take over an account whose password is known.
-"""
+"""manage.py load_demo: local demo accounts for `make run` (development only; why linking them
+to the local GitHub is safe: docs/operations.md "The demo accounts")."""
 
 import ipaddress
 import json
