@@ -3,6 +3,8 @@ every retry uses."""
 
 from datetime import timedelta
 
+from django.core.exceptions import ValidationError
+
 # 2 ** 62 steps past any cap a retry can have; beyond it the product overflows timedelta.
 _MAX_DOUBLINGS = 62
 
@@ -28,3 +30,9 @@ def exponential_backoff(attempt: int, *, base: timedelta, cap: timedelta) -> tim
         return min(cap, base * 2**doublings)
     except OverflowError:
         return cap
+
+
+def validate_positive_duration(value: timedelta) -> None:
+    """A model field validator: a duration Airlock waits or grants for is longer than zero."""
+    if value is not None and value <= timedelta(0):
+        raise ValidationError("must be longer than zero")

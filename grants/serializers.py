@@ -71,13 +71,7 @@ class GrantSerializer(serializers.ModelSerializer):
         return user.username if user is not None else None
 
     def get_active(self, grant) -> bool:
-        access_request = grant.access_request
-        now = self.context["now"]
-        return (
-            access_request.status == access_request.Status.ACTIVE
-            and access_request.expires_at is not None
-            and access_request.expires_at > now
-        )
+        return grant.access_request.is_in_force(self.context["now"])
 
 
 class GrantFilterSerializer(serializers.Serializer):

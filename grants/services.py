@@ -247,13 +247,8 @@ def grant_retry(*, grant: Grant, user) -> Grant:
     if not _may_manage(user):
         raise NotAllowed("Only a platform admin can retry a grant.")
     with transaction.atomic():
-        # The request first, then the grant: the order every other writer of both keeps.
-        list(
-            AccessRequest.objects.select_for_update()
-            .filter(pk=grant.access_request_id)
-            .values_list("pk", flat=True)
-        )
-        grant = Grant.objects.select_for_update().get(pk=grant.pk)
+        lock_requests_then_grants(request_ids=[grant.access_request_id], grant_ids=[grant.pk])
+        grant = Grant.objects.get(pk=grant.pk)
         if grant.state == State.FAILED:
             Grant.objects.filter(pk=grant.pk, state=State.FAILED).update(
                 state=State.PENDING, attempts=0, next_attempt_at=None

@@ -1,5 +1,5 @@
 """Forms of the request pages and the admin. They check the shape of the input only; the
-rules (policy limits, who may decide) live in services.py and come back as errors."""
+rules (policy limits, who may decide) live in the services and requests_app.rules."""
 
 
 from django import forms
@@ -169,7 +169,7 @@ class CancelForm(PortalForm):
 
 
 class ExtendForm(PortalForm):
-    """More time on active access: the policy's rules apply again (services.py)."""
+    """More time on active access: the policy's rules apply again (requests_app.services)."""
 
     reason = forms.CharField(
         label="Why do you need more time?",
@@ -323,7 +323,7 @@ class AccessPolicyAdminForm(forms.ModelForm):
                 approvals_required=approvals, approver_groups=cleaned.get("approver_groups")
             )
             if refusal:
-                self.add_error("approver_groups", f"Approver groups are {refusal}.")
+                self.add_error("approver_groups", f"This field {refusal}.")
         return cleaned
 
 

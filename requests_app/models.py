@@ -4,10 +4,12 @@ access requests and their approvals."""
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.durations import validate_positive_duration
 from core.names import validate_github_login, validate_github_team
 from requests_app.crypto import decrypt_value, encrypt_value
 
@@ -115,16 +117,30 @@ class AccessPolicy(models.Model):
     environment_patterns = models.JSONField(default=list)
     access_kinds = models.JSONField(default=list, help_text='e.g. ["reviewer", "secret"]')
     secrets = models.ManyToManyField(SecretDefinition, blank=True, related_name="policies")
-    max_duration = models.DurationField(default=timedelta(hours=4))
-    default_duration = models.DurationField(default=timedelta(hours=1))
+    # The bounds of a policy's numbers and durations are these fields' validators: the
+    # admin form and the policy file both check them (requests_app.rules).
+    max_duration = models.DurationField(
+        default=timedelta(hours=4), validators=[validate_positive_duration]
+    )
+    default_duration = models.DurationField(
+        default=timedelta(hours=1), validators=[validate_positive_duration]
+    )
     approvals_required = models.PositiveSmallIntegerField(
-        default=1, help_text="Distinct approvals needed; 0 approves automatically (audited)"
+        default=1,
+        validators=[MaxValueValidator(10)],
+        help_text="Distinct approvals needed; 0 approves automatically (audited)",
     )
     approver_groups = models.ManyToManyField(ApproverGroup, blank=True, related_name="policies")
-    reason_min_length = models.PositiveSmallIntegerField(default=10)
-    pending_ttl = models.DurationField(default=timedelta(hours=24))
+    reason_min_length = models.PositiveSmallIntegerField(
+        default=10, validators=[MaxValueValidator(1000)]
+    )
+    pending_ttl = models.DurationField(
+        default=timedelta(hours=24), validators=[validate_positive_duration]
+    )
     break_glass = models.BooleanField(default=False, help_text="Allow break-glass access")
-    break_glass_max_duration = models.DurationField(default=timedelta(hours=1))
+    break_glass_max_duration = models.DurationField(
+        default=timedelta(hours=1), validators=[validate_positive_duration]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -11,6 +11,7 @@ from urllib.parse import urljoin
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models.functions import Lower
@@ -114,7 +115,11 @@ def build_message(
     spec = EVENTS[event]
     grant = None
     if grant_id is not None:
-        grant = _read_grant(grant_id) if _read_grant is not None else None
+        if _read_grant is None:
+            # grants registers its reader when its app is ready; without it a grant's
+            # message would be dropped without a word.
+            raise ImproperlyConfigured("No grant reader: is the grants app installed?")
+        grant = _read_grant(grant_id)
         if grant is None:
             return None
         request_id = request_id or grant.access_request_id

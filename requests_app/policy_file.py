@@ -9,7 +9,7 @@ from datetime import timedelta
 import yaml
 from django.core.exceptions import ValidationError
 
-from core.durations import parse_duration
+from core.durations import parse_duration, validate_positive_duration
 from core.names import (
     GITHUB_LOGIN,
     NameRefused,
@@ -25,6 +25,7 @@ from requests_app.rules import (
     NAME_RE,
     approver_groups_refusal,
     default_duration_refusal,
+    policy_number_maximum,
     secrets_refusal,
 )
 
@@ -184,8 +185,10 @@ class _Reader:
         except ValueError as exc:
             self.fail(f"{path}.{key}", node, str(exc))
             return default
-        if duration <= timedelta(0):
-            self.fail(f"{path}.{key}", node, "must be longer than zero")
+        try:
+            validate_positive_duration(duration)
+        except ValidationError as refusal:
+            self.fail(f"{path}.{key}", node, " ".join(refusal.messages))
         return duration
 
     def integer(self, items, key, path, default: int, *, minimum=0, maximum=1000) -> int:
@@ -318,7 +321,10 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         secrets = reader.strings(items, "secrets", path)
         if refusal := secrets_refusal(access_kinds=access, secrets=secrets):
             reader.fail(f"{path}.secrets", items["secrets"], refusal)
-        approvals_required = reader.integer(items, "approvals_required", path, 1, maximum=10)
+        approvals_required = reader.integer(
+            items, "approvals_required", path, 1,
+            maximum=policy_number_maximum("approvals_required"),
+        )
         groups = reader.strings(items, "approver_groups", path)
         refusal = approver_groups_refusal(
             approvals_required=approvals_required, approver_groups=groups
@@ -342,7 +348,10 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 default_duration=default_duration,
                 approvals_required=approvals_required,
                 approver_groups=groups,
-                reason_min_length=reader.integer(items, "reason_min_length", path, 10),
+                reason_min_length=reader.integer(
+                    items, "reason_min_length", path, 10,
+                    maximum=policy_number_maximum("reason_min_length"),
+                ),
                 pending_ttl=reader.duration(items, "pending_ttl", path, timedelta(hours=24)),
                 break_glass=reader.boolean(items, "break_glass", path, False),
                 break_glass_max_duration=reader.duration(

@@ -1,11 +1,11 @@
-"""The rules of a valid access policy that no single field can check, in one place: the
-admin form, the policy file and the model's clean() all ask them."""
+"""The rules of a valid access policy, in one place: those no single field can check, and
+the bounds its fields' validators set; the admin form and the policy file both ask them."""
 
 from datetime import timedelta
 
-from django.core.validators import slug_re
+from django.core.validators import MaxValueValidator, slug_re
 
-from requests_app.models import AccessKind, AccessRequest
+from requests_app.models import AccessKind, AccessPolicy, AccessRequest
 
 # What a person writes with a request or a decision is kept in TextFields: the forms and
 # the API bound it alike.
@@ -16,6 +16,12 @@ COMMENT_MAX_LENGTH = 2000
 def request_field_max_length(name: str) -> int:
     """The longest value an AccessRequest field holds: the forms and the API refuse more."""
     return AccessRequest._meta.get_field(name).max_length
+
+
+def policy_number_maximum(name: str) -> int:
+    """The largest value an AccessPolicy number field takes (its MaxValueValidator)."""
+    field = AccessPolicy._meta.get_field(name)
+    return next(v.limit_value for v in field.validators if isinstance(v, MaxValueValidator))
 
 
 # What a policy's or approver group's name may be (a SlugField's own rule).

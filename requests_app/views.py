@@ -161,11 +161,7 @@ def _lifecycle_context(request, access_request: AccessRequest, extend_form) -> d
     Status = AccessRequest.Status
     own = access_request.requester_id == request.user.pk
     grant = getattr(access_request, "grant", None) if own else None
-    in_force = (
-        access_request.status == Status.ACTIVE
-        and access_request.expires_at is not None
-        and access_request.expires_at > timezone.now()
-    )
+    in_force = access_request.is_in_force(timezone.now())
     # Past its expiry an active request is only waiting for the engine to remove it:
     # there is nothing left to give back.
     can_give_back = (

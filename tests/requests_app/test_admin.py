@@ -407,7 +407,31 @@ def test_a_policy_needing_approvals_without_approver_groups_is_refused(client, p
     response = client.post(add, policy_form(approver_groups=[]))
 
     assert response.status_code == 200
-    assert "approver_groups" in response.context["adminform"].form.errors
+    errors = response.context["adminform"].form.errors
+    assert errors["approver_groups"] == [
+        "This field is required when approvals_required is above 0."
+    ]
+    assert not AccessPolicy.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("approvals_required", "11", "less than or equal to 10"),
+        ("reason_min_length", "1001", "less than or equal to 1000"),
+        ("pending_ttl", "0", "must be longer than zero"),
+        ("break_glass_max_duration", "00:00:00", "must be longer than zero"),
+    ],
+)
+def test_the_admin_policy_form_keeps_the_bounds_the_policy_file_keeps(
+    client, platform_admin, field, value, message
+):
+    response = client.post(
+        reverse("admin:requests_app_accesspolicy_add"), policy_form(**{field: value})
+    )
+
+    assert response.status_code == 200
+    assert message in " ".join(response.context["adminform"].form.errors[field])
     assert not AccessPolicy.objects.exists()
 
 
