@@ -19,6 +19,7 @@ from requests_app.models import (
     ApproverGroup,
     ApproverGroupMember,
 )
+from requests_app.selectors import approver_identity as _identity_of
 from requests_app.services import access_request_approve, access_request_create
 
 User = get_user_model()
@@ -144,6 +145,14 @@ def bulk_grants(
     people = users(login for env in envs for login in env.logins)
     now = timezone.now()
     active = status == AccessRequest.Status.ACTIVE
+    identities: dict[int, str] = {}
+
+    def identity_of(user) -> str:
+        # Recorded as the services record it; once per person, not once per row.
+        if user.pk not in identities:
+            identities[user.pk] = _identity_of(user)
+        return identities[user.pk]
+
     count = 0
     with transaction.atomic():
         targets = {}
@@ -161,6 +170,7 @@ def bulk_grants(
                     )
                     request = AccessRequest(
                         requester=people[login],
+                        requester_identity=identity_of(people[login]),
                         repository=env.repository,
                         environment=env.environment,
                         access="reviewer",
@@ -189,8 +199,14 @@ def bulk_grants(
         AccessRequest.objects.bulk_create(requests, batch_size=2000)
         for request, grant in zip(requests, grants, strict=True):
             grant.access_request = request
+            approver = rng.choice(approvers)
             approvals.append(
-                Approval(request=request, approver=rng.choice(approvers), comment="")
+                Approval(
+                    request=request,
+                    approver=approver,
+                    approver_identity=identity_of(approver),
+                    comment="",
+                )
             )
         Grant.objects.bulk_create(grants, batch_size=2000)
         Approval.objects.bulk_create(approvals, batch_size=2000)
