@@ -23,6 +23,10 @@ class AuditAction(models.TextChoices):
     REQUEST_EXTENSION_REQUESTED = "request.extension_requested"
     REQUEST_EXTENSION_FILED = "request.extension_filed"
     REQUEST_WITHDRAWN = "request.withdrawn"
+    # A run-bound request closed by its run: released by the run's own call
+    # (POST /api/v1/runs/release), or ended because the run completed (workflow_run).
+    REQUEST_RELEASED_BY_RUN = "request.released_by_run"
+    REQUEST_ENDED_WITH_RUN = "request.ended_with_run"
 
     # Policies, approver groups and API tokens (requests_app).
     POLICY_FILE_CREATED = "policy_file.created"
@@ -57,6 +61,7 @@ class AuditAction(models.TextChoices):
     DEPLOYMENT_GATE_POST_FAILED = "deployment_gate.post_failed"
     GITHUB_DEPLOYMENT_PROTECTION_RULE_REVIEWED = "github.deployment_protection_rule_reviewed"
     GITHUB_DEPLOYMENT_PROTECTION_RULE_COMMENTED = "github.deployment_protection_rule_commented"
+    GITHUB_WORKFLOW_RUN_COMPLETED = "github.workflow_run_completed"
 
     # Sign-in and the API's lockouts (portal.ratelimit).
     SIGN_IN_LOCKED_OUT = "sign_in.locked_out"

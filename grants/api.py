@@ -6,11 +6,14 @@ from functools import cache
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from core.errors import NotAllowed
+from core.names import NameRefused, canonical_repository
 from grants.check import grant_check_answer
 from grants.selectors import grants_visible_to
 from grants.serializers import (
@@ -19,12 +22,12 @@ from grants.serializers import (
     GrantFilterSerializer,
     GrantSerializer,
 )
-from grants.services import grant_revoke
+from grants.services import RunEnd, grant_revoke, run_access_end
 from portal.api_errors import error_responses
-from portal.authentication import IsPortalUser
-from requests_app.api import ApiPagination, query_filters
-from requests_app.models import in_force_at
-from requests_app.serializers import DecisionSerializer
+from portal.authentication import IsPortalUser, IsRunJob
+from requests_app.api import ApiPagination, query_filters, with_details
+from requests_app.models import AccessRequest, in_force_at
+from requests_app.serializers import AccessRequestSerializer, DecisionSerializer
 
 
 def visible_grants(user):
@@ -155,3 +158,79 @@ class GrantCheckApi(GenericAPIView):
         # Written by hand on this hot path; GrantCheckSerializer documents the shape, and
         # tests hold the two together.
         return Response(answer.as_json())
+
+
+class RunReleaseSerializer(serializers.Serializer):
+    """The answer of POST /api/v1/runs/release."""
+
+    repository = serializers.CharField()
+    run_id = serializers.IntegerField()
+    ended = AccessRequestSerializer(
+        many=True, help_text="Requests whose access ended now (their grants are revoked)."
+    )
+    cancelled = AccessRequestSerializer(
+        many=True, help_text="The run's pending requests, now cancelled."
+    )
+    message = serializers.CharField()
+
+
+class RunReleaseApi(GenericAPIView):
+    """A workflow run gives back every grant bound to it (its last step, `if: always()`)."""
+
+    permission_classes = [IsRunJob]
+    serializer_class = RunReleaseSerializer
+
+    @extend_schema(
+        operation_id="runs_release",
+        summary="End the calling run's grants",
+        description="With a workflow's OIDC token only: ends every grant bound to the token's "
+        "run (the check says no at once; GitHub follows as soon as the engine has run) and "
+        "cancels the run's pending requests. Releasing twice is harmless: the second call "
+        "finds nothing open.",
+        request=None,
+        responses={200: RunReleaseSerializer, **error_responses(401, 403)},
+    )
+    def post(self, request):
+        job = request.user
+        run = job.workflow_run
+        if run is None:
+            raise NotAllowed("This job's OIDC token names no workflow run (run_id) to release.")
+        try:
+            repository = canonical_repository(job.repository)
+        except NameRefused as refusal:
+            raise NotAllowed(
+                f"This job's OIDC token names a repository outside GitHub's naming rules: "
+                f"{' '.join(refusal.messages)}"
+            ) from None
+        report = run_access_end(
+            repository=repository,
+            run_id=run.run_id,
+            cause=RunEnd.RELEASED,
+            by=job.get_username(),
+        )
+
+        def shown(requests):
+            ids = [r.pk for r in requests]
+            return list(with_details(AccessRequest.objects.filter(pk__in=ids)).order_by("pk"))
+
+        ended, cancelled = shown(report.ended), shown(report.cancelled)
+        if ended or cancelled:
+            message = (
+                f"Released run {run.run_id} of {repository}: {len(ended)} grant(s) ended, "
+                f"{len(cancelled)} pending request(s) cancelled."
+            )
+        else:
+            message = (
+                f"Run {run.run_id} of {repository} holds no open requests; nothing to release."
+            )
+        return Response(
+            RunReleaseSerializer(
+                {
+                    "repository": repository,
+                    "run_id": run.run_id,
+                    "ended": ended,
+                    "cancelled": cancelled,
+                    "message": message,
+                }
+            ).data
+        )

@@ -133,6 +133,11 @@ class CheckedGrantSerializer(serializers.Serializer):
     ref_pattern = serializers.CharField(
         help_text="Only workflows whose ref matches may use the grant; empty: any ref."
     )
+    run_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="A workflow filed the request: only this run may use the grant, and it "
+        "ends when the run completes. Null: a person's grant.",
+    )
 
 
 class GrantCheckSerializer(serializers.Serializer):

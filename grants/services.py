@@ -196,7 +196,14 @@ def _lock_extension_chain(access_request: AccessRequest) -> None:
     lock_requests_then_grants(request_ids=[r.pk for r in chain])
 
 
-def _revoke_one(grant: Grant, *, user, comment: str) -> bool:
+def _revoke_one(
+    grant: Grant,
+    *,
+    user,
+    comment: str,
+    request_action: AuditAction = AuditAction.REQUEST_REVOKED,
+    detail: dict | None = None,
+) -> bool:
     now = timezone.now()
     updated = Grant.objects.filter(
         pk=grant.pk, state__in=Grant.OPEN_STATES, revoke_requested_at__isnull=True
@@ -209,10 +216,10 @@ def _revoke_one(grant: Grant, *, user, comment: str) -> bool:
         actor=user,
         target=grant,
         reason=comment,
-        detail={"state": grant.state, "expires_at": grant.expires_at},
+        detail={"state": grant.state, "expires_at": grant.expires_at, **(detail or {})},
     )
     request_services.access_request_end_early(
-        access_request=grant.access_request, user=user, comment=comment
+        access_request=grant.access_request, user=user, comment=comment, action=request_action
     )
     _enqueue_for(grant)
     return True
@@ -269,6 +276,84 @@ def grant_retry(*, grant: Grant, user) -> Grant:
         _enqueue_for(grant)
     grant.refresh_from_db()
     return grant
+
+
+# --- a run's access ends with the run --------------------------------------------------------
+
+
+class RunEnd:
+    """Why a run's access ends: the run released it, or GitHub said the run completed."""
+
+    RELEASED = "released"
+    COMPLETED = "completed"
+
+
+@dataclass
+class RunAccessEnded:
+    """What ending a run's access did: requests whose access ended (now revoked), and
+    pending ones cancelled."""
+
+    ended: list[AccessRequest] = field(default_factory=list)
+    cancelled: list[AccessRequest] = field(default_factory=list)
+
+    def __str__(self):
+        return (
+            f"{len(self.ended)} grant(s) ended, {len(self.cancelled)} pending request(s) "
+            "cancelled"
+        )
+
+
+def run_access_end(
+    *, repository: str, run_id: int, cause: str, up_to_attempt: int | None = None, by: str = ""
+) -> RunAccessEnded:
+    """End every open request bound to this run: its access is revoked at once (the check
+    says no from now on; the engine removes it from GitHub after the commit, retrying), and
+    a pending one is cancelled. Idempotent: a run with nothing open changes nothing.
+
+    up_to_attempt: only requests filed by that attempt or an earlier one (a completed
+    attempt ends its own access, never that of a re-run filed after it). by names who
+    asked (the run's OIDC caller, or the webhook delivery), for the audit log.
+    """
+    from requests_app.selectors import run_requests_open
+
+    if cause == RunEnd.RELEASED:
+        action = AuditAction.REQUEST_RELEASED_BY_RUN
+        comment = f"Released by run {run_id} of {repository}."
+    else:
+        action = AuditAction.REQUEST_ENDED_WITH_RUN
+        comment = f"Run {run_id} of {repository} completed."
+    detail = {"run_id": run_id, "cause": cause, **({"by": by} if by else {})}
+    report = RunAccessEnded()
+    with transaction.atomic():
+        open_requests = run_requests_open(repository=repository, run_id=run_id)
+        if up_to_attempt is not None:
+            open_requests = open_requests.filter(run_attempt__lte=up_to_attempt)
+        request_ids = list(open_requests.values_list("pk", flat=True))
+        lock_requests_then_grants(request_ids=request_ids)
+        for access_request in AccessRequest.objects.filter(pk__in=request_ids).order_by("pk"):
+            if access_request.status == AccessRequest.Status.PENDING:
+                if request_services.access_request_withdraw(
+                    access_request=access_request, user=None, comment=comment, action=action
+                ):
+                    report.cancelled.append(access_request)
+                continue
+            grant = Grant.objects.filter(access_request=access_request).first()
+            if grant is not None and _revoke_one(
+                grant, user=None, comment=comment, request_action=action, detail=detail
+            ):
+                report.ended.append(access_request)
+                continue
+            try:
+                # Approved, not yet picked up by the engine: no grant will be made for it.
+                request_services.access_request_end_early(
+                    access_request=access_request, user=None, comment=comment, action=action
+                )
+            except WrongState:
+                continue
+            report.ended.append(access_request)
+    if report.ended or report.cancelled:
+        logger.info("Run %s of %s %s: %s", run_id, repository, cause, report)
+    return report
 
 
 # --- the sweep -------------------------------------------------------------------------------

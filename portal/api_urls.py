@@ -49,6 +49,7 @@ v1 = [
         grants_api.GrantRevokeApi.as_view(),
         name="grant-revoke",
     ),
+    path("runs/release", grants_api.RunReleaseApi.as_view(), name="run-release"),
 ]
 
 app_name = "api"

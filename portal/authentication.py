@@ -150,7 +150,8 @@ def _oidc_verify(token: str) -> dict:
     except jwt.InvalidTokenError as problem:
         raise refuse(f"The OIDC token is not valid: {problem}.") from None
     for name in (
-        "repository", "actor", "environment", "sub", "run_id", "run_attempt", "triggering_actor"
+        "repository", "actor", "environment", "sub", "run_id", "run_attempt", "triggering_actor",
+        "ref", "job_workflow_ref", "sha",
     ):
         value = claims.get(name, "")
         if not isinstance(value, str) or (name in ("repository", "actor") and not value):
@@ -224,15 +225,42 @@ class BearerTokenAuthentication(BaseAuthentication):
 
 
 class IsPortalUser(permissions.BasePermission):
-    """A signed-in person (session or API token). OIDC callers may only use the check."""
+    """A signed-in person (session or API token). OIDC callers may only use the check, and
+    their own run's requests where a view allows them (IsPortalUserOrRunJob)."""
 
-    message = "A workflow's OIDC token may only call the grant check (/api/v1/grants/check)."
+    message = (
+        "A workflow's OIDC token may only call the grant check (/api/v1/grants/check), file "
+        "and read its own run's requests (POST /api/v1/requests/, GET /api/v1/requests/{id}/) "
+        "and release its run's grants (POST /api/v1/runs/release)."
+    )
 
     def has_permission(self, request, view):
         user = request.user
         if isinstance(user, OidcPrincipal):
             return False
         return bool(user and user.is_authenticated)
+
+
+class IsPortalUserOrRunJob(IsPortalUser):
+    """IsPortalUser, and a workflow's OIDC token for the methods the view lists in
+    `oidc_methods`: those that act only on the token's own run."""
+
+    def has_permission(self, request, view):
+        if isinstance(request.user, OidcPrincipal):
+            return request.method in getattr(view, "oidc_methods", ())
+        return super().has_permission(request, view)
+
+
+class IsRunJob(permissions.BasePermission):
+    """A workflow's OIDC token only: the endpoint acts on the token's own run."""
+
+    message = (
+        "Only a workflow's OIDC token can call this: it acts on the token's own run. People "
+        "give access back on the request's page or with POST /api/v1/grants/{id}/revoke."
+    )
+
+    def has_permission(self, request, view):
+        return isinstance(request.user, OidcPrincipal)
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

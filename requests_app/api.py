@@ -6,14 +6,16 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
+from core.names import NameRefused, canonical_repository
+from integrations.github.attempts import oidc_caller_of_attempt
 from portal.api_errors import error_responses
-from portal.authentication import IsPortalUser
-from requests_app.models import Approval, in_force_at
+from portal.authentication import IsPortalUser, IsPortalUserOrRunJob, OidcPrincipal
+from requests_app.models import AccessRequest, Approval, in_force_at
 from requests_app.selectors import requests_visible_to
 from requests_app.serializers import (
     AccessRequestCreateSerializer,
@@ -21,6 +23,7 @@ from requests_app.serializers import (
     AccessRequestSerializer,
     DecisionSerializer,
     ExtendSerializer,
+    WorkflowRequestCreateSerializer,
 )
 from requests_app.services import (
     access_request_approve,
@@ -28,6 +31,7 @@ from requests_app.services import (
     access_request_create,
     access_request_deny,
     access_request_extend,
+    access_request_file_for_run,
 )
 
 # The largest offset accepted; a bigger one is refused as input instead of overflowing in
@@ -78,8 +82,13 @@ def query_filters(serializer_class, request) -> dict:
 
 
 def visible_requests(user):
+    return with_details(requests_visible_to(user=user))
+
+
+def with_details(queryset):
+    """What the API shows of each request, read in a fixed number of queries."""
     return (
-        requests_visible_to(user=user)
+        queryset
         .select_related("requester", "secret", "policy", "closed_by", "grant", "grant__target")
         .prefetch_related(
             Prefetch("approvals", queryset=Approval.objects.select_related("approver")),
@@ -89,8 +98,21 @@ def visible_requests(user):
     )
 
 
+def run_requests(job: OidcPrincipal):
+    """The requests a workflow job may read: those its own run filed."""
+    run = job.workflow_run
+    if run is None:
+        return AccessRequest.objects.none()
+    try:
+        repository = canonical_repository(job.repository)
+    except NameRefused:
+        return AccessRequest.objects.none()
+    return with_details(AccessRequest.objects.filter(repository=repository, run_id=run.run_id))
+
+
 class AccessRequestListCreateApi(GenericAPIView):
-    permission_classes = [IsPortalUser]
+    permission_classes = [IsPortalUserOrRunJob]
+    oidc_methods = ("POST",)
     serializer_class = AccessRequestSerializer
     pagination_class = ApiPagination
 
@@ -123,10 +145,23 @@ class AccessRequestListCreateApi(GenericAPIView):
     @extend_schema(
         operation_id="requests_create",
         summary="File a request",
+        description="A person files a request for any target. A workflow job files one for "
+        "its own run with its OIDC token, where the matched policy says workflow_requests: "
+        "the body is {access, reason, duration_minutes?, secret?}, the repository and "
+        "environment come from the token (the body may only repeat them), the requester is "
+        "the person who started the run, and the request is bound to the run (`run`). A "
+        "second call from the same run for the same target answers 200 with the open "
+        "request instead of filing another.",
         request=AccessRequestCreateSerializer,
-        responses={201: AccessRequestSerializer, **error_responses(400, 401, 403)},
+        responses={
+            200: AccessRequestSerializer,
+            201: AccessRequestSerializer,
+            **error_responses(400, 401, 403, 503),
+        },
     )
     def post(self, request):
+        if isinstance(request.user, OidcPrincipal):
+            return self._file_for_run(request)
         serializer = AccessRequestCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -146,18 +181,47 @@ class AccessRequestListCreateApi(GenericAPIView):
         fresh = visible_requests(request.user).get(pk=access_request.pk)
         return Response(AccessRequestSerializer(fresh).data, status=status.HTTP_201_CREATED)
 
+    def _file_for_run(self, request):
+        serializer = WorkflowRequestCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        job = oidc_caller_of_attempt(request.user)  # the requester is who started it
+        access_request, created = access_request_file_for_run(
+            job=job,
+            access=data["access"],
+            reason=data["reason"],
+            duration_minutes=data.get("duration_minutes"),
+            secret_name=data.get("secret") or None,
+            repository=data.get("repository") or "",
+            environment=data.get("environment") or "",
+        )
+        fresh = with_details(AccessRequest.objects.filter(pk=access_request.pk)).get()
+        return Response(
+            AccessRequestSerializer(fresh).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
 
 class AccessRequestDetailApi(GenericAPIView):
-    permission_classes = [IsPortalUser]
+    permission_classes = [IsPortalUserOrRunJob]
+    oidc_methods = ("GET",)
     serializer_class = AccessRequestSerializer
 
     @extend_schema(
         operation_id="requests_retrieve",
         summary="One request",
+        description="People see their own requests and those routed to them; a workflow's "
+        "OIDC token sees the requests its own run filed.",
         responses={200: AccessRequestSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request, id):
-        access_request = get_object_or_404(visible_requests(request.user), pk=id)
+        if isinstance(request.user, OidcPrincipal):
+            queryset = run_requests(request.user)
+            access_request = queryset.filter(pk=id).first()
+            if access_request is None:
+                raise NotFound(f"This run filed no request #{id}.")
+        else:
+            access_request = get_object_or_404(visible_requests(request.user), pk=id)
         return Response(AccessRequestSerializer(access_request).data)
 
 

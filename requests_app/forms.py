@@ -306,6 +306,7 @@ class AccessPolicyAdminForm(forms.ModelForm):
             "pending_ttl",
             "break_glass",
             "break_glass_max_duration",
+            "workflow_requests",
         ]
 
     def clean(self):

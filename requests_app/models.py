@@ -141,6 +141,11 @@ class AccessPolicy(models.Model):
     break_glass_max_duration = models.DurationField(
         default=timedelta(hours=1), validators=[validate_positive_duration]
     )
+    workflow_requests = models.BooleanField(
+        default=False,
+        help_text="Let workflows file requests for this policy's targets with their OIDC "
+        "token; the access is bound to the run and ends with it",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -238,6 +243,14 @@ class AccessRequest(models.Model):
     # (globs on `job_workflow_ref` and `ref`); empty means any workflow or ref.
     workflow_ref_pattern = models.CharField(max_length=500, blank=True)
     ref_pattern = models.CharField(max_length=255, blank=True)
+    # The workflow run a request is bound to, when a workflow filed it (its verified OIDC
+    # claims): the grant serves only this run, and ends when the run completes. Null
+    # run_id: a person filed it, and no run is bound.
+    run_id = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    run_attempt = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    run_workflow_ref = models.CharField(max_length=500, blank=True, editable=False)
+    run_ref = models.CharField(max_length=255, blank=True, editable=False)
+    run_sha = models.CharField(max_length=64, blank=True, editable=False)
     status = models.CharField(
         max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -290,6 +303,12 @@ class AccessRequest(models.Model):
                 condition=Q(status="active"),
                 name="request_in_force_target",
             ),
+            # A run's requests, found when the run files again, releases or completes.
+            models.Index(
+                fields=["repository", "run_id"],
+                condition=Q(run_id__isnull=False),
+                name="request_run",
+            ),
         ]
         constraints = [
             # The engine and the API's check rely on a secret request naming its secret.
@@ -319,6 +338,31 @@ class AccessRequest(models.Model):
     @property
     def duration(self) -> timedelta:
         return timedelta(minutes=self.duration_minutes)
+
+    @property
+    def is_run_bound(self) -> bool:
+        return self.run_id is not None
+
+    @property
+    def run_url(self) -> str:
+        """The run on GitHub ("" when no run is bound)."""
+        if self.run_id is None:
+            return ""
+        return f"{settings.GITHUB_URL}/{self.repository}/actions/runs/{self.run_id}"
+
+    @property
+    def run_commit_url(self) -> str:
+        if self.run_id is None or not self.run_sha:
+            return ""
+        return f"{settings.GITHUB_URL}/{self.repository}/commit/{self.run_sha}"
+
+    @property
+    def run_workflow(self) -> str:
+        """The workflow file of the run, from job_workflow_ref ("acme/api/.github/
+        workflows/deploy.yml@refs/heads/main" → ".github/workflows/deploy.yml")."""
+        path = self.run_workflow_ref.partition("@")[0]
+        owner_and_name = f"{self.repository}/"
+        return path[len(owner_and_name):] if path.startswith(owner_and_name) else path
 
     def is_in_force(self, now: datetime) -> bool:
         return (

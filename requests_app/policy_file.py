@@ -67,6 +67,7 @@ class PolicySpec:
     pending_ttl: timedelta
     break_glass: bool
     break_glass_max_duration: timedelta
+    workflow_requests: bool = False
 
 
 @dataclass
@@ -298,6 +299,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         "pending_ttl",
         "break_glass",
         "break_glass_max_duration",
+        "workflow_requests",
     }
     for index, node in enumerate(reader.sequence(top.get("policies"), "policies")):
         path = f"policies[{index}]"
@@ -357,6 +359,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 break_glass_max_duration=reader.duration(
                     items, "break_glass_max_duration", path, timedelta(hours=1)
                 ),
+                workflow_requests=reader.boolean(items, "workflow_requests", path, False),
             )
         )
 

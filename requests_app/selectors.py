@@ -280,3 +280,38 @@ def admin_dashboard_requests(*, user, now, expiring_within, failed_since) -> dic
             "-ended_at"
         ),
     }
+
+
+def user_for_github_actor(*, login: str, github_id: str) -> tuple[object | None, str]:
+    """The portal user a workflow's actor claims name, and "" — or None and why not.
+
+    The GitHub numeric id decides where the portal knows it (it survives a rename); else
+    the login, unless that portal account signed in with another GitHub account (a
+    renamed or re-registered login does not take over someone's account)."""
+    if github_id:
+        account = (
+            SocialAccount.objects.filter(provider=GITHUB, uid=github_id)
+            .select_related("user")
+            .order_by("pk")
+            .first()
+        )
+        if account is not None and account.user.is_active:
+            return account.user, ""
+    user = get_user_model().objects.filter(username__iexact=login).first()
+    if user is None or not user.is_active:
+        return None, f"{login} has no Airlock account"
+    if github_id:
+        accounts = SocialAccount.objects.filter(user=user, provider=GITHUB)
+        if accounts.exists() and not accounts.filter(uid=github_id).exists():
+            return None, (
+                f"the Airlock account {user.get_username()} signed in with another GitHub "
+                f"account than the GitHub id {github_id} that started this run"
+            )
+    return user, ""
+
+
+def run_requests_open(*, repository: str, run_id: int) -> QuerySet[AccessRequest]:
+    """The open requests bound to one workflow run, oldest first."""
+    return AccessRequest.objects.filter(
+        repository=repository, run_id=run_id, status__in=AccessRequest.OPEN_STATUSES
+    ).order_by("pk")

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from core.names import NameRefused, canonical_environment, canonical_repository
 from requests_app.models import AccessKind, AccessRequest, Approval
 from requests_app.rules import COMMENT_MAX_LENGTH, REASON_MAX_LENGTH, request_field_max_length
+from requests_app.services.requests import run_detail
 
 # Type bounds, not policy (AccessRequest.MAX_DURATION_MINUTES too): the policy's own
 # limits are checked by the service.
@@ -90,6 +91,35 @@ class AccessRequestCreateSerializer(serializers.Serializer):
     )
 
 
+class WorkflowRequestCreateSerializer(serializers.Serializer):
+    """Body of POST /api/v1/requests/ with a workflow's OIDC token: the target is the
+    token's (repository and environment may only repeat it), and the request is bound to
+    the run."""
+
+    access = serializers.ChoiceField(choices=AccessKind.choices)
+    secret = serializers.CharField(
+        max_length=100, required=False, allow_null=True, allow_blank=True
+    )
+    reason = serializers.CharField(max_length=REASON_MAX_LENGTH, trim_whitespace=True)
+    duration_minutes = serializers.IntegerField(
+        min_value=1, max_value=AccessRequest.MAX_DURATION_MINUTES, required=False,
+        allow_null=True,
+    )
+    repository = RepositoryField(required=False, allow_blank=True)
+    environment = EnvironmentField(required=False, allow_blank=True)
+
+
+class RunSerializer(serializers.Serializer):
+    """The workflow run a request is bound to."""
+
+    id = serializers.IntegerField()
+    attempt = serializers.IntegerField(allow_null=True)
+    workflow_ref = serializers.CharField(help_text="The job's job_workflow_ref claim")
+    ref = serializers.CharField()
+    sha = serializers.CharField()
+    url = serializers.CharField(help_text="The run on GitHub")
+
+
 class DecisionSerializer(serializers.Serializer):
     """Body of approve, deny, cancel and revoke."""
 
@@ -170,6 +200,10 @@ class AccessRequestSerializer(serializers.ModelSerializer):
         "records it."
     )
     reviewed_by = serializers.SerializerMethodField()
+    run = serializers.SerializerMethodField(
+        help_text="The workflow run the request is bound to (a workflow filed it: only that "
+        "run may use the grant, and it ends with the run), or null."
+    )
 
     class Meta:
         model = AccessRequest
@@ -206,8 +240,13 @@ class AccessRequestSerializer(serializers.ModelSerializer):
             "reviewed_by",
             "reviewed_at",
             "review_comment",
+            "run",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(RunSerializer(allow_null=True))
+    def get_run(self, access_request):
+        return run_detail(access_request) if access_request.is_run_bound else None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_secret(self, access_request) -> str | None:

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from core.errors import NotAllowed
 from grants.check.query import CheckedGrant, in_force_grants
-from grants.check.restrictions import restriction_label, restriction_refusal
+from grants.check.restrictions import restriction_label, restriction_refusal, run_refusal
 from grants.check.sampled_audit import grant_check_audit, grant_check_refusal_audit
 from grants.check.scope import CheckScope, scope_and_caller
 from integrations.github.actions import WorkflowJob
@@ -56,10 +56,16 @@ def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswe
         )
     found, refusals = None, []
     for candidate in candidates:
+        # A person is told about workflow restrictions, but a run's grant serves only it.
         refusal = (
-            restriction_refusal(candidate, job_workflow_ref=scope.job_workflow_ref, ref=scope.ref)
+            restriction_refusal(
+                candidate,
+                job_workflow_ref=scope.job_workflow_ref,
+                ref=scope.ref,
+                run_id=scope.run_id,
+            )
             if scope.is_workflow
-            else ""
+            else run_refusal(candidate, run_id=None)
         )
         if not refusal:
             found = candidate
@@ -70,7 +76,8 @@ def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswe
             allowed=False,
             grant=None,
             reason=(
-                f"{scope.login} holds {what} to {target}, but not for this workflow: "
+                f"{scope.login} holds {what} to {target}, but not for this "
+                f"{'workflow' if scope.is_workflow else 'caller'}: "
                 f"{'; '.join(refusals)}."
             ),
         )

@@ -43,6 +43,8 @@ class CheckedGrant:
     expires_at: datetime
     workflow_ref_pattern: str
     ref_pattern: str
+    # The run the grant is bound to (a workflow filed the request), or None.
+    run_id: int | None = None
     approvers: tuple[tuple[str, datetime], ...] = ()
     # The holder signed in with GitHub, and the asking token's GitHub id is not theirs.
     other_github_account: bool = False
@@ -65,6 +67,7 @@ class CheckedGrant:
             ],
             "workflow_ref_pattern": self.workflow_ref_pattern,
             "ref_pattern": self.ref_pattern,
+            "run_id": self.run_id,
         }
 
 
@@ -149,7 +152,7 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: b
         f"{u}.{username} AS login, {rc('repository')}, {rc('environment')}, "
         f"{rc('access')}, {s}.{_column(secret, 'name')} AS secret_name, {rc('break_glass')}, "
         f"{rc('granted_at')}, {rc('expires_at')}, {rc('workflow_ref_pattern')}, "
-        f"{rc('ref_pattern')}, {other_account} AS other_github_account "
+        f"{rc('ref_pattern')}, {other_account} AS other_github_account, {rc('run_id')} "
         f"FROM {_table(req)} {r} "
         f"INNER JOIN {_table(user)} {u} ON {u}.{user_id} = {rc('requester')} "
         f"LEFT JOIN {_table(secret)} {s} ON {s}.{_column(secret, 'id')} = {rc('secret')} "
@@ -203,8 +206,9 @@ def in_force_grants(*, scope: CheckScope, now: datetime) -> list[CheckedGrant]:
                 workflow_ref_pattern=row[10],
                 ref_pattern=row[11],
                 other_github_account=bool(row[12]),
+                run_id=row[13],
             )
             approvers[request_id] = []
-        if row[13] is not None:
-            approvers[request_id].append((row[13], _aware(row[14])))
+        if row[14] is not None:
+            approvers[request_id].append((row[14], _aware(row[15])))
     return [replace(candidate, approvers=tuple(approvers[pk])) for pk, candidate in found.items()]

@@ -3,22 +3,15 @@ grants, and, for a re-run, who started the run attempt (asked of GitHub once per
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from core.errors import NotAllowed
-from core.names import NameRefused, ascii_lower, canonical_environment, canonical_repository
-from grants.check.marks import check_mark
+from core.names import NameRefused, canonical_environment, canonical_repository
 from grants.selectors import user_is_grants_admin
-from integrations.github import GitHubClient, GitHubError, RetryPolicy, TransientGitHubError
 from integrations.github.actions import WorkflowJob
-
-# Who started a run attempt never changes; remembered this long, so that a job checking
-# before every step costs GitHub one call per re-run attempt.
-ATTEMPT_STARTER_SECONDS = 7 * 24 * 3600
+from integrations.github.attempts import oidc_caller_of_attempt
 
 
 @dataclass(frozen=True)
@@ -37,6 +30,9 @@ class CheckScope:
     # The GitHub numeric id the workflow's token gives the person; None when it gives none
     # or the caller is a person.
     github_id: str | None = None
+    # The asking workflow's run id; None when the caller is a person. A run-bound grant
+    # serves only its own run.
+    run_id: int | None = None
 
     @property
     def is_workflow(self) -> bool:
@@ -60,57 +56,6 @@ def _claimed_target(caller: WorkflowJob) -> tuple[str, str]:
             f"{' '.join(refusal.messages)}"
         ) from None
     return repository, environment
-
-
-def oidc_caller_of_attempt(caller: WorkflowJob) -> WorkflowJob:
-    """The caller, knowing who started its run attempt (whose grant it may use).
-
-    A token's triggering_actor claim says it; so does the actor of a first attempt. For a
-    re-run whose token names only the run's author (GitHub's tokens never carry
-    triggering_actor) GitHub's REST API is asked, once per attempt: the answer is kept in
-    the cache. NotAllowed when GitHub cannot say: a re-run never falls back to `actor`.
-    """
-    if caller.claims.get("triggering_actor") or caller.attempt_starter is not None:
-        return caller
-    if caller.run_attempt == "1":
-        return caller  # the hot path: no cache, no GitHub
-    run_id, attempt = caller.claims.get("run_id", ""), caller.run_attempt
-    if not (run_id.isascii() and run_id.isdigit() and attempt.isascii() and attempt.isdigit()):
-        raise _attempt_starter_unknown(
-            "the OIDC token's run_id and run_attempt claims name no run attempt"
-        )
-    key = check_mark("attempt-starter", ascii_lower(caller.repository), int(run_id), int(attempt))
-    starter = cache.get(key)
-    if starter is None:
-        # Only an answer is kept: a failure (an outage, missing permission) is asked again.
-        starter = _attempt_starter_from_github(caller.repository, int(run_id), int(attempt))
-        cache.set(key, starter, ATTEMPT_STARTER_SECONDS)
-    return replace(caller, attempt_starter=tuple(starter))
-
-
-def _attempt_starter_from_github(repository: str, run_id: int, attempt: int) -> tuple[str, str]:
-    if settings.AIRLOCK_DRY_RUN:
-        raise _attempt_starter_unknown(
-            "Airlock runs in dry-run mode, without GitHub credentials to ask GitHub"
-        )
-    client = GitHubClient(retry=RetryPolicy.interactive())
-    try:
-        login, account_id = client.run_attempt_triggering_actor(repository, run_id, attempt)
-    except TransientGitHubError as error:
-        raise _attempt_starter_unknown(f"{error}; try again shortly") from None
-    except GitHubError as error:
-        raise _attempt_starter_unknown(
-            f"{error}; Airlock's GitHub credentials need the Actions read permission on the "
-            f"repository"
-        ) from None
-    return login, str(account_id)
-
-
-def _attempt_starter_unknown(why: str) -> NotAllowed:
-    return NotAllowed(
-        f"Airlock cannot tell who started this re-run: {why}. A re-run may use only the grant "
-        f"of the person who started it, so it is refused."
-    )
 
 
 def _canonical_parameters(repository: str, environment: str) -> tuple[str, str, dict]:
@@ -192,6 +137,7 @@ def scope_and_caller(
             job_workflow_ref=caller.job_workflow_ref,
             ref=caller.ref,
             github_id=caller.person_github_id or None,
+            run_id=caller.run_id,
         )
         return scope, caller
 

@@ -45,7 +45,7 @@ def covering_request(gate: DeploymentGate, now: datetime):
     refusals = []
     for candidate in in_force[:50]:
         refusal = restriction_refusal(
-            candidate, job_workflow_ref=None, ref=qualified_ref(gate.ref)
+            candidate, job_workflow_ref=None, ref=qualified_ref(gate.ref), run_id=gate.run_id
         )
         if not refusal:
             return candidate, refusals
@@ -134,7 +134,10 @@ def follow(access_request, now) -> int:
     if access_request.is_in_force(now):
         for gate in waiting_gates(access_request, now):
             refusal = restriction_refusal(
-                access_request, job_workflow_ref=None, ref=qualified_ref(gate.ref)
+                access_request,
+                job_workflow_ref=None,
+                ref=qualified_ref(gate.ref),
+                run_id=gate.run_id,
             )
             if refusal:
                 continue

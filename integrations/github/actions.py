@@ -6,6 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class WorkflowRun:
+    """One workflow run, as a job's token names it: what a run-bound request keeps."""
+
+    repository: str
+    run_id: int
+    attempt: int
+    workflow_ref: str
+    ref: str
+    sha: str
+
+
 @dataclass(frozen=True, eq=False)
 class WorkflowJob:
     """A GitHub Actions job, as its verified ID token describes it. Not a user."""
@@ -13,7 +25,7 @@ class WorkflowJob:
     claims: dict = field(repr=False)
     # Who started this run attempt, (login, GitHub numeric id), as GitHub's REST API
     # answered it for a re-run whose token names only the run's author (GitHub's tokens
-    # carry no triggering_actor): grants.check.oidc_caller_of_attempt sets it.
+    # carry no triggering_actor): integrations.github.attempts.oidc_caller_of_attempt sets it.
     attempt_starter: tuple[str, str] | None = None
 
     @property
@@ -67,6 +79,28 @@ class WorkflowJob:
     @property
     def job_workflow_ref(self) -> str:
         return self.claims.get("job_workflow_ref", "")
+
+    @property
+    def run_id(self) -> int | None:
+        """The run's id, None when the token names none (or not a number)."""
+        value = self.claims.get("run_id", "")
+        return int(value) if value.isascii() and value.isdigit() else None
+
+    @property
+    def workflow_run(self) -> WorkflowRun | None:
+        """The run this job belongs to, None when the token names no run."""
+        run_id = self.run_id
+        if run_id is None:
+            return None
+        attempt = self.run_attempt
+        return WorkflowRun(
+            repository=self.repository,
+            run_id=run_id,
+            attempt=int(attempt) if attempt.isascii() and attempt.isdigit() else 1,
+            workflow_ref=self.job_workflow_ref,
+            ref=self.ref,
+            sha=self.claims.get("sha", "") if isinstance(self.claims.get("sha"), str) else "",
+        )
 
     @property
     def run(self) -> str:

@@ -40,6 +40,7 @@ class AccessPolicyAdmin(PlatformAdminOnly):
             },
         ),
         ("Break-glass", {"fields": ("break_glass", "break_glass_max_duration")}),
+        ("Workflows", {"fields": ("workflow_requests",)}),
     )
 
     @admin.display(description="repositories")

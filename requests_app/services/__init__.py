@@ -25,7 +25,11 @@ from requests_app.services.lifecycle import (
     access_requests_remind_expiring,
 )
 from requests_app.services.policy_apply import PolicyApplyReport, policy_file_apply
-from requests_app.services.requests import MAX_SCHEDULE_AHEAD, access_request_create
+from requests_app.services.requests import (
+    MAX_SCHEDULE_AHEAD,
+    access_request_create,
+    access_request_file_for_run,
+)
 
 __all__ = [
     "MAX_SCHEDULE_AHEAD",
@@ -39,6 +43,7 @@ __all__ = [
     "access_request_end_early",
     "access_request_expire",
     "access_request_extend",
+    "access_request_file_for_run",
     "access_request_fail",
     "access_request_retry",
     "access_request_review_break_glass",

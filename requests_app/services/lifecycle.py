@@ -68,8 +68,15 @@ def access_request_expire(*, access_request: AccessRequest, ended_at: datetime) 
     )
 
 
-def access_request_end_early(*, access_request: AccessRequest, user, comment: str = "") -> None:
-    """approved/active → revoked: access given back by the requester or taken by an admin.
+def access_request_end_early(
+    *,
+    access_request: AccessRequest,
+    user,
+    comment: str = "",
+    action: AuditAction = AuditAction.REQUEST_REVOKED,
+) -> None:
+    """approved/active → revoked: access given back by the requester or taken by an admin
+    (or, audited as such, by its run: grants.services.run_access_end).
 
     The request stops counting as active at once (the API's check reads its status); the
     grant engine then removes the access from GitHub. Raises WrongState if it had ended.
@@ -79,7 +86,7 @@ def access_request_end_early(*, access_request: AccessRequest, user, comment: st
         from_statuses=[Status.APPROVED, Status.ACTIVE],
         to=Status.REVOKED,
         actor=user,
-        action=AuditAction.REQUEST_REVOKED,
+        action=action,
         reason=comment,
         ended_at=timezone.now(),
         closed_by=user,
@@ -164,6 +171,11 @@ def access_request_extend(
                 f"Request #{locked.pk} expired at {locked.expires_at:%Y-%m-%d %H:%M %Z}; "
                 "make a new request instead."
             )
+        if locked.is_run_bound:
+            raise WrongState(
+                f"Request #{locked.pk} is bound to run {locked.run_id} and ends with it; it "
+                "cannot be extended. Ask for a longer duration when the run files its request."
+            )
         open_extension = request_open_extension(access_request=locked)
         if open_extension is not None:
             raise WrongState(
@@ -212,9 +224,16 @@ def access_request_extend(
     return extension
 
 
-def access_request_withdraw(*, access_request: AccessRequest, user, comment: str) -> bool:
-    """Close a pending request because the access it extends was given back or taken away:
-    pending → cancelled (no approval can follow). False when it was no longer pending."""
+def access_request_withdraw(
+    *,
+    access_request: AccessRequest,
+    user,
+    comment: str,
+    action: AuditAction = AuditAction.REQUEST_WITHDRAWN,
+) -> bool:
+    """Close a pending request because the access it extends was given back or taken away
+    (or its run released it or completed): pending → cancelled (no approval can follow).
+    False when it was no longer pending."""
     with transaction.atomic():
         locked = lock(access_request)
         if locked.status != Status.PENDING:
@@ -223,7 +242,7 @@ def access_request_withdraw(*, access_request: AccessRequest, user, comment: str
             locked,
             to=Status.CANCELLED,
             actor=user,
-            action=AuditAction.REQUEST_WITHDRAWN,
+            action=action,
             reason=comment,
             closed_by=user,
             close_comment=comment,

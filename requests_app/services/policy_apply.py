@@ -123,6 +123,7 @@ def _apply_policy(spec, groups, secrets, report, actor) -> AccessPolicy:
             "pending_ttl": spec.pending_ttl,
             "break_glass": spec.break_glass,
             "break_glass_max_duration": spec.break_glass_max_duration,
+            "workflow_requests": spec.workflow_requests,
         },
     )
     if created or changes:

@@ -1,7 +1,9 @@
 """Filing a request: the policy's checks, the one-pending and one-break-glass rules."""
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -9,10 +11,17 @@ from django.utils import timezone
 
 import audit
 from audit.actions import AuditAction
+from core.errors import NotAllowed
+from core.names import NameRefused, canonical_target
+from integrations.github.actions import WorkflowJob, WorkflowRun
 from requests_app import notifications
 from requests_app.models import AccessKind, AccessRequest
 from requests_app.policies import policy_for_target
-from requests_app.selectors import approver_identity, break_glass_outstanding
+from requests_app.selectors import (
+    approver_identity,
+    break_glass_outstanding,
+    user_for_github_actor,
+)
 from requests_app.services.decisions import mark_approved
 from requests_app.services.validation import validate_restrictions, validate_target
 
@@ -41,6 +50,108 @@ def access_request_create(
     workflow_ref_pattern and ref_pattern optionally restrict the grant to workflows whose
     OIDC `job_workflow_ref` / `ref` claims match them (globs; grants.check enforces them).
     """
+    access_request, _ = _file(
+        requester=requester,
+        repository=repository,
+        environment=environment,
+        access=access,
+        reason=reason,
+        duration_minutes=duration_minutes,
+        secret_name=secret_name,
+        starts_at=starts_at,
+        break_glass=break_glass,
+        workflow_ref_pattern=workflow_ref_pattern,
+        ref_pattern=ref_pattern,
+    )
+    return access_request
+
+
+def access_request_file_for_run(
+    *,
+    job: WorkflowJob,
+    access: str,
+    reason: str,
+    duration_minutes: int | None = None,
+    secret_name: str | None = None,
+    repository: str = "",
+    environment: str = "",
+) -> tuple[AccessRequest, bool]:
+    """A workflow job files a request for its own run: (the request, whether it is new).
+
+    The target is the job's verified claims (repository and environment; the arguments
+    may only repeat them), the requester the portal user of who started the run attempt
+    (`job` knows it: integrations.github.attempts), and the request is bound to the run.
+    A second filing from the same run for the same target returns the open request.
+    NotAllowed (403) for a job that may not file, ValidationError (400) for the rest.
+    """
+    run = job.workflow_run
+    if run is None:
+        raise NotAllowed(
+            "This job's OIDC token names no workflow run (run_id): only a workflow run can "
+            "file a request for itself."
+        )
+    if not job.environment:
+        raise NotAllowed(
+            "This job's OIDC token carries no environment claim: a workflow files requests "
+            "for the environment its job runs in (jobs.<job_id>.environment)."
+        )
+    try:
+        claimed_repository, claimed_environment = canonical_target(
+            repository=job.repository, environment=job.environment
+        )
+    except NameRefused as refusal:
+        raise NotAllowed(
+            f"This job's OIDC token names a target outside GitHub's naming rules: "
+            f"{' '.join(refusal.messages)}"
+        ) from None
+    if repository and repository != claimed_repository:
+        raise NotAllowed(
+            f"This job's OIDC token is for the repository {job.repository}; it cannot file a "
+            f"request for {repository}."
+        )
+    if environment and environment != claimed_environment:
+        raise NotAllowed(
+            f"This job runs in the environment '{job.environment}'; it cannot file a "
+            f"request for '{environment}'."
+        )
+    requester, why_not = user_for_github_actor(
+        login=job.person, github_id=job.person_github_id
+    )
+    if requester is None:
+        raise NotAllowed(
+            f"{why_not}. A workflow files requests as the person who started the run: "
+            f"{job.person} signs in to Airlock once at {settings.AIRLOCK_BASE_URL}"
+            f"/accounts/login/ with GitHub, then the job can ask again."
+        )
+    return _file(
+        requester=requester,
+        repository=claimed_repository,
+        environment=claimed_environment,
+        access=access,
+        reason=reason,
+        duration_minutes=duration_minutes,
+        secret_name=secret_name,
+        run=replace(run, repository=claimed_repository),
+        filed_by=job.get_username(),
+    )
+
+
+def _file(
+    *,
+    requester,
+    repository: str,
+    environment: str,
+    access: str,
+    reason: str,
+    duration_minutes: int | None = None,
+    secret_name: str | None = None,
+    starts_at: datetime | None = None,
+    break_glass: bool = False,
+    workflow_ref_pattern: str = "",
+    ref_pattern: str = "",
+    run: WorkflowRun | None = None,
+    filed_by: str = "",
+) -> tuple[AccessRequest, bool]:
     reason = reason.strip()
     workflow_ref_pattern = (workflow_ref_pattern or "").strip()
     ref_pattern = (ref_pattern or "").strip()
@@ -64,6 +175,12 @@ def access_request_create(
                     f"'{environment}'. Ask a platform admin to add one."
                 )
             }
+        )
+    if run is not None and not policy.workflow_requests:
+        raise NotAllowed(
+            f"Policy '{policy.name}' covers {access} access to {repository} environment "
+            f"'{environment}', but does not let workflows file requests (workflow_requests "
+            "is off). Ask a platform admin to turn it on, or ask in the portal."
         )
 
     now = timezone.now()
@@ -119,14 +236,20 @@ def access_request_create(
             _refuse_chained_break_glass(
                 requester=requester, repository=repository, environment=environment
             )
-        duplicate = AccessRequest.objects.filter(
+        same_target = AccessRequest.objects.filter(
             requester=requester,
             repository=repository,
             environment=environment,
             access=access,
             secret=secret,
-            status=Status.PENDING,
-        ).first()
+            run_id=None if run is None else run.run_id,
+        )
+        if run is not None:
+            # One run files one request per target: asking again returns it.
+            already = same_target.filter(status__in=AccessRequest.OPEN_STATUSES).first()
+            if already is not None:
+                return already, False
+        duplicate = same_target.filter(status=Status.PENDING).first()
         if duplicate is not None:
             raise ValidationError(
                 {"__all__": f"You already have a pending request #{duplicate.pk} for this."}
@@ -147,13 +270,17 @@ def access_request_create(
             pending_until=now + policy.pending_ttl,
             workflow_ref_pattern=workflow_ref_pattern,
             ref_pattern=ref_pattern,
+            **_run_fields(run),
         )
+        detail = _request_detail(access_request)
+        if filed_by:
+            detail["filed_by"] = filed_by
         audit.log_event(
             action=AuditAction.REQUEST_CREATED,
             actor=requester,
             target=access_request,
             reason=reason,
-            detail=_request_detail(access_request),
+            detail=detail,
         )
         if break_glass:
             mark_approved(access_request, actor=requester, action=AuditAction.REQUEST_BREAK_GLASS)
@@ -163,7 +290,19 @@ def access_request_create(
             notifications.notify("break_glass_used", request_id=access_request.pk)
         elif access_request.status == Status.PENDING:
             notifications.notify("request_routed", request_id=access_request.pk)
-    return access_request
+    return access_request, True
+
+
+def _run_fields(run: WorkflowRun | None) -> dict:
+    if run is None:
+        return {}
+    return {
+        "run_id": run.run_id,
+        "run_attempt": run.attempt,
+        "run_workflow_ref": run.workflow_ref,
+        "run_ref": run.ref,
+        "run_sha": run.sha,
+    }
 
 
 def _refuse_chained_break_glass(*, requester, repository: str, environment: str) -> None:
@@ -208,6 +347,19 @@ def _request_detail(access_request: AccessRequest) -> dict:
             for name in ("workflow_ref_pattern", "ref_pattern")
             if getattr(access_request, name)
         },
+        **({"run": run_detail(access_request)} if access_request.is_run_bound else {}),
+    }
+
+
+def run_detail(access_request: AccessRequest) -> dict:
+    """The run a request is bound to, as the audit log and the API name it."""
+    return {
+        "id": access_request.run_id,
+        "attempt": access_request.run_attempt,
+        "workflow_ref": access_request.run_workflow_ref,
+        "ref": access_request.run_ref,
+        "sha": access_request.run_sha,
+        "url": access_request.run_url,
     }
 
 

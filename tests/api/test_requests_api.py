@@ -324,8 +324,14 @@ def test_a_browser_session_works_and_needs_the_csrf_token(routed):
     assert "CSRF" in refused.json()["message"]
 
 
-def test_a_workflow_token_may_not_file_or_list_requests(oidc):
+def test_a_workflow_token_may_not_list_requests_nor_file_one_for_a_stranger(oidc):
     client = oidc_client(oidc())
-    for response in (client.get("/api/v1/requests/"), file_request(client)):
-        assert response.status_code == 403
-        assert "only call the grant check" in response.json()["message"]
+    listed = client.get("/api/v1/requests/")
+    assert listed.status_code == 403
+    assert "only call the grant check" in listed.json()["message"]
+    # dave has no portal account: the run cannot file under his name.
+    filed = file_request(client)
+    assert filed.status_code == 403
+    assert "dave has no Airlock account" in filed.json()["message"]
+    assert "/accounts/login/" in filed.json()["message"]
+    assert not AccessRequest.objects.exists()
