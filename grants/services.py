@@ -1,5 +1,6 @@
-"""Changes to grants: creating them for approved requests, revoking early, retrying, and the
-sweep that finds everything due; GitHub is only touched by the reconciler."""
+"""Changes to grants: creating them for approved requests, revoking early, ending a run's
+access, retrying, and the sweep that finds everything due; GitHub is only touched by the
+reconciler."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Who the caller is and what they may ask about: a workflow's claims or a person's own
-grants, and, for a re-run, who started the run attempt (asked of GitHub once per attempt)."""
+"""Who the caller is and what they may ask about: a workflow's claims (its run, and for a
+re-run who started the attempt) or a person's own grants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Filing a request: the policy's checks, the one-pending and one-break-glass rules."""
+"""Filing a request, by a person or by a workflow for its own run: the policy's checks, the
+one-pending, one-per-run and one-break-glass rules."""
 
 from dataclasses import replace
 from datetime import datetime, timedelta
