@@ -13,6 +13,7 @@ import threading
 import pytest
 from django.db import connection
 from django.test import Client, TestCase
+from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -483,3 +484,22 @@ def test_the_same_completion_twice_at_once_is_acted_on_once(hub, on_postgres, sa
     access_request.refresh_from_db()
     assert access_request.status == Status.REVOKED
     assert reviewers(hub) == []
+
+
+# -- the admin ---------------------------------------------------------------------------------
+
+
+def test_the_admin_lists_completions_read_only(hub, root_client):
+    run_grant()
+    deliver(hub, completed(hub), delivery_id="d-1")
+    delivery = WorkflowRunDelivery.objects.get()
+    changelist = reverse("admin:grants_workflowrundelivery_changelist")
+
+    listed = root_client.get(changelist, {"q": str(RUN)})
+    assert listed.status_code == 200
+    assert b"d-1" in listed.content
+    assert root_client.get(changelist, {"q": "not-a-run"}).status_code == 200
+    page = root_client.get(reverse("admin:grants_workflowrundelivery_change", args=[delivery.pk]))
+    assert page.status_code == 200
+    assert b"Save" not in page.content  # a view, not a form
+    assert root_client.get(reverse("admin:grants_workflowrundelivery_add")).status_code == 403
