@@ -401,6 +401,7 @@ class WorkflowRunDelivery(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        verbose_name_plural = "workflow run deliveries"
         constraints = [
             # An attempt completes once. The delivery id is not signed, so a replay can come
             # under a fresh one (or the App and a repository webhook both deliver it):
