@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 
 from audit.models import AuditEvent
 from grants.models import Grant, WorkflowRunDelivery
-from grants.services import RunEnd, grant_apply_request, run_access_end
+from grants.services import RunEnd, grant_apply_request, grant_reconcile, run_access_end
+from integrations import github
 from integrations.github.actions import WorkflowJob
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_file_for_run
 from tests.fixtures import oidc_client
-from tests.grants.factories import approved_request
+from tests.grants.factories import approved_request, environment_secret, secret_grant
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -190,6 +191,32 @@ def test_a_completed_run_loses_its_grant_on_github_and_at_the_check(hub, oidc):
     assert event.detail["grants_ended"] == 1
     assert event.detail["requests_cancelled"] == 0
     assert event.detail["ended"] == [access_request.pk]
+
+
+def test_no_app_credentials_are_needed(hub):
+    assert not github.app_credentials_configured()
+    access_request = run_grant()
+    assert deliver(hub, completed(hub)).status_code == 202
+    access_request.refresh_from_db()
+    assert access_request.status == Status.REVOKED
+    assert reviewers(hub) == []
+
+
+def test_a_completed_run_loses_its_secret_on_github_too(hub):
+    secret = environment_secret("DEPLOY_TOKEN", value="tok-4f9a-very-secret")
+    grant = secret_grant(
+        secret, "dave", run_id=RUN, run_attempt=1, run_workflow_ref=WORKFLOW_REF
+    )
+    grant_reconcile(grant=grant)
+    assert hub.environment_secret_value("acme/api", "production", "DEPLOY_TOKEN") == (
+        "tok-4f9a-very-secret"
+    )
+
+    assert deliver(hub, completed(hub)).json()["grants_ended"] == 1
+
+    assert hub.environment_secret_value("acme/api", "production", "DEPLOY_TOKEN") is None
+    grant.refresh_from_db()
+    assert grant.state == Grant.State.REVOKED
 
 
 def test_a_completed_run_cancels_its_pending_requests(hub):
