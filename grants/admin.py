@@ -6,7 +6,14 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from core.errors import NotAllowed, WrongState
-from grants.models import DeploymentGate, EnvironmentSecret, Grant, OrgSecretTarget, Target
+from grants.models import (
+    DeploymentGate,
+    EnvironmentSecret,
+    Grant,
+    OrgSecretTarget,
+    Target,
+    WorkflowRunDelivery,
+)
 from grants.services import grant_retry, grant_revoke
 from portal.admin_base import DateHierarchyAdmin
 
@@ -268,6 +275,25 @@ class DeploymentGateAdmin(ReadOnlyAdmin):
                 "{}: retrying: <span class='airlock-refusal'>{}</span>", pending, gate.last_error
             )
         return pending
+
+
+@admin.register(WorkflowRunDelivery)
+class WorkflowRunDeliveryAdmin(ReadOnlyAdmin):
+    """Runs GitHub said completed (the workflow_run webhook), and what each ended."""
+
+    list_display = [
+        "received_at",
+        "repository",
+        "run_id",
+        "run_attempt",
+        "conclusion",
+        "grants_ended",
+        "requests_cancelled",
+        "delivery_id",
+    ]
+    list_filter = ["conclusion"]
+    search_fields = ["repository", "=run_id", "=delivery_id"]
+    fields = readonly_fields = list_display
 
 
 # django-celery-beat's admin, with Airlock's entries read-only and writes audited.

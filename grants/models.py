@@ -376,3 +376,40 @@ class DeploymentGate(models.Model):
         """The callback as a path under GITHUB_API_URL."""
         owner, name = self.repository.split("/", 1)
         return f"/repos/{owner}/{name}/actions/runs/{self.run_id}/deployment_protection_rule"
+
+
+class WorkflowRunDelivery(models.Model):
+    """One `workflow_run` "completed" webhook received (POST /github/webhook): an attempt of
+    a workflow run ended, so the access bound to it ended too (grants.runs). Kept so that a
+    replay is recognised and changes nothing, and to show what each completion ended."""
+
+    # X-GitHub-Delivery (GitHub's id of the event, which its own redeliveries share).
+    delivery_id = models.CharField(max_length=100, unique=True, editable=False)
+    # Canonical (core.names), as requests keep it: matched by plain equality.
+    repository = models.CharField(max_length=200, editable=False, help_text="owner/repo")
+    run_id = models.PositiveBigIntegerField(editable=False)
+    run_attempt = models.PositiveIntegerField(editable=False)
+    # GitHub's conclusion of the attempt (success, failure, cancelled, ...); "" when null.
+    conclusion = models.CharField(max_length=50, blank=True, editable=False)
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+    grants_ended = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Requests of the run whose access ended"
+    )
+    requests_cancelled = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Pending requests of the run cancelled"
+    )
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name_plural = "workflow run deliveries"
+        constraints = [
+            # An attempt completes once. The delivery id is not signed, so a replay can come
+            # under a fresh one (or the App and a repository webhook both deliver it):
+            # grants.runs acts on a completion once relying on this constraint.
+            models.UniqueConstraint(
+                fields=["repository", "run_id", "run_attempt"], name="workflow_run_completed_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"run {self.run_id} attempt {self.run_attempt} of {self.repository} completed"

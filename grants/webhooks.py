@@ -1,5 +1,5 @@
-"""POST /github/webhook: the GitHub App's webhook for its deployment protection rule (its
-answers: docs/api.md "The GitHub webhook")."""
+"""POST /github/webhook: the GitHub App's webhook, for its deployment protection rule and
+for runs that completed (its answers: docs/api.md "The GitHub webhook")."""
 
 import hashlib
 import hmac
@@ -12,7 +12,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from grants import gates
+from grants import gates, runs
 from integrations import github
 from portal.parsers import JSONTooDeep, parse_json
 
@@ -33,6 +33,44 @@ def signature_is_valid(*, secret: str, body: bytes, signature: str) -> bool:
 
 def _answer(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"message": message, **extra}, status=status)
+
+
+def _refused_payload(refusal: ValidationError) -> JsonResponse:
+    errors = refusal.message_dict if hasattr(refusal, "error_dict") else {}
+    message = "; ".join(
+        f"{name}: {' '.join(messages)}" for name, messages in errors.items()
+    ) or "; ".join(refusal.messages)
+    return _answer(400, f"The payload cannot be acted on: {message}", errors=errors)
+
+
+def _run_completed(*, delivery_id: str, payload) -> JsonResponse:
+    try:
+        delivery = runs.workflow_run_completion_receive(delivery_id=delivery_id, payload=payload)
+    except runs.CompletionReplayed as replay:
+        earlier = replay.delivery
+        logger.warning(
+            "GitHub webhook delivery %s repeats the completion received as delivery %s; ignored",
+            delivery_id,
+            earlier.delivery_id,
+        )
+        return _answer(
+            200,
+            f"Delivery {earlier.delivery_id} ({earlier}) was already received; nothing was "
+            "done.",
+            delivery=earlier.delivery_id,
+        )
+    except runs.DeliveryReplayed:
+        logger.warning("GitHub webhook delivery %s reused for another run; refused", delivery_id)
+        return _answer(409, f"Delivery {delivery_id} was already received; nothing was done.")
+    except ValidationError as refusal:
+        return _refused_payload(refusal)
+    return _answer(
+        202,
+        runs.completion_message(delivery),
+        delivery=delivery.delivery_id,
+        grants_ended=delivery.grants_ended,
+        requests_cancelled=delivery.requests_cancelled,
+    )
 
 
 @csrf_exempt  # GitHub cannot send a CSRF token; the signature authenticates the delivery
@@ -68,6 +106,9 @@ def github_webhook(request):
     except ValueError:
         return _answer(400, "The body is not JSON.")
     action = payload.get("action") if isinstance(payload, dict) else None
+    if event == runs.EVENT and action == runs.ACTION:
+        # Needs no App credentials: ending access writes nothing but the engine's removals.
+        return _run_completed(delivery_id=delivery_id, payload=payload)
     if event != gates.EVENT or action != gates.ACTION:
         return HttpResponse(status=204)
 

@@ -55,9 +55,11 @@ OPERATIONS = [
 ]
 
 # Webhook events (the description's `x-webhooks`) whose payloads the local GitHub builds
-# (shapes.deployment_protection_rule_event) and checks against their schema.
+# (shapes.deployment_protection_rule_event, shapes.workflow_run_event) and checks against
+# their schema.
 WEBHOOKS = [
     "deployment-protection-rule-requested",
+    "workflow-run-completed",
 ]
 
 

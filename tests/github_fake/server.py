@@ -169,6 +169,29 @@ class GitHubServer:
             raise AssertionError(f"the fake built a payload GitHub would not send: {errors}")
         return payload
 
+    def workflow_run_event(
+        self, repo: str, run_id: int, *, attempt: int | None = None, conclusion="success"
+    ) -> dict:
+        """A workflow_run "completed" payload for `attempt` (default: the latest) of run
+        `run_id` of `repo` (seeded with add_workflow_run), checked against GitHub's schema
+        for the event."""
+        state = self.state
+        with state.lock:
+            found = state.repo(repo)
+            run = state.workflow_run(found.full_name, run_id)
+            payload = shapes.workflow_run_event(
+                shapes.Urls(api=self.api_url, web=self.base_url),
+                state,
+                found,
+                run,
+                attempt=attempt or len(run.triggering_actors),
+                conclusion=conclusion,
+            )
+        errors = openapi.webhook_payload_errors("workflow-run-completed", payload)
+        if errors:
+            raise AssertionError(f"the fake built a payload GitHub would not send: {errors}")
+        return payload
+
     @staticmethod
     def webhook_delivery(
         event: str, payload: dict, secret: str, delivery_id: str | None = None

@@ -533,3 +533,54 @@ def deployment_protection_rule_event(
     if owner is not None:
         payload["organization"] = organization_simple(u, owner)
     return payload
+
+
+def workflow_run_event(
+    u: Urls,
+    state: GitHubState,
+    repo: Repo,
+    run: WorkflowRun,
+    *,
+    attempt: int,
+    conclusion: str | None,
+) -> dict:
+    """workflow-run-completed: what GitHub POSTs to an App (or a repository webhook)
+    subscribed to `workflow_run` when an attempt of a run ends. `sender` is whoever started
+    that attempt; the run's `status` is "completed" with the given conclusion."""
+    repository = {
+        **full_repository(u, state, repo),
+        "owner": simple_user(u, state.account(repo.owner)),
+    }
+    rest = workflow_run(u, state, repo, run, attempt)
+    # The webhook's head_commit names its author and committer (the REST shape may not).
+    author = {"name": run.actor, "email": f"{run.actor}@users.noreply.github.com"}
+    workflow_run_shape = {
+        **rest,
+        "status": "completed",
+        "conclusion": conclusion,
+        "head_commit": {**rest["head_commit"], "author": author, "committer": author},
+    }
+    created = iso(run.created_at)
+    workflow_url = f"{u.api}/repos/{repo.full_name}/actions/workflows/{run.workflow_id}"
+    payload = {
+        "action": "completed",
+        "repository": repository,
+        "sender": simple_user(u, state.user(run.triggering_actors[attempt - 1])),
+        "workflow": {
+            "badge_url": f"{u.web}/{repo.full_name}/workflows/{run.name}/badge.svg",
+            "created_at": created,
+            "html_url": f"{u.web}/{repo.full_name}/blob/main/{run.path}",
+            "id": run.workflow_id,
+            "name": run.name,
+            "node_id": node_id("Workflow", run.workflow_id),
+            "path": run.path,
+            "state": "active",
+            "updated_at": created,
+            "url": workflow_url,
+        },
+        "workflow_run": workflow_run_shape,
+    }
+    owner = state.orgs.get(repo.owner.lower())
+    if owner is not None:
+        payload["organization"] = organization_simple(u, owner)
+    return payload

@@ -55,7 +55,7 @@ from django_celery_beat.models import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from grants.models import DeploymentGate, OrgSecretTarget
+from grants.models import DeploymentGate, OrgSecretTarget, WorkflowRunDelivery
 from requests_app.tokens import api_token_create
 from tests.api.conftest import active_request
 from tests.property.html_forms import Form, read_page
@@ -185,6 +185,9 @@ def world(settings):
         installation_id=1,
         login="dev",
         deployment_id=3,
+    )
+    WorkflowRunDelivery.objects.create(
+        delivery_id="d-2", repository="acme/api", run_id=7, run_attempt=1, conclusion="success"
     )
     # The beat admin: a task of someone else's beside Airlock's own (installed at migrate),
     # on a schedule of each kind.
@@ -625,7 +628,9 @@ def test_no_signed_delivery_of_anything_else_fails(client, signed_webhook):
 
     @WEBHOOK_FUZZ
     @given(
-        event=st.one_of(st.sampled_from(["deployment_protection_rule", "ping"]), TEXT),
+        event=st.one_of(
+            st.sampled_from(["deployment_protection_rule", "workflow_run", "ping"]), TEXT
+        ),
         body=bodies,
         delivery=st.one_of(st.uuids().map(str), TEXT),
     )
