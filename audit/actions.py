@@ -27,6 +27,8 @@ class AuditAction(models.TextChoices):
     # (POST /api/v1/runs/release), or ended because the run completed (workflow_run).
     REQUEST_RELEASED_BY_RUN = "request.released_by_run"
     REQUEST_ENDED_WITH_RUN = "request.ended_with_run"
+    # A re-run attempt asked again for its run's open request, which now follows it.
+    REQUEST_RUN_ATTEMPT_FOLLOWED = "request.run_attempt_followed"
 
     # Policies, approver groups and API tokens (requests_app).
     POLICY_FILE_CREATED = "policy_file.created"

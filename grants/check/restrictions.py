@@ -1,5 +1,5 @@
-"""A grant's run binding and its workflow and ref restrictions (workflow_ref_pattern / ref_pattern globs): whether
-a workflow's claims satisfy them, and how to name them."""
+"""A grant's run binding and its workflow and ref restrictions (workflow_ref_pattern /
+ref_pattern globs): whether a workflow's claims satisfy them, and how to name them."""
 
 from fnmatch import fnmatchcase
 

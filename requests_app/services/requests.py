@@ -249,6 +249,7 @@ def _file(
             # One run files one request per target: asking again returns it.
             already = same_target.filter(status__in=AccessRequest.OPEN_STATUSES).first()
             if already is not None:
+                _follow_attempt(already, run, requester)
                 return already, False
         duplicate = same_target.filter(status=Status.PENDING).first()
         if duplicate is not None:
@@ -292,6 +293,23 @@ def _file(
         elif access_request.status == Status.PENDING:
             notifications.notify("request_routed", request_id=access_request.pk)
     return access_request, True
+
+
+def _follow_attempt(access_request: AccessRequest, run: WorkflowRun, requester) -> None:
+    """A re-run attempt asks again while an earlier attempt's request is still open (its
+    completion was never delivered): the request now belongs to the later attempt, so a
+    late completion of the earlier one does not end the access the re-run uses."""
+    earlier = access_request.run_attempt
+    if earlier is not None and earlier >= run.attempt:
+        return
+    AccessRequest.objects.filter(pk=access_request.pk).update(run_attempt=run.attempt)
+    access_request.run_attempt = run.attempt
+    audit.log_event(
+        action=AuditAction.REQUEST_RUN_ATTEMPT_FOLLOWED,
+        actor=requester,
+        target=access_request,
+        detail={"run_id": run.run_id, "from_attempt": earlier, "to_attempt": run.attempt},
+    )
 
 
 def _run_fields(run: WorkflowRun | None) -> dict:

@@ -390,6 +390,51 @@ def test_a_late_completion_of_attempt_1_does_not_end_attempt_2s_grant(hub):
     assert reviewers(hub) == []
 
 
+def test_a_re_run_asking_again_takes_over_the_open_request_so_a_late_completion_spares_it(
+    hub,
+):
+    dave = UserFactory(username="dave")
+    AccessPolicyFactory(
+        name="production-from-workflows", environment_patterns=["production"],
+        workflow_requests=True, approvals_required=0,
+    )
+
+    def job(attempt):
+        return WorkflowJob(
+            claims={
+                "repository": "acme/api", "environment": "production", "actor": "dave",
+                "triggering_actor": "dave", "run_id": str(RUN), "run_attempt": str(attempt),
+                "job_workflow_ref": WORKFLOW_REF, "ref": "refs/heads/main", "sha": "0" * 40,
+            }
+        )
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        first, created = access_request_file_for_run(
+            job=job(1), access="reviewer", reason="deploy the release candidate"
+        )
+    assert created and first.requester == dave
+    first.refresh_from_db()
+    assert first.status == Status.ACTIVE and reviewers(hub) == ["dave"]
+    # Attempt 1's completion was never delivered; the run is re-run and asks again.
+    hub.rerun_workflow("acme/api", RUN, triggering_actor="dave")
+    again, created = access_request_file_for_run(
+        job=job(2), access="reviewer", reason="deploy the release candidate"
+    )
+    assert not created and again.pk == first.pk
+    first.refresh_from_db()
+    assert first.run_attempt == 2
+    assert AuditEvent.objects.filter(
+        action="request.run_attempt_followed", target_id=str(first.pk)
+    ).get().detail == {"run_id": RUN, "from_attempt": 1, "to_attempt": 2}
+
+    assert deliver(hub, completed(hub, attempt=1)).json()["grants_ended"] == 0
+    first.refresh_from_db()
+    assert first.status == Status.ACTIVE and reviewers(hub) == ["dave"]
+    assert deliver(hub, completed(hub, attempt=2)).json()["grants_ended"] == 1
+    first.refresh_from_db()
+    assert first.status == Status.REVOKED and reviewers(hub) == []
+
+
 def test_a_completed_attempt_ends_the_access_of_earlier_attempts_too(hub):
     first_attempt = run_grant(attempt=1)
     hub.rerun_workflow("acme/api", RUN, triggering_actor="dave")
