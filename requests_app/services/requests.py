@@ -114,15 +114,21 @@ def access_request_file_for_run(
             f"This job runs in the environment '{job.environment}'; it cannot file a "
             f"request for '{environment}'."
         )
-    requester, why_not = user_for_github_actor(
-        login=job.person, github_id=job.person_github_id
-    )
-    if requester is None:
-        raise NotAllowed(
-            f"{why_not}. A workflow files requests as the person who started the run: "
-            f"{job.person} signs in to Airlock once at {settings.AIRLOCK_BASE_URL}"
-            f"/accounts/login/ with GitHub, then the job can ask again."
-        )
+    match = user_for_github_actor(login=job.person, github_id=job.person_github_id)
+    if match.user is None:
+        if match.no_account:
+            what_to_do = (
+                f"A workflow files requests as the person who started the run: {job.person} "
+                f"signs in to Airlock once at {settings.AIRLOCK_BASE_URL}/accounts/login/ "
+                "with GitHub, then the job can ask again."
+            )
+        else:
+            what_to_do = (
+                "A workflow files requests as the person who started the run; ask a "
+                "platform admin to look into that account."
+            )
+        raise NotAllowed(f"{match.why_not}. {what_to_do}")
+    requester = match.user
     return _file(
         requester=requester,
         repository=claimed_repository,
