@@ -2,7 +2,10 @@
 the check and the deployment gates answer for it only to that run, and
 POST /api/v1/runs/release gives it back (the reviewer leaves GitHub's environment)."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from grants import gates
@@ -117,6 +120,43 @@ def test_the_check_of_a_filed_and_approved_request_follows_the_run(oidc, gh, pol
     grant_apply_request(request_id=request_id)
     assert oidc_client(run_token(oidc)).get(CHECK).json()["allowed"] is True
     assert oidc_client(run_token(oidc, run_id=RUN + 1)).get(CHECK).json()["allowed"] is False
+
+
+def test_a_renamed_login_files_and_then_passes_the_check_by_its_github_id(oidc, policy, dave):
+    renamed = {"actor": "dave-renamed", "actor_id": "5001"}
+    request_id = file_for_run(run_token(oidc, **renamed)).json()["id"]
+    approve(request_id, "alice", "bob")
+    AccessRequest.objects.filter(pk=request_id).update(
+        status=Status.ACTIVE, granted_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    body = oidc_client(run_token(oidc, **renamed)).get(CHECK).json()
+    assert body["allowed"] is True, body["reason"]
+    assert (body["grant"]["request"], body["grant"]["user"]) == (request_id, "dave")
+
+
+def test_a_persons_grant_is_found_by_github_id_after_a_rename(oidc, dave):
+    persons = active_request("dave")
+    body = oidc_client(oidc(actor="dave-renamed", actor_id="5001")).get(CHECK).json()
+    assert body["allowed"] is True
+    assert body["grant"]["request"] == persons.pk
+
+
+def test_the_new_owner_of_a_login_does_not_hide_the_id_holders_grant(oidc, dave):
+    # "dave-renamed" is also a portal user, who signed in with another GitHub account: the
+    # run's GitHub id is dave's, and dave's grant answers.
+    signed_in_with_github("dave-renamed", 6002)
+    active_request("dave-renamed", policy=active_request("dave").policy)
+    body = oidc_client(oidc(actor="dave-renamed", actor_id="5001")).get(CHECK).json()
+    assert body["allowed"] is True
+    assert body["grant"]["user"] == "dave"
+
+
+def test_a_login_whose_portal_user_has_another_github_id_is_still_refused(oidc, dave):
+    active_request("dave")
+    body = oidc_client(oidc(actor="dave", actor_id="6002")).get(CHECK).json()
+    assert body["allowed"] is False
+    assert "GitHub account id 6002" in body["reason"]
 
 
 # --- POST /api/v1/runs/release ----------------------------------------------------------------
