@@ -353,6 +353,25 @@ def test_another_run_files_its_own_request(oidc, policy, dave):
     assert other.json()["run"]["id"] == RUN + 1
 
 
+def test_a_rerun_by_someone_else_files_their_own_request(oidc, policy, dave):
+    first = file_for_run(run_token(oidc))
+    signed_in_with_github("erin", 7001)
+    token = run_token(oidc, run_attempt="2", triggering_actor="erin", triggering_actor_id="7001")
+    rerun = file_for_run(token)
+    assert (first.status_code, rerun.status_code) == (201, 201)
+    assert (rerun.json()["requester"], rerun.json()["run"]["attempt"]) == ("erin", 2)
+    assert rerun.json()["id"] != first.json()["id"]
+
+
+def test_a_rerun_by_the_same_person_gets_the_open_request(oidc, policy, dave):
+    first = file_for_run(run_token(oidc))
+    token = run_token(oidc, run_attempt="2", triggering_actor="dave", triggering_actor_id="5001")
+    rerun = file_for_run(token)
+    assert rerun.status_code == 200
+    assert rerun.json()["id"] == first.json()["id"]
+    assert rerun.json()["run"]["attempt"] == 1  # the attempt that filed it
+
+
 def test_another_target_of_the_same_run_is_another_request(oidc, dave):
     secret = SecretDefinitionFactory(name="DEPLOY_TOKEN")
     approver_setup(workflow_requests=True, secrets=[secret])
