@@ -87,9 +87,21 @@ def access_request_file_for_run(
     run = job.workflow_run
     if run is None:
         raise NotAllowed(
-            "This job's OIDC token names no workflow run (run_id): only a workflow run can "
-            "file a request for itself."
+            "This job's OIDC token names no workflow run (run_id, run_attempt): only a "
+            "workflow run can file a request for itself."
         )
+    for claim, value, kept_in in (
+        ("job_workflow_ref", run.workflow_ref, "run_workflow_ref"),
+        ("ref", run.ref, "run_ref"),
+        ("sha", run.sha, "run_sha"),
+    ):
+        limit = AccessRequest._meta.get_field(kept_in).max_length
+        if len(value) > limit:
+            raise NotAllowed(
+                f"This job's OIDC token has a {claim} claim of {len(value)} characters, and "
+                f"a request keeps at most {limit}: this run cannot file one. Ask in the "
+                "portal instead."
+            )
     if not job.environment:
         raise NotAllowed(
             "This job's OIDC token carries no environment claim: a workflow files requests "

@@ -258,7 +258,7 @@ def test_release_from_a_token_without_a_run_is_refused(oidc, dave):
     run_bound()
     response = oidc_client(run_token(oidc, run_id="")).post(RELEASE)
     assert response.status_code == 403
-    assert "names no workflow run (run_id)" in response.json()["message"]
+    assert "names no workflow run (run_id, run_attempt)" in response.json()["message"]
     assert AccessRequest.objects.get().status == Status.ACTIVE
 
 

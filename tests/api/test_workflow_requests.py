@@ -300,11 +300,39 @@ def test_a_job_outside_any_environment_is_refused(oidc, policy, dave):
     assert "no environment claim" in response.json()["message"]
 
 
-@pytest.mark.parametrize("run_id", ["", "abc"])
-def test_a_token_without_a_run_is_refused(oidc, policy, dave, run_id):
-    response = file_for_run(run_token(oidc, run_id=run_id))
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"run_id": ""},
+        {"run_id": "abc"},
+        {"run_id": "0"},
+        {"run_id": str(2**63)},  # no bigint holds it
+        {"run_attempt": "", "triggering_actor": "dave"},
+        {"run_attempt": str(2**31), "triggering_actor": "dave"},
+    ],
+)
+def test_a_token_without_a_run_is_refused(oidc, policy, dave, claims):
+    response = file_for_run(run_token(oidc, **claims))
     assert response.status_code == 403
-    assert "names no workflow run (run_id)" in response.json()["message"]
+    assert "names no workflow run (run_id, run_attempt)" in response.json()["message"]
+
+
+def test_the_largest_run_id_is_kept(oidc, policy, dave):
+    response = file_for_run(run_token(oidc, run_id=str(2**63 - 1)))
+    assert response.status_code == 201, response.json()
+    assert response.json()["run"]["id"] == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    "claim, length, limit",
+    [("sha", 65, 64), ("ref", 256, 255), ("job_workflow_ref", 501, 500)],
+)
+def test_a_claim_longer_than_a_request_keeps_is_refused(oidc, policy, dave, claim, length, limit):
+    response = file_for_run(run_token(oidc, **{claim: "r" * length}))
+    assert response.status_code == 403
+    assert f"{claim} claim of {length} characters" in response.json()["message"]
+    assert f"at most {limit}" in response.json()["message"]
+    assert not AccessRequest.objects.exists()
 
 
 def test_a_person_cannot_pass_a_run_in_the_body(policy):
