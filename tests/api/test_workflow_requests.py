@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from requests_app.models import AccessRequest
+from requests_app.policy_file import PolicyFileError, parse_policy_file
+from requests_app.services import policy_file_apply
 from tests.api.conftest import oidc_client, token_client
 from tests.requests_app.factories import (
     SecretDefinitionFactory,
@@ -143,6 +145,37 @@ def test_the_audit_records_the_run_and_the_job_that_filed(oidc, policy, dave):
     assert event.detail["run"]["id"] == RUN
     assert event.detail["run"]["sha"] == SHA
     assert event.detail["run"]["url"].endswith(f"/acme/api/actions/runs/{RUN}")
+
+
+# --- the policy setting ------------------------------------------------------------------------
+
+POLICY_FILE = """\
+approver_groups:
+  - name: approvers
+    members: [alice, bob]
+policies:
+  - name: deploys
+    repositories: [acme/*]
+    environments: [production]
+    access: [reviewer]
+    approvals_required: 1
+    approver_groups: [approvers]
+{extra}"""
+
+
+def test_the_policy_file_turns_workflow_requests_on_and_off(oidc, dave):
+    policy_file_apply(document=parse_policy_file(POLICY_FILE.format(extra=""), environ={}))
+    assert file_for_run(run_token(oidc)).status_code == 403  # off unless the file says so
+    on = POLICY_FILE.format(extra="    workflow_requests: true\n")
+    policy_file_apply(document=parse_policy_file(on, environ={}))
+    assert file_for_run(run_token(oidc)).status_code == 201
+
+
+def test_the_policy_file_refuses_a_workflow_requests_that_is_not_a_boolean():
+    with pytest.raises(PolicyFileError) as refused:
+        parse_policy_file(POLICY_FILE.format(extra="    workflow_requests: maybe\n"), environ={})
+    assert "policies[0].workflow_requests" in "\n".join(refused.value.problems)
+    assert "must be true or false" in "\n".join(refused.value.problems)
 
 
 # --- who the requester is ---------------------------------------------------------------------
