@@ -381,3 +381,17 @@ def test_the_sweep_rejects_a_gate_whose_runs_request_closed_behind_another_runs(
     with _on_commit():
         assert gates.deployment_gates_sweep()["decided"] == 1
     assert reviews(app) == [(7001, None), (7002, None), (7002, "rejected")]
+
+
+def test_the_waiting_comment_links_only_to_a_request_that_may_approve_the_deployment(app):
+    policy, _, _ = approver_setup(workflow_requests=True)
+    dave = UserFactory(username="dave")
+    own = AccessRequestFactory(requester=dave, policy=policy, run_id=7002, run_attempt=1)
+    other = AccessRequestFactory(requester=dave, policy=policy, run_id=7003, run_attempt=1)
+    deliver(app, payload(app, run_id=7001))
+    deliver(app, payload(app, run_id=7002))
+    first, second = app.callbacks
+    assert f"/requests/{other.pk}/" not in first.comment
+    assert f"/requests/{own.pk}/" not in first.comment
+    assert "Request access: https://airlock.test/requests/new/" in first.comment
+    assert f"https://airlock.test/requests/{own.pk}/" in second.comment
