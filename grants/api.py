@@ -194,7 +194,9 @@ class RunReleaseApi(GenericAPIView):
         job = request.user
         run = job.workflow_run
         if run is None:
-            raise NotAllowed("This job's OIDC token names no workflow run (run_id) to release.")
+            raise NotAllowed(
+                "This job's OIDC token names no workflow run (run_id, run_attempt) to release."
+            )
         try:
             repository = canonical_repository(job.repository)
         except NameRefused as refusal:

@@ -204,6 +204,7 @@ def _revoke_one(
     comment: str,
     request_action: AuditAction = AuditAction.REQUEST_REVOKED,
     detail: dict | None = None,
+    actor_label: str = "",
 ) -> bool:
     now = timezone.now()
     updated = Grant.objects.filter(
@@ -215,12 +216,17 @@ def _revoke_one(
     audit.log_event(
         action=AuditAction.GRANT_REVOKE_REQUESTED,
         actor=user,
+        actor_label=actor_label,
         target=grant,
         reason=comment,
         detail={"state": grant.state, "expires_at": grant.expires_at, **(detail or {})},
     )
     request_services.access_request_end_early(
-        access_request=grant.access_request, user=user, comment=comment, action=request_action
+        access_request=grant.access_request,
+        user=user,
+        comment=comment,
+        action=request_action,
+        actor_label=actor_label,
     )
     _enqueue_for(grant)
     return True
@@ -313,7 +319,7 @@ def run_access_end(
 
     up_to_attempt: only requests filed by that attempt or an earlier one (a completed
     attempt ends its own access, never that of a re-run filed after it). by names who
-    asked (the run's OIDC caller, or the webhook delivery), for the audit log.
+    asked (the run's OIDC caller, or the webhook delivery): the audit log's actor.
     """
     from requests_app.selectors import run_requests_open
 
@@ -334,20 +340,33 @@ def run_access_end(
         for access_request in AccessRequest.objects.filter(pk__in=request_ids).order_by("pk"):
             if access_request.status == AccessRequest.Status.PENDING:
                 if request_services.access_request_withdraw(
-                    access_request=access_request, user=None, comment=comment, action=action
+                    access_request=access_request,
+                    user=None,
+                    comment=comment,
+                    action=action,
+                    actor_label=by,
                 ):
                     report.cancelled.append(access_request)
                 continue
             grant = Grant.objects.filter(access_request=access_request).first()
             if grant is not None and _revoke_one(
-                grant, user=None, comment=comment, request_action=action, detail=detail
+                grant,
+                user=None,
+                comment=comment,
+                request_action=action,
+                detail=detail,
+                actor_label=by,
             ):
                 report.ended.append(access_request)
                 continue
             try:
                 # Approved, not yet picked up by the engine: no grant will be made for it.
                 request_services.access_request_end_early(
-                    access_request=access_request, user=None, comment=comment, action=action
+                    access_request=access_request,
+                    user=None,
+                    comment=comment,
+                    action=action,
+                    actor_label=by,
                 )
             except WrongState:
                 continue

@@ -1,6 +1,8 @@
 """Reads about requests and approvers: who may decide what, and what awaits whom, and who
 is the same person as whom."""
 
+from dataclasses import dataclass
+
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
@@ -282,12 +284,24 @@ def admin_dashboard_requests(*, user, now, expiring_within, failed_since) -> dic
     }
 
 
-def user_for_github_actor(*, login: str, github_id: str) -> tuple[object | None, str]:
-    """The portal user a workflow's actor claims name, and "" — or None and why not.
+@dataclass(frozen=True)
+class ActorMatch:
+    """The portal user a workflow's actor claims name, or None and why not."""
+
+    user: object | None
+    why_not: str = ""
+    # No portal account at all: the person gets one by signing in (a refusal for any
+    # other reason is an admin's to look into).
+    no_account: bool = False
+
+
+def user_for_github_actor(*, login: str, github_id: str) -> ActorMatch:
+    """The portal user a workflow's actor claims name.
 
     The GitHub numeric id decides where the portal knows it (it survives a rename); else
     the login, unless that portal account signed in with another GitHub account (a
-    renamed or re-registered login does not take over someone's account)."""
+    renamed or re-registered login does not take over someone's account), and never when
+    the id belongs to a deactivated account."""
     if github_id:
         account = (
             SocialAccount.objects.filter(provider=GITHUB, uid=github_id)
@@ -295,19 +309,28 @@ def user_for_github_actor(*, login: str, github_id: str) -> tuple[object | None,
             .order_by("pk")
             .first()
         )
-        if account is not None and account.user.is_active:
-            return account.user, ""
+        if account is not None:
+            if account.user.is_active:
+                return ActorMatch(account.user)
+            # The id is known, and it is someone's: never fall back to a login that may
+            # be another person's account.
+            return ActorMatch(
+                None,
+                f"The Airlock account {account.user.get_username()} that GitHub id "
+                f"{github_id} signed in with is deactivated",
+            )
     user = get_user_model().objects.filter(username__iexact=login).first()
     if user is None or not user.is_active:
-        return None, f"{login} has no Airlock account"
+        return ActorMatch(None, f"{login} has no Airlock account", no_account=True)
     if github_id:
         accounts = SocialAccount.objects.filter(user=user, provider=GITHUB)
         if accounts.exists() and not accounts.filter(uid=github_id).exists():
-            return None, (
-                f"the Airlock account {user.get_username()} signed in with another GitHub "
-                f"account than the GitHub id {github_id} that started this run"
+            return ActorMatch(
+                None,
+                f"The Airlock account {user.get_username()} signed in with another GitHub "
+                f"account than the GitHub id {github_id} that started this run",
             )
-    return user, ""
+    return ActorMatch(user)
 
 
 def run_requests_open(*, repository: str, run_id: int) -> QuerySet[AccessRequest]:

@@ -43,7 +43,10 @@ def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswe
         return CheckAnswer(
             allowed=False, grant=None, reason=f"{scope.login} holds no {what} to {target} now."
         )
-    if candidates[0].other_github_account:  # one holder: the same for every candidate
+    # Held by the login's portal user, or by the one the GitHub id names (a rename): the
+    # login's grants are no one's to use when that user signed in with another account.
+    holders = [c for c in candidates if not c.other_github_account]
+    if not holders:
         return CheckAnswer(
             allowed=False,
             grant=None,
@@ -54,6 +57,7 @@ def grant_check(*, scope: CheckScope, now: datetime | None = None) -> CheckAnswe
                 f"take over another person's grant."
             ),
         )
+    candidates = holders
     found, refusals = None, []
     for candidate in candidates:
         # A person is told about workflow restrictions, but a run's grant serves only it.

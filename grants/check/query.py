@@ -99,6 +99,15 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+def _owned_account(sa: str, u: str, user_id: str) -> str:
+    """The GitHub accounts the portal user u signed in with (allauth's SocialAccount)."""
+    return (
+        f"SELECT 1 FROM {_table(SocialAccount)} {sa} "
+        f"WHERE {sa}.{_column(SocialAccount, 'user')} = {u}.{user_id} "
+        f"AND {sa}.{_column(SocialAccount, 'provider')} = '{GITHUB}'"
+    )
+
+
 @memoize
 def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: bool) -> str:
     """The check's one query: the person's requests in force on the target (at most
@@ -111,7 +120,8 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: b
     tables from Model._meta.db_table, columns from Field.column, quoting by
     connection.ops.quote_name (the tests run it on SQLite and PostgreSQL). The target is
     matched by plain equality of canonical names (core.names), which the partial index
-    request_in_force_target serves; the login case-insensitively.
+    request_in_force_target serves; the holder by login, case-insensitively, or with
+    by_github_id by the GitHub account the portal knows under that id (a renamed login).
     """
     del vendor  # part of the cache key: quoting differs between backends
     q = connection.ops.quote_name
@@ -126,16 +136,21 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: b
     # EXISTS, not a join: a user may have linked more than one GitHub account.
     other_account = "0"
     if by_github_id:
-        owned = (
-            f"SELECT 1 FROM {_table(SocialAccount)} {sa} "
-            f"WHERE {sa}.{_column(SocialAccount, 'user')} = {u}.{user_id} "
-            f"AND {sa}.{_column(SocialAccount, 'provider')} = '{GITHUB}'"
-        )
+        owned = _owned_account(sa, u, user_id)
         other_account = (
             f"(EXISTS ({owned}) AND NOT EXISTS ({owned} "
             f"AND {sa}.{_column(SocialAccount, 'uid')} = %s))"
         )
     extra = ""
+    # The login, or the GitHub account the portal knows by its id: a renamed GitHub login
+    # still holds the grants its account filed (requests_app.selectors.user_for_github_actor
+    # files them so) until its next sign-in renames the portal user too.
+    holder = f"UPPER({u}.{username}) = UPPER(%s)"
+    if by_github_id:
+        holder = (
+            f"({holder} OR EXISTS ({_owned_account(sa, u, user_id)} "
+            f"AND {sa}.{_column(SocialAccount, 'uid')} = %s))"
+        )
     if by_access:
         extra += f" AND {rc('access')} = %s"
     if by_secret:
@@ -160,7 +175,7 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: b
         f"WHERE {in_force} "
         f"AND {rc('repository')} = %s "
         f"AND {rc('environment')} = %s "
-        f"AND UPPER({u}.{username}) = UPPER(%s){extra} "
+        f"AND {holder}{extra} "
         f"ORDER BY {rc('expires_at')} DESC, {rc('id')} DESC LIMIT {MAX_CANDIDATES}"
         f") {c} "
         f"LEFT JOIN {_table(Approval)} {a} ON {a}.{_column(Approval, 'request')} = {c}.request_id "
@@ -179,6 +194,8 @@ def in_force_grants(*, scope: CheckScope, now: datetime) -> list[CheckedGrant]:
         scope.environment,
         scope.login,
     ]
+    if scope.github_id is not None:
+        params.append(scope.github_id)
     if scope.access:
         params.append(scope.access)
     if scope.secret:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db.models import Q
 from django.urls import reverse
 
 from requests_app.models import AccessRequest
@@ -70,6 +71,8 @@ def waiting_comment(gate, refusals: list[str]) -> str:
             environment=gate.environment,
             requester__username__iexact=gate.login,
         )
+        # A request bound to another run could never approve this deployment.
+        .filter(Q(run_id__isnull=True) | Q(run_id=gate.run_id))
         .order_by("-created_at", "-pk")
         .first()
     )

@@ -145,9 +145,18 @@ def follow(access_request, now) -> int:
                 decided += decide(gate, State.APPROVED, access_request=access_request, now=now)
     elif access_request.status in CLOSED_WITHOUT_ACCESS:
         closed_at = request_closed_at(access_request)
-        if closed_at is None or _has_open_request(access_request):
+        if closed_at is None:
             return 0
-        for gate in waiting_gates(access_request, now).filter(created_at__lte=closed_at):
+        gates = waiting_gates(access_request, now).filter(created_at__lte=closed_at)
+        if access_request.is_run_bound:
+            # It could only ever have covered its own run's deployments.
+            gates = gates.filter(run_id=access_request.run_id)
+        open_runs = _open_request_runs(access_request)
+        for gate in gates:
+            # Another open request that may still grant this deployment keeps it waiting:
+            # a person's, or one bound to this gate's run.
+            if None in open_runs or gate.run_id in open_runs:
+                continue
             with transaction.atomic():
                 decided += decide(gate, State.REJECTED, access_request=access_request, now=now)
     return decided
@@ -159,8 +168,10 @@ def request_closed_at(access_request) -> datetime | None:
     return access_request.decided_at
 
 
-def _has_open_request(access_request) -> bool:
-    return (
+def _open_request_runs(access_request) -> set[int | None]:
+    """The runs of the person's other open requests on the target (None: a person's
+    request, which may cover any run's deployment)."""
+    return set(
         AccessRequest.objects.filter(
             status__in=OPEN_STATUSES,
             repository=access_request.repository,
@@ -168,5 +179,5 @@ def _has_open_request(access_request) -> bool:
             requester_id=access_request.requester_id,
         )
         .exclude(pk=access_request.pk)
-        .exists()
+        .values_list("run_id", flat=True)
     )

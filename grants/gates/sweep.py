@@ -35,7 +35,8 @@ def deployment_gates_sweep(*, now: datetime | None = None) -> dict:
     )
     seen = set()
     for gate in waiting.order_by("pk"):
-        key = (gate.repository, gate.environment, gate.login.casefold())
+        # Per run too: a run-bound grant covers only its own run's deployments.
+        key = (gate.repository, gate.environment, gate.login.casefold(), gate.run_id)
         if key in seen:
             continue
         seen.add(key)
@@ -57,8 +58,10 @@ def deployment_gates_sweep(*, now: datetime | None = None) -> dict:
             )
             if (request_closed_at(r) or gate.created_at) >= gate.created_at
         ]
-        if ended:
-            decided += follow(max(ended, key=lambda r: (request_closed_at(r), r.pk)), now)
+        # Latest first: a run-bound request rejects only its own run's gates, so an earlier
+        # one may still have gates of its own to reject.
+        for closed in sorted(ended, key=lambda r: (request_closed_at(r), r.pk), reverse=True):
+            decided += follow(closed, now)
 
     owed = DeploymentGate.objects.filter(gave_up_at__isnull=True).filter(
         Q(state__in=DeploymentGate.DECIDED_STATES, posted_at__isnull=True)

@@ -5,6 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The largest run id and attempt number a database column holds (bigint, integer): a
+# claim beyond them names no run GitHub issued.
+RUN_ID_MAX = 2**63 - 1
+RUN_ATTEMPT_MAX = 2**31 - 1
+
+
+def _claim_number(value, maximum: int) -> int | None:
+    """A numeric claim ("4242") as a number from 1 to maximum; None for anything else."""
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 1 <= number <= maximum else None
+
 
 @dataclass(frozen=True)
 class WorkflowRun:
@@ -82,21 +95,21 @@ class WorkflowJob:
 
     @property
     def run_id(self) -> int | None:
-        """The run's id, None when the token names none (or not a number)."""
-        value = self.claims.get("run_id", "")
-        return int(value) if value.isascii() and value.isdigit() else None
+        """The run's id, None when the token names none (or no number a run id can be)."""
+        return _claim_number(self.claims.get("run_id", ""), RUN_ID_MAX)
 
     @property
     def workflow_run(self) -> WorkflowRun | None:
-        """The run this job belongs to, None when the token names no run."""
+        """The run this job belongs to, None when the token names no run, or no attempt of
+        it (GitHub's tokens always carry both)."""
         run_id = self.run_id
-        if run_id is None:
+        attempt = _claim_number(self.run_attempt, RUN_ATTEMPT_MAX)
+        if run_id is None or attempt is None:
             return None
-        attempt = self.run_attempt
         return WorkflowRun(
             repository=self.repository,
             run_id=run_id,
-            attempt=int(attempt) if attempt.isascii() and attempt.isdigit() else 1,
+            attempt=attempt,
             workflow_ref=self.job_workflow_ref,
             ref=self.ref,
             sha=self.claims.get("sha", "") if isinstance(self.claims.get("sha"), str) else "",

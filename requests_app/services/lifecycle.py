@@ -74,6 +74,7 @@ def access_request_end_early(
     user,
     comment: str = "",
     action: AuditAction = AuditAction.REQUEST_REVOKED,
+    actor_label: str = "",
 ) -> None:
     """approved/active → revoked: access given back by the requester or taken by an admin
     (or, audited as such, by its run: grants.services.run_access_end).
@@ -87,6 +88,7 @@ def access_request_end_early(
         to=Status.REVOKED,
         actor=user,
         action=action,
+        actor_label=actor_label,
         reason=comment,
         ended_at=timezone.now(),
         closed_by=user,
@@ -230,6 +232,7 @@ def access_request_withdraw(
     user,
     comment: str,
     action: AuditAction = AuditAction.REQUEST_WITHDRAWN,
+    actor_label: str = "",
 ) -> bool:
     """Close a pending request because the access it extends was given back or taken away
     (or its run released it or completed): pending → cancelled (no approval can follow).
@@ -243,6 +246,7 @@ def access_request_withdraw(
             to=Status.CANCELLED,
             actor=user,
             action=action,
+            actor_label=actor_label,
             reason=comment,
             closed_by=user,
             close_comment=comment,

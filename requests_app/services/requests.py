@@ -88,9 +88,21 @@ def access_request_file_for_run(
     run = job.workflow_run
     if run is None:
         raise NotAllowed(
-            "This job's OIDC token names no workflow run (run_id): only a workflow run can "
-            "file a request for itself."
+            "This job's OIDC token names no workflow run (run_id, run_attempt): only a "
+            "workflow run can file a request for itself."
         )
+    for claim, value, kept_in in (
+        ("job_workflow_ref", run.workflow_ref, "run_workflow_ref"),
+        ("ref", run.ref, "run_ref"),
+        ("sha", run.sha, "run_sha"),
+    ):
+        limit = AccessRequest._meta.get_field(kept_in).max_length
+        if len(value) > limit:
+            raise NotAllowed(
+                f"This job's OIDC token has a {claim} claim of {len(value)} characters, and "
+                f"a request keeps at most {limit}: this run cannot file one. Ask in the "
+                "portal instead."
+            )
     if not job.environment:
         raise NotAllowed(
             "This job's OIDC token carries no environment claim: a workflow files requests "
@@ -115,15 +127,21 @@ def access_request_file_for_run(
             f"This job runs in the environment '{job.environment}'; it cannot file a "
             f"request for '{environment}'."
         )
-    requester, why_not = user_for_github_actor(
-        login=job.person, github_id=job.person_github_id
-    )
-    if requester is None:
-        raise NotAllowed(
-            f"{why_not}. A workflow files requests as the person who started the run: "
-            f"{job.person} signs in to Airlock once at {settings.AIRLOCK_BASE_URL}"
-            f"/accounts/login/ with GitHub, then the job can ask again."
-        )
+    match = user_for_github_actor(login=job.person, github_id=job.person_github_id)
+    if match.user is None:
+        if match.no_account:
+            what_to_do = (
+                f"A workflow files requests as the person who started the run: {job.person} "
+                f"signs in to Airlock once at {settings.AIRLOCK_BASE_URL}/accounts/login/ "
+                "with GitHub, then the job can ask again."
+            )
+        else:
+            what_to_do = (
+                "A workflow files requests as the person who started the run; ask a "
+                "platform admin to look into that account."
+            )
+        raise NotAllowed(f"{match.why_not}. {what_to_do}")
+    requester = match.user
     return _file(
         requester=requester,
         repository=claimed_repository,

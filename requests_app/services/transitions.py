@@ -16,9 +16,12 @@ def lock(access_request: AccessRequest) -> AccessRequest:
     )
 
 
-def transition(access_request, *, to, actor, action, reason="", **fields) -> None:
+def transition(
+    access_request, *, to, actor, action, reason="", actor_label="", **fields
+) -> None:
     """Compare-and-set from the status we read to `to`, and audit it in the same
-    transaction. A row count other than 1 means someone else moved it first."""
+    transaction. A row count other than 1 means someone else moved it first. actor_label
+    names an actor that is no user (a workflow run)."""
     updated = AccessRequest.objects.filter(
         pk=access_request.pk, status=access_request.status
     ).update(status=to, **fields)
@@ -31,6 +34,7 @@ def transition(access_request, *, to, actor, action, reason="", **fields) -> Non
     audit.log_event(
         action=action,
         actor=actor,
+        actor_label=actor_label,
         target=access_request,
         reason=reason,
         detail={"from": before, "to": to},
@@ -39,7 +43,7 @@ def transition(access_request, *, to, actor, action, reason="", **fields) -> Non
 
 
 def engine_transition(
-    access_request, *, from_statuses, to, actor, action, reason="", **fields
+    access_request, *, from_statuses, to, actor, action, reason="", actor_label="", **fields
 ) -> bool:
     """Compare-and-set from any of from_statuses to `to`, audited; False when the request
     had already moved on (the grant engine records what GitHub answered either way)."""
@@ -70,7 +74,12 @@ def engine_transition(
         if access_request.extends_id is not None:
             detail["extends"] = access_request.extends_id
         audit.log_event(
-            action=action, actor=actor, target=access_request, reason=reason, detail=detail
+            action=action,
+            actor=actor,
+            actor_label=actor_label,
+            target=access_request,
+            reason=reason,
+            detail=detail,
         )
         announce_status_change(access_request.pk, to)
     return True
