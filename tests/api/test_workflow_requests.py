@@ -430,7 +430,7 @@ def test_a_rerun_by_the_same_person_gets_the_open_request(oidc, policy, dave):
     rerun = file_for_run(token)
     assert rerun.status_code == 200
     assert rerun.json()["id"] == first.json()["id"]
-    assert rerun.json()["run"]["attempt"] == 1  # the attempt that filed it
+    assert rerun.json()["run"]["attempt"] == 2  # the request now follows the re-run
 
 
 def test_another_target_of_the_same_run_is_another_request(oidc, dave):
