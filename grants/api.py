@@ -12,9 +12,8 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from core.errors import NotAllowed
-from core.names import NameRefused, canonical_repository
 from grants.check import grant_check_answer
+from grants.runs import run_release
 from grants.selectors import grants_visible_to
 from grants.serializers import (
     GrantCheckQuerySerializer,
@@ -22,7 +21,7 @@ from grants.serializers import (
     GrantFilterSerializer,
     GrantSerializer,
 )
-from grants.services import RunEnd, grant_revoke, run_access_end
+from grants.services import grant_revoke
 from portal.api_errors import error_responses
 from portal.authentication import IsPortalUser, IsRunJob
 from requests_app.api import ApiPagination, query_filters, with_details
@@ -191,25 +190,8 @@ class RunReleaseApi(GenericAPIView):
         responses={200: RunReleaseSerializer, **error_responses(401, 403)},
     )
     def post(self, request):
-        job = request.user
-        run = job.workflow_run
-        if run is None:
-            raise NotAllowed(
-                "This job's OIDC token names no workflow run (run_id, run_attempt) to release."
-            )
-        try:
-            repository = canonical_repository(job.repository)
-        except NameRefused as refusal:
-            raise NotAllowed(
-                f"This job's OIDC token names a repository outside GitHub's naming rules: "
-                f"{' '.join(refusal.messages)}"
-            ) from None
-        report = run_access_end(
-            repository=repository,
-            run_id=run.run_id,
-            cause=RunEnd.RELEASED,
-            by=job.get_username(),
-        )
+        released = run_release(job=request.user)
+        repository, run_id, report = released.repository, released.run_id, released.report
 
         def shown(requests):
             ids = [r.pk for r in requests]
@@ -218,18 +200,18 @@ class RunReleaseApi(GenericAPIView):
         ended, cancelled = shown(report.ended), shown(report.cancelled)
         if ended or cancelled:
             message = (
-                f"Released run {run.run_id} of {repository}: {len(ended)} grant(s) ended, "
+                f"Released run {run_id} of {repository}: {len(ended)} grant(s) ended, "
                 f"{len(cancelled)} pending request(s) cancelled."
             )
         else:
             message = (
-                f"Run {run.run_id} of {repository} holds no open requests; nothing to release."
+                f"Run {run_id} of {repository} holds no open requests; nothing to release."
             )
         return Response(
             RunReleaseSerializer(
                 {
                     "repository": repository,
-                    "run_id": run.run_id,
+                    "run_id": run_id,
                     "ended": ended,
                     "cancelled": cancelled,
                     "message": message,

@@ -1,7 +1,8 @@
-"""Access ends with the run: the `workflow_run` "completed" webhook's intake. A completed
-attempt ends every grant bound to that attempt of the run, or an earlier one, and cancels
-their pending requests (grants.services.run_access_end); each completion is recorded
-(WorkflowRunDelivery) and acted on once (docs/api.md "The GitHub webhook")."""
+"""Access ends with the run: the run's own release (POST /api/v1/runs/release), and the
+`workflow_run` "completed" webhook's intake. A completed attempt ends every grant bound to
+that attempt of the run, or an earlier one, and cancels their pending requests
+(grants.services.run_access_end); each completion is recorded (WorkflowRunDelivery) and
+acted on once (docs/api.md "The GitHub webhook")."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from django.db import IntegrityError, transaction
 
 import audit
 from audit.actions import AuditAction
+from core.errors import NotAllowed
 from core.names import NameRefused, canonical_repository
 from grants.gates import GITHUB_ID_MAX, WEBHOOK_ACTOR
 from grants.models import WorkflowRunDelivery
-from grants.services import RunEnd, run_access_end
+from grants.services import RunAccessEnded, RunEnd, run_access_end
+from integrations.github.actions import WorkflowJob
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,34 @@ ACTION = "completed"
 ATTEMPT_MAX = 2**31 - 1
 CONCLUSION_MAX = 50
 _CONCLUSION = re.compile(rf"[a-z_]{{1,{CONCLUSION_MAX}}}")
+
+
+@dataclass(frozen=True)
+class RunRelease:
+    repository: str  # canonical
+    run_id: int
+    report: RunAccessEnded
+
+
+def run_release(*, job: WorkflowJob) -> RunRelease:
+    """A job gives back every grant bound to its run, and cancels the run's pending
+    requests (its last step, `if: always()`). NotAllowed when its token names no run."""
+    run = job.workflow_run
+    if run is None:
+        raise NotAllowed(
+            "This job's OIDC token names no workflow run (run_id, run_attempt) to release."
+        )
+    try:
+        repository = canonical_repository(job.repository)
+    except NameRefused as refusal:
+        raise NotAllowed(
+            f"This job's OIDC token names a repository outside GitHub's naming rules: "
+            f"{' '.join(refusal.messages)}"
+        ) from None
+    report = run_access_end(
+        repository=repository, run_id=run.run_id, cause=RunEnd.RELEASED, by=job.get_username()
+    )
+    return RunRelease(repository=repository, run_id=run.run_id, report=report)
 
 
 class CompletionReplayed(Exception):
