@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from django.core.servers.basehttp import WSGIServer
+from django.db import connections
+from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUEST_TOKEN = "runner-request-token"
@@ -89,6 +92,44 @@ def portal(live_server, settings, oidc):
     return live_server.url
 
 
+class SerialLiveServerThread(LiveServerThread):
+    """A live server that answers one request at a time. With an in-memory SQLite database
+    it shares the test's one connection (Django's LiveServerThread), and two requests at
+    once on one connection lock each other out ("database table is locked")."""
+
+    def _create_server(self, connections_override=None):
+        return WSGIServer(
+            (self.host, self.port), QuietWSGIRequestHandler, allow_reuse_address=False
+        )
+
+
+@pytest.fixture
+def serial_portal(transactional_db, settings, oidc):
+    """The portal, live, for tests in which the Action waits while the test acts (over
+    HTTP too, while the Action runs: the test's own connection must stay idle meanwhile)."""
+    shared = {
+        connection.alias: connection
+        for connection in connections.all()
+        if connection.vendor == "sqlite" and connection.is_in_memory_db()
+    }
+    thread = SerialLiveServerThread("localhost", lambda app: app, connections_override=shared)
+    thread.daemon = True
+    for connection in shared.values():
+        connection.inc_thread_sharing()
+    try:
+        thread.start()
+        thread.is_ready.wait()
+        if thread.error:
+            raise thread.error
+        url = f"http://localhost:{thread.port}"
+        settings.AIRLOCK_OIDC_AUDIENCE = url
+        yield url
+    finally:
+        thread.terminate()
+        for connection in shared.values():
+            connection.dec_thread_sharing()
+
+
 class ActionRun:
     """One run of the Action's step, started in its own process."""
 
@@ -105,6 +146,7 @@ class ActionRun:
         assert self.action["runs"]["using"] == "composite" and step["shell"] == "bash"
         self.step_id = step["id"]
 
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.outputs_file = tmp_path / "github_output"
         self.outputs_file.write_text("")
         self.summary_file = tmp_path / "summary.md"
