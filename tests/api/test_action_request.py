@@ -3,7 +3,12 @@
 OIDC token and waits while approvers decide over the API; the engine applies the grant on
 the local GitHub (Celery eager, after the approval's commit, as a worker would)."""
 
+import re
+import threading
 import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -185,6 +190,78 @@ def test_a_second_call_from_the_same_run_reuses_its_request(
     assert outputs["request-id"] == first_outputs["request-id"] == str(filed["id"])
     assert outputs["grant-id"] == first_outputs["grant-id"]
     assert AccessRequest.objects.count() == 1
+
+
+class FlakyPortal:
+    """A proxy in front of the portal that answers 503 to the first `failures` reads of a
+    request (GET /api/v1/requests/{id}/), as a load balancer does while the portal
+    restarts, and passes everything else through."""
+
+    POLL = re.compile(r"^/api/v1/requests/\d+/$")
+
+    def __init__(self, portal: str, failures: int):
+        self.failures, self.failed = failures, 0
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if FlakyPortal.POLL.match(self.path) and proxy.failed < proxy.failures:
+                    proxy.failed += 1
+                    return self._answer(503, b"<html>Service Unavailable</html>")
+                self._forward()
+
+            def do_POST(self):
+                self._forward()
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                forwarded = urllib.request.Request(
+                    portal + self.path,
+                    data=self.rfile.read(length) if length else None,
+                    method=self.command,
+                    headers={
+                        name: self.headers[name]
+                        for name in ("Authorization", "Accept", "Content-Type")
+                        if self.headers.get(name)
+                    },
+                )
+                try:
+                    with urllib.request.urlopen(forwarded, timeout=30) as answer:
+                        self._answer(answer.status, answer.read())
+                except urllib.error.HTTPError as error:
+                    self._answer(error.code, error.read())
+
+            def _answer(self, status, data):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_wait_goes_on_through_a_transient_error(portal, approvers, job, tmp_path):
+    flaky = FlakyPortal(portal, failures=1)
+    try:
+        action = start_request(flaky.url, job, tmp_path, audience=portal)
+        filed = approvers["alice"].run_request(action)
+        approve(approvers, filed)
+        status, output, outputs = action.finish()
+    finally:
+        flaky.stop()
+    assert status == 0, output
+    assert flaky.failed == 1
+    assert "Airlock answered 503" in output and "still waiting." in output
+    assert outputs["allowed"] == "true"
 
 
 def test_running_out_of_wait_minutes_fails_clearly_and_leaves_the_request_open(
