@@ -14,17 +14,14 @@ from runner import bad_input, run_step, text_input
 MODES = {"check": check.main, "request": request.main, "release": release.main}
 
 
+def refuse_mode(mode: str) -> int:
+    raise bad_input("mode", f"must be one of {', '.join(MODES)}; got {mode!r}.")
+
+
 def main() -> int:
     mode = text_input("mode", "check").lower()
-    if mode not in MODES:
-
-        def unknown() -> int:
-            raise bad_input(
-                "mode", f"must be one of {', '.join(MODES)}; got {mode!r}."
-            )
-
-        return run_step(unknown)
-    return run_step(MODES[mode])
+    step = MODES.get(mode)
+    return run_step(step if step is not None else lambda: refuse_mode(mode))
 
 
 if __name__ == "__main__":

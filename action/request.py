@@ -14,6 +14,7 @@ import time
 from runner import (
     ActionFailed,
     add_summary,
+    annotate,
     bad_input,
     log,
     portal_inputs,
@@ -206,6 +207,7 @@ def main() -> int:
         body["secret"] = inputs["secret"]
     if inputs["environment"]:
         body["environment"] = inputs["environment"]
+    # Retrying this POST is safe: filing again from the same run answers the open request.
     status, filed = airlock.call("POST", "/api/v1/requests/", body)
     if status in TRANSIENT_STATUSES:
         raise Unavailable(
@@ -216,7 +218,9 @@ def main() -> int:
             f"Airlock refused the request (HTTP {status}): {message_of(status, filed)}",
             "Airlock refused",
         )
-    request_id = filed["id"]
+    request_id = filed.get("id")
+    if not isinstance(request_id, int) or isinstance(request_id, bool):
+        raise ActionFailed(f"Airlock answered HTTP {status} without a request id: {filed}")
     link = f"{inputs['url']}/requests/{request_id}/"
     set_outputs({"request-id": str(request_id), "request-url": link})
     filing = "Filed" if status == 201 else "This run already filed"
@@ -224,6 +228,7 @@ def main() -> int:
         f"Airlock: {filing} request #{request_id} for {target_words(filed)}: {link} "
         f"Waiting up to {inputs['wait_minutes']:g} minutes (wait-minutes) for it to be in force."
     )
+    annotate("notice", "Airlock: access requested", f"{filing} request #{request_id}: {link}")
     add_summary(
         f"### ⏳ Airlock: access requested\n\n{filing} [request #{request_id}]({link}) for "
         f"{target_words(filed)}: approvers decide on its page."

@@ -148,7 +148,8 @@ def test_the_action_waits_for_the_approvals_then_succeeds_with_the_outputs(
     }
     assert outputs["expires-at"].startswith(access_request.expires_at.strftime("%Y-%m-%dT%H:%M"))
     assert f"Filed request #{access_request.pk} for reviewer access to acme/api" in output
-    assert link in output
+    assert f"::notice title=Airlock: access requested::Filed request #{access_request.pk}: " \
+        f"{link}" in output
     assert "pending approval (0 of 2 approvals)" in output
     summary = action.summary()
     assert f"[request #{access_request.pk}]({link})" in summary
