@@ -176,6 +176,31 @@ def test_a_denial_fails_the_action_with_the_approvers_comment(
     assert "Airlock: request denied" in action.summary()
 
 
+def test_a_grant_github_refuses_fails_the_action_with_githubs_reason(
+    portal, approvers, gh, job, tmp_path
+):
+    refusal = (
+        "Failed to create the environment protection rule. Please ensure the billing plan "
+        "supports the required reviewers protection rule."
+    )
+    gh.faults.add(
+        "PUT", "/repos/acme/api/environments/production", status=422, times=None,
+        body={"message": refusal, "documentation_url": "https://docs.github.com/rest"},
+    )
+    action = start_request(portal, job, tmp_path)
+    filed = approvers["alice"].run_request(action)
+    approve(approvers, filed)
+
+    status, output, outputs = action.finish()
+    assert status == 1
+    assert (
+        f"::error title=Airlock: grant failed on GitHub::Request #{filed['id']} was approved, "
+        "but GitHub refused the grant: "
+    ) in output
+    assert refusal in output
+    assert outputs["allowed"] == "false"
+
+
 def test_a_second_call_from_the_same_run_reuses_its_request(
     portal, approvers, job, tmp_path
 ):
