@@ -3,135 +3,18 @@ a live portal, with a simulated runner environment: GitHub's ID-token service (a
 local endpoint handing out tokens from the local GitHub's OIDC issuer), GITHUB_OUTPUT and
 the inputs substituted into the step."""
 
-import json
-import os
-import re
 import socket
-import subprocess
-import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-import yaml
 from rest_framework.test import APIClient
 
 from grants.services import grant_apply_request
 from requests_app.models import AccessRequest
 from requests_app.tokens import api_token_create
+from tests.api.action_runner import run_action
 from tests.requests_app.factories import UserFactory, approver_setup
 
-ROOT = Path(__file__).resolve().parents[2]
-REQUEST_TOKEN = "runner-request-token"
-INPUT = re.compile(r"\$\{\{\s*inputs\.([A-Za-z0-9_-]+)\s*\}\}")
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class IdTokenService:
-    """GitHub's ID-token endpoint as a job sees it (ACTIONS_ID_TOKEN_REQUEST_URL): GET with
-    `Authorization: bearer <request token>` and `audience=`, answers {"value": jwt}."""
-
-    def __init__(self, mint, claims: dict):
-        self.mint, self.claims, self.audiences = mint, claims, []
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-                if self.headers.get("Authorization") != f"bearer {REQUEST_TOKEN}":
-                    return self._answer(401, {"message": "Bad credentials"})
-                audience = query.get("audience", [""])[0]
-                service.audiences.append(audience)
-                token = service.mint({**service.claims, "aud": audience})
-                return self._answer(200, {"count": 1, "value": token})
-
-            def _answer(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/_apis/idtoken?api-version=2.0"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def id_token_service(oidc):
-    services = []
-
-    def start(**claims):
-        service = IdTokenService(oidc, claims)
-        services.append(service)
-        return service
-
-    yield start
-    for service in services:
-        service.stop()
-
-
-def run_action(inputs: dict, *, tmp_path, id_token_url=None, extra_env=None):
-    """Run action.yml's step as the runner would: inputs substituted, the runner's
-    variables set; returns (exit status, output, outputs)."""
-    action = yaml.safe_load((ROOT / "action.yml").read_text())
-    defaults = {name: spec.get("default", "") for name, spec in action["inputs"].items()}
-    for name, spec in action["inputs"].items():
-        if spec.get("required"):
-            assert name in inputs, f"the action requires {name}"
-    values = {**defaults, **inputs}
-    (step,) = action["runs"]["steps"]
-    assert action["runs"]["using"] == "composite" and step["shell"] == "bash"
-
-    outputs_file = tmp_path / "github_output"
-    outputs_file.write_text("")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(tmp_path),
-        "GITHUB_ACTION_PATH": str(ROOT),
-        "GITHUB_OUTPUT": str(outputs_file),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-        "GITHUB_REPOSITORY": "acme/api",
-        **{name: INPUT.sub(lambda m: str(values[m.group(1)]), value)
-           for name, value in step.get("env", {}).items()},
-        **(extra_env or {}),
-    }
-    if id_token_url:
-        env["ACTIONS_ID_TOKEN_REQUEST_URL"] = id_token_url
-        env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = REQUEST_TOKEN
-    done = subprocess.run(
-        ["bash", "-e", "-c", step["run"]],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
-    step_outputs = {}
-    for line in outputs_file.read_text().splitlines():
-        name, _, value = line.partition("=")
-        step_outputs[name] = value
-    # The action's outputs, as action.yml maps them from the step's.
-    mapped = {
-        name: re.sub(r"\$\{\{\s*steps\.check\.outputs\.([a-z-]+)\s*\}\}",
-                     lambda m: step_outputs.get(m.group(1), ""), spec["value"])
-        for name, spec in action["outputs"].items()
-    }
-    return done.returncode, done.stdout + done.stderr, mapped
 
 
 def grant_through_the_api(login="dave"):
@@ -167,13 +50,6 @@ def grant_through_the_api(login="dave"):
     access_request = AccessRequest.objects.get(pk=request_id)
     assert access_request.status == AccessRequest.Status.ACTIVE
     return access_request
-
-
-@pytest.fixture
-def portal(live_server, settings, oidc):
-    # The Action's default audience is the portal's URL, as in production.
-    settings.AIRLOCK_OIDC_AUDIENCE = live_server.url
-    return live_server.url
 
 
 def test_the_action_passes_while_a_grant_is_active(portal, id_token_service, tmp_path):

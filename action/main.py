@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""The Airlock Action's one step: runs the mode the `mode` input names (check, request or
+release; inputs and outputs: docs/api.md)."""
+
+from __future__ import annotations
+
+import sys
+
+import check
+import release
+import request
+from runner import bad_input, run_step, text_input
+
+MODES = {"check": check.main, "request": request.main, "release": release.main}
+
+
+def refuse_mode(mode: str) -> int:
+    raise bad_input("mode", f"must be one of {', '.join(MODES)}; got {mode!r}.")
+
+
+def main() -> int:
+    mode = text_input("mode", "check").lower()
+    step = MODES.get(mode)
+    return run_step(step if step is not None else lambda: refuse_mode(mode))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
