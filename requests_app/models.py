@@ -1,7 +1,9 @@
 """Who may get access to what: approver groups, access policies, secret definitions,
 access requests and their approvals."""
 
+import re
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator
@@ -165,6 +167,11 @@ class AccessPolicy(models.Model):
 
     def __str__(self):
         return self.name
+
+
+# A commit id: hex digits only (SHA-1's 40, SHA-256's 64, or an abbreviation of either), so
+# that nothing but a commit id is ever put into a link to GitHub.
+_COMMIT_ID = re.compile(r"[0-9a-fA-F]{7,64}")
 
 
 class AccessRequestQuerySet(models.QuerySet):
@@ -348,13 +355,31 @@ class AccessRequest(models.Model):
         """The run on GitHub ("" when no run is bound)."""
         if self.run_id is None:
             return ""
-        return f"{settings.GITHUB_URL}/{self.repository}/actions/runs/{self.run_id}"
+        return f"{self._run_repository_url}/actions/runs/{int(self.run_id)}"
 
     @property
     def run_commit_url(self) -> str:
-        if self.run_id is None or not self.run_sha:
+        """The run's commit on GitHub; "" when no run is bound, or when the sha is not a
+        commit id (hex), since only a commit id is put into a link."""
+        if self.run_id is None or not self.run_sha_is_commit_id:
             return ""
-        return f"{settings.GITHUB_URL}/{self.repository}/commit/{self.run_sha}"
+        return f"{self._run_repository_url}/commit/{self.run_sha}"
+
+    @property
+    def _run_repository_url(self) -> str:
+        # The repository is canonical (core.names), which quoting leaves as it is; a row
+        # stored before those rules still makes a URL of nothing but the repository.
+        return f"{settings.GITHUB_URL}/{quote(self.repository, safe='/')}"
+
+    @property
+    def run_sha_is_commit_id(self) -> bool:
+        return _COMMIT_ID.fullmatch(self.run_sha) is not None
+
+    @property
+    def run_short_sha(self) -> str:
+        """The commit as people quote it: a commit id's first 7 characters, anything else
+        whole (shown, never linked)."""
+        return self.run_sha[:7] if self.run_sha_is_commit_id else self.run_sha
 
     @property
     def run_workflow(self) -> str:
@@ -362,7 +387,8 @@ class AccessRequest(models.Model):
         workflows/deploy.yml@refs/heads/main" → ".github/workflows/deploy.yml")."""
         path = self.run_workflow_ref.partition("@")[0]
         owner_and_name = f"{self.repository}/"
-        return path[len(owner_and_name):] if path.startswith(owner_and_name) else path
+        # The claim spells the repository as GitHub shows it; self.repository is canonical.
+        return path[len(owner_and_name):] if path.lower().startswith(owner_and_name) else path
 
     def is_in_force(self, now: datetime) -> bool:
         return (

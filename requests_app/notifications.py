@@ -244,6 +244,30 @@ def quote_block(value) -> str:
     return "\n".join(f"{QUOTE_MARK}{quote_inline(line)}".rstrip() for line in lines)
 
 
+def run_lines(access_request) -> list[str]:
+    """The run a workflow-filed request is bound to, as lines of a plain-text message (none
+    for a person's request): the words of templates/requests_app/_run.html, in text. The
+    claims are quoted like any other text; the links are the model's, and a sha that is
+    not a commit id is shown but not linked."""
+    r = access_request
+    if not r.is_run_bound:
+        return []
+    if r.run_commit_url:
+        commit = f"{r.run_short_sha} {r.run_commit_url}"
+    elif r.run_sha:
+        commit = f"{quote_inline(r.run_sha)} (not a commit id, so not linked)"
+    else:
+        commit = "-"
+    attempt = f", attempt {r.run_attempt}" if r.run_attempt else ""
+    return [
+        "Filed by:    a workflow, for its run only; access ends when the run completes",
+        f"Workflow:    {quote_inline(r.run_workflow) or '-'}",
+        f"Ref:         {quote_inline(r.run_ref) or '-'}",
+        f"Commit:      {commit}",
+        f"Run:         Run {r.run_id}{attempt} {r.run_url}",
+    ]
+
+
 def _slack_escape(text: str) -> str:
     # Slack's mrkdwn treats these three as control characters: escaped, a crafted name
     # makes no <link|label>, <!channel> or <@U123> of its own.

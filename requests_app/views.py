@@ -175,7 +175,11 @@ def _lifecycle_context(request, access_request: AccessRequest, extend_form) -> d
     return {
         "can_give_back": can_give_back,
         "give_back_form": CancelForm(),
-        "can_extend": own and in_force and open_extension is None,
+        # A run-bound request ends with its run (the service refuses to extend it).
+        "can_extend": (
+            own and in_force and open_extension is None and not access_request.is_run_bound
+        ),
+        "extend_refused": own and in_force and access_request.is_run_bound,
         "extend_form": extend_form
         or ExtendForm(initial={"duration_minutes": _minutes(policy.default_duration)}),
         "extend_max_label": duration_label(policy.max_duration),

@@ -18,8 +18,9 @@ class AccessPolicyAdmin(PlatformAdminOnly):
         "approvals_required",
         "max_duration",
         "break_glass",
+        "workflow_requests",
     )
-    list_filter = ("break_glass", "approvals_required")
+    list_filter = ("break_glass", "workflow_requests", "approvals_required")
     search_fields = ("name", "description")
     filter_horizontal = ("secrets", "approver_groups")
     fieldsets = (
@@ -40,7 +41,15 @@ class AccessPolicyAdmin(PlatformAdminOnly):
             },
         ),
         ("Break-glass", {"fields": ("break_glass", "break_glass_max_duration")}),
-        ("Workflows", {"fields": ("workflow_requests",)}),
+        (
+            "Workflows",
+            {
+                "fields": ("workflow_requests",),
+                "description": "A job asks with the Action's request mode. Approvers see "
+                "its workflow, ref, commit and run; a release step or the run's end takes "
+                "the access away, and its duration stays the backstop.",
+            },
+        ),
     )
 
     @admin.display(description="repositories")

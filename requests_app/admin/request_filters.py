@@ -61,6 +61,7 @@ class LifecycleFilter(admin.SimpleListFilter):
             ("break_glass", "Break-glass (all)"),
             ("failed", "Failed on GitHub"),
             ("extensions", "Extensions"),
+            ("workflow", "Filed by a workflow"),
         ]
 
     def queryset(self, request, queryset):
@@ -78,6 +79,8 @@ class LifecycleFilter(admin.SimpleListFilter):
             return queryset.filter(status=Status.FAILED)
         if value == "extensions":
             return queryset.filter(extends__isnull=False)
+        if value == "workflow":
+            return queryset.filter(run_id__isnull=False)
         return queryset
 
 

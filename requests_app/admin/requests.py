@@ -31,6 +31,7 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
         "status",
         "approvals_column",
         "break_glass_column",
+        "run_column",
         "created_at",
         "expires_at",
     )
@@ -186,6 +187,18 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
             obj.get_review_outcome_display(),
         )
 
+    @admin.display(description="workflow run", ordering="run_id")
+    def run_column(self, obj):
+        # The whole run block is on the request's page (requests_app/_run.html).
+        if not obj.is_run_bound:
+            return "-"
+        return format_html(
+            '<span class="airlock-workflow">workflow</span> <a href="{}" '
+            'rel="noopener noreferrer">Run {}</a>',
+            obj.run_url,
+            obj.run_id,
+        )
+
     @admin.display(description="extends")
     def extends_link(self, obj):
         if obj.extends_id is None:
@@ -255,7 +268,7 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
         return format_html(
             "Approvals required: {} (this request: {}). Approver groups: {}. "
             "Maximum duration {}, default {}. Reason at least {} characters. "
-            "Break-glass {}.",
+            "Break-glass {}. Workflows {}.",
             policy.approvals_required,
             obj.approvals_required,
             groups or "none",
@@ -263,6 +276,7 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
             duration_label(policy.default_duration),
             policy.reason_min_length,
             "allowed" if policy.break_glass else "not allowed",
+            "may file requests for their run" if policy.workflow_requests else "may not file",
         )
 
     @admin.display(description="recent requests")

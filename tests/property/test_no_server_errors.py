@@ -164,6 +164,17 @@ def world(settings):
     pending = AccessRequestFactory(requester=dev, policy=policy)
     active = active_request("dev", policy=policy)
     break_glass = active_request("dev", policy=policy, environment="staging", break_glass=True)
+    # A workflow's request, bound to its run: the lists and the admin show its run.
+    AccessRequestFactory(
+        requester=dev,
+        policy=policy,
+        environment="canary",
+        run_id=1234,
+        run_attempt=1,
+        run_workflow_ref="acme/api/.github/workflows/deploy.yml@refs/heads/main",
+        run_ref="refs/heads/main",
+        run_sha="0" * 40,
+    )
     api_token_create(user=dev, name="laptop")  # so that the tokens page offers to revoke it
     # A row for every model the admin shows, so that each change and delete page exists.
     Group.objects.create(name="auditors")

@@ -518,6 +518,12 @@ def crafted_request(settings):
     AccessRequest.objects.filter(pk=access_request.pk).update(
         repository=crafted("acme/api"),
         environment=crafted("production"),
+        # And the claims of a workflow run, as a token could carry them.
+        run_id=1234,
+        run_attempt=1,
+        run_workflow_ref=crafted("acme/api/.github/workflows/deploy.yml@refs/heads/main"),
+        run_ref=crafted("refs/heads/main"),
+        run_sha=crafted("abc"),
         granted_at=timezone.now(),
         expires_at=timezone.now() + timedelta(minutes=30),
     )
