@@ -64,6 +64,11 @@ class AuditAction(models.TextChoices):
     GITHUB_DEPLOYMENT_PROTECTION_RULE_REVIEWED = "github.deployment_protection_rule_reviewed"
     GITHUB_DEPLOYMENT_PROTECTION_RULE_COMMENTED = "github.deployment_protection_rule_commented"
     GITHUB_WORKFLOW_RUN_COMPLETED = "github.workflow_run_completed"
+    # Minted tokens (grants): each mint, revocation on GitHub, and erasure of an expired
+    # one; named by digest, never by value.
+    TOKEN_MINTED = "token.minted"
+    TOKEN_REVOKED = "token.revoked"
+    TOKEN_EXPIRED = "token.expired"
 
     # Sign-in and the API's lockouts (portal.ratelimit).
     SIGN_IN_LOCKED_OUT = "sign_in.locked_out"

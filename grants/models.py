@@ -135,6 +135,9 @@ class Grant(models.Model):
         REVIEWER = "reviewer", "Required reviewer"
         ENVIRONMENT_SECRET = "environment_secret", "Environment secret"
         ORGANIZATION_SECRET = "organization_secret", "Organization secret"
+        # Nothing is written to GitHub to apply it: tokens are minted on the job's demand
+        # (MintedToken) and revoked when it ends.
+        TOKEN = "token", "GitHub token"
 
     class EndReason(models.TextChoices):
         EXPIRED = "expired"
@@ -212,8 +215,8 @@ class Grant(models.Model):
             # The reconciler picks the secret to write from here, and the org secret
             # target to lock for organization secrets.
             models.CheckConstraint(
-                condition=Q(kind="reviewer", secret__isnull=True)
-                | (~Q(kind="reviewer") & Q(secret__isnull=False)),
+                condition=Q(kind__in=["reviewer", "token"], secret__isnull=True)
+                | (~Q(kind__in=["reviewer", "token"]) & Q(secret__isnull=False)),
                 name="grant_secret_iff_secret_kind",
             ),
             models.CheckConstraint(
@@ -272,6 +275,58 @@ class Grant(models.Model):
                 return "being revoked"
             return "applied"
         return self.state
+
+
+class MintedToken(models.Model):
+    """A GitHub App installation token minted for a grant: for a job's exchange
+    (POST /api/v1/tokens), or as the value of a GitHub token secret.
+
+    GitHub revokes an installation token only when called with that token, so Airlock keeps
+    it, encrypted like secret values, until the grant ends and it is revoked, or until it
+    expires on its own; then the value is erased. It is never shown, logged or audited: its
+    digest names it.
+    """
+
+    class Purpose(models.TextChoices):
+        EXCHANGE = "exchange", "Handed to a job (POST /api/v1/tokens)"
+        SECRET = "secret", "Written as a GitHub token secret"
+
+    grant = models.ForeignKey(Grant, on_delete=models.PROTECT, related_name="minted_tokens")
+    purpose = models.CharField(max_length=20, choices=Purpose.choices)
+    # The one repository it is restricted to (canonical), and what it may do there.
+    repository = models.CharField(max_length=200)
+    permissions = models.JSONField(default=dict)
+    # Fernet token of the token (requests_app.crypto); b"" once erased.
+    encrypted_token = models.BinaryField(default=b"", editable=False)
+    # sha256 (hex) of the token: names it in the audit log and the admin.
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    dry_run = models.BooleanField(default=False, help_text="Simulated: nothing was minted")
+    minted_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-minted_at", "-id"]
+        indexes = [
+            # The engine's question when a grant ends: its tokens not yet erased.
+            models.Index(
+                fields=["grant"], condition=Q(erased_at__isnull=True), name="token_unerased"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(erased_at__isnull=True) | Q(encrypted_token=b""),
+                name="erased_token_has_no_value",
+            ),
+        ]
+
+    def __str__(self):
+        return f"token {self.digest[:12]} for grant #{self.grant_id}"
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
 
 
 class DeploymentGate(models.Model):

@@ -87,7 +87,9 @@ def grant_create_for_request(*, access_request: AccessRequest) -> Grant | None:
             environment=access_request.environment,
             dry_run=dry_run,
         )
-        if access_request.access == AccessKind.SECRET:
+        if access_request.access == AccessKind.TOKEN:
+            kind = Kind.TOKEN
+        elif access_request.access == AccessKind.SECRET:
             if secret.kind == SecretDefinition.Kind.ORGANIZATION:
                 kind = Kind.ORGANIZATION_SECRET
                 org_secret = org_secret_target_for(

@@ -19,6 +19,9 @@ from requests_app.crypto import decrypt_value, encrypt_value
 class AccessKind(models.TextChoices):
     REVIEWER = "reviewer", "Required reviewer"
     SECRET = "secret", "Secret"
+    # A GitHub App installation token for the one repository, minted per grant on the
+    # job's demand (POST /api/v1/tokens) and revoked when the grant ends.
+    TOKEN = "token", "GitHub token (minted per grant)"
 
 
 class ApproverGroup(models.Model):
@@ -71,6 +74,10 @@ class SecretDefinition(models.Model):
     class Kind(models.TextChoices):
         ENVIRONMENT = "environment", "Environment secret (value held by Airlock)"
         ORGANIZATION = "organization", "Organization secret (repository added while granted)"
+        # The value is a GitHub App installation token minted for the grant, scoped to the
+        # target's repository with `permissions`, replaced before it expires, revoked at
+        # the end: Airlock holds no long-lived value.
+        GITHUB_TOKEN = "github_token", "GitHub token (minted per grant, environment secret)"
 
     name = models.CharField(
         max_length=100,
@@ -79,6 +86,13 @@ class SecretDefinition(models.Model):
     )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     org = models.CharField(max_length=100, blank=True, help_text="Organization secrets only")
+    # GitHub token secrets only: the minted token's permissions, {name: level}
+    # (integrations.github.permissions).
+    permissions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='GitHub token secrets only: e.g. {"contents": "read", "packages": "write"}',
+    )
     # Fernet token of the value; never shown back (environment secrets only).
     encrypted_value = models.BinaryField(blank=True, default=b"", editable=False)
     value_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -90,7 +104,7 @@ class SecretDefinition(models.Model):
         constraints = [
             # The grant engine needs an org to add repositories to an organization secret.
             models.CheckConstraint(
-                condition=Q(kind="environment") | ~Q(org=""),
+                condition=~Q(kind="organization") | ~Q(org=""),
                 name="organization_secret_has_org",
             ),
         ]
@@ -119,6 +133,14 @@ class AccessPolicy(models.Model):
     environment_patterns = models.JSONField(default=list)
     access_kinds = models.JSONField(default=list, help_text='e.g. ["reviewer", "secret"]')
     secrets = models.ManyToManyField(SecretDefinition, blank=True, related_name="policies")
+    # Token access only: what a minted token may do in the target's repository, {name:
+    # level} with GitHub App permission names (integrations.github.permissions); a job's
+    # exchange may ask for less, never more.
+    token_permissions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Token access only: e.g. {"contents": "write", "packages": "write"}',
+    )
     # The bounds of a policy's numbers and durations are these fields' validators: the
     # admin form and the policy file both check them (requests_app.rules).
     max_duration = models.DurationField(
@@ -320,7 +342,7 @@ class AccessRequest(models.Model):
         constraints = [
             # The engine and the API's check rely on a secret request naming its secret.
             models.CheckConstraint(
-                condition=Q(access="reviewer", secret__isnull=True)
+                condition=Q(access__in=["reviewer", "token"], secret__isnull=True)
                 | Q(access="secret", secret__isnull=False),
                 name="secret_given_iff_secret_access",
             ),

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from django.core.validators import MaxValueValidator, slug_re
 
-from requests_app.models import AccessKind, AccessPolicy, AccessRequest
+from integrations.github.permissions import permissions_refusal
+from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
 
 # What a person writes with a request or a decision is kept in TextFields: the forms and
 # the API bound it alike.
@@ -50,4 +51,28 @@ def secrets_refusal(*, access_kinds, secrets) -> str | None:
     secret access."""
     if secrets and AccessKind.SECRET not in access_kinds:
         return "secrets need 'secret' in access"
+    return None
+
+
+def token_permissions_refusal(*, access_kinds, token_permissions) -> str | None:
+    """Why a policy's token permissions do not fit its access kinds: token access needs
+    them (GitHub App repository permissions), and only token access has them."""
+    if AccessKind.TOKEN in access_kinds:
+        if not token_permissions:
+            return "token access needs the token's permissions, e.g. {contents: read}"
+        return permissions_refusal(token_permissions) or None
+    if token_permissions:
+        return "token_permissions need 'token' in access"
+    return None
+
+
+def secret_permissions_refusal(*, kind: str, permissions) -> str | None:
+    """Why a secret definition's permissions do not fit its kind: a GitHub token secret
+    names the minted token's permissions; the other kinds have none."""
+    if kind == SecretDefinition.Kind.GITHUB_TOKEN:
+        if not permissions:
+            return "a github_token secret needs the token's permissions, e.g. {contents: read}"
+        return permissions_refusal(permissions) or None
+    if permissions:
+        return "only a github_token secret has permissions"
     return None
