@@ -55,3 +55,14 @@ def expire_now(grant):
     AccessRequest.objects.filter(pk=grant.access_request_id).update(expires_at=past)
     grant.refresh_from_db()
     return grant
+
+
+def token_grant(login="alice", **extra):
+    """The grant of an approved `token` request (under a policy offering token access)."""
+    policy = extra.pop("policy", None) or AccessPolicyFactory(
+        name="grants-token-policy",
+        access_kinds=["token"],
+        token_permissions={"contents": "read", "packages": "write"},
+    )
+    access_request = approved_request(login, access="token", policy=policy, **extra)
+    return grant_create_for_request(access_request=access_request)
