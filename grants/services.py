@@ -388,12 +388,13 @@ class SweepReport:
     reconciles: list[str] = field(default_factory=list)
     scheduled: int = 0
     newly_overdue: int = 0
+    tokens_expired: int = 0
 
     def __str__(self):
         return (
             f"{self.timed_out} timed out, {self.grants_created} grant(s) created, "
             f"{len(self.reconciles)} target(s) to reconcile now, {self.scheduled} scheduled, "
-            f"{self.newly_overdue} newly overdue"
+            f"{self.newly_overdue} newly overdue, {self.tokens_expired} token(s) expired"
         )
 
 
@@ -415,7 +416,10 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
       interval after they were due are marked overdue (audited once, shown to admins) and
       retried by every sweep until GitHub answers;
     - starts and expiries that fall before the sweep after next are enqueued with that ETA,
-      once, so they happen on time without long-lived ETA messages.
+      once, so they happen on time without long-lived ETA messages;
+    - GitHub token secrets get the reconcile that replaces their token REFRESH_MARGIN
+      before it expires (enqueued with that ETA by the sweep before it, and every sweep
+      while it is due); minted tokens past their expiry are erased (nothing to revoke).
     """
     now = now or timezone.now()
     report = SweepReport()
@@ -476,6 +480,15 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
         )
         schedule_reconcile(model, pk, eta=eta)
         report.scheduled += 1
+    # Token refreshes within one interval: the next sweep finds the later ones (a duplicate
+    # at the edge is dropped by the task as covered); a refresh due now, every sweep.
+    for pk, refresh_at in reconciler.secret_token_refreshes(until=now + interval).items():
+        if refresh_at <= now:
+            units.add((Target, pk))
+        else:
+            schedule_reconcile(Target, pk, eta=refresh_at)
+            report.scheduled += 1
+    report.tokens_expired = reconciler.tokens_erase_expired(now)
 
     for model, pk in sorted(units, key=lambda unit: (unit[0].__name__, unit[1])):
         schedule_reconcile(model, pk)

@@ -7,12 +7,15 @@ from .lease import Lease, request_reconcile
 from .org_secrets import reconcile_org_secret
 from .plan import EXPIRY_TOLERANCE, Plan
 from .runner import MAX_PASSES
+from .token_secrets import REFRESH_MARGIN, secret_token_refreshes
+from .tokens import tokens_erase_expired
 from .transitions import MAX_RETRY_DELAY
 
 __all__ = [
     "EXPIRY_TOLERANCE",
     "MAX_PASSES",
     "MAX_RETRY_DELAY",
+    "REFRESH_MARGIN",
     "Lease",
     "PassContext",
     "Plan",
@@ -21,4 +24,6 @@ __all__ = [
     "reconcile_environment",
     "reconcile_org_secret",
     "request_reconcile",
+    "secret_token_refreshes",
+    "tokens_erase_expired",
 ]

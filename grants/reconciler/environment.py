@@ -1,4 +1,5 @@
-"""Reconciling one environment: its required reviewers, then each of its secrets, in one pass."""
+"""Reconciling one environment: its required reviewers, its token grants, then each of its
+secrets, in one pass."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .context import PassContext, ReconcileResult
 from .environment_reviewers import reconcile_reviewers
 from .environment_secrets import reconcile_environment_secret
 from .runner import adopt_extensions, reconcile_under_lease, save_dry_run_state
+from .tokens import reconcile_token_grants
 
 Kind = Grant.Kind
 
@@ -39,13 +41,14 @@ def environment_pass(ctx: PassContext) -> None:
     grants = list(
         Grant.objects.filter(
             target=target,
-            kind__in=[Kind.REVIEWER, Kind.ENVIRONMENT_SECRET],
+            kind__in=[Kind.REVIEWER, Kind.TOKEN, Kind.ENVIRONMENT_SECRET],
             state__in=Grant.OPEN_STATES,
         ).select_related("access_request", "secret", "access_request__requester")
     )
     for grant in grants:
         grant.target = target  # already loaded: the audit log names it for every grant
     reconcile_reviewers(ctx, [g for g in grants if g.kind == Kind.REVIEWER])
+    reconcile_token_grants(ctx, [g for g in grants if g.kind == Kind.TOKEN])
     secret_grants = [g for g in grants if g.kind == Kind.ENVIRONMENT_SECRET]
     names = {g.secret.name for g in secret_grants}
     names |= set(

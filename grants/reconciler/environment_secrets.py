@@ -9,12 +9,16 @@ from django.utils import timezone
 
 import audit
 from audit.actions import AuditAction
+from grants.minted import minted_token_value
 from grants.models import EnvironmentSecret, Grant, Target
+from requests_app.models import SecretDefinition
 
 from .context import PassContext
 from .expiry import schedule_expiries
 from .github_errors import RECORDED, record_github_error
 from .plan import plan_grants
+from .token_secrets import secret_token_fresh, secret_token_mint, secret_tokens_replaced_end
+from .tokens import tokens_end
 from .transitions import fail_all, lock_grants, mark_applied, mark_revoked
 
 
@@ -25,19 +29,28 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
     name before Airlock first wrote it, that secret belongs to someone else: Airlock does not
     overwrite it (that would change what their workflows see) and so would never delete it
     either; the grant fails with a message that says so.
+
+    A GitHub token secret's value is a token minted for one of its grants
+    (token_secrets): written when none is there, replaced before it expires, and each
+    grant's tokens revoked on GitHub before the grant is recorded as revoked.
     """
     target, gh, result = ctx.target, ctx.gh, ctx.result
     plan = plan_grants(grants, ctx.now)
     row, _ = EnvironmentSecret.objects.get_or_create(target=target, name=name)
     wanted = bool(plan.wanted)
+    minted = wanted and plan.wanted[0].secret.kind == SecretDefinition.Kind.GITHUB_TOKEN
     changed = None  # "written" | "deleted" | None
     before_present = None
+    token = None  # the token written, for a GitHub token secret
     try:
-        if wanted:
+        if minted:
+            must_write = not secret_token_fresh(ctx, row, plan)
+        elif wanted:
             digest = _secret_digest(plan.wanted[0])
             must_write = bool(plan.to_apply) and (
                 not row.airlock_wrote or row.written_digest != digest
             )
+        if wanted:
             if not row.airlock_wrote:
                 before_present = gh.environment_secret_exists(
                     target.repository, target.environment, name
@@ -69,15 +82,25 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
                             detail={"secret": name, "expected": "present", "found": "absent"},
                         )
             if must_write:
-                # Intent first: from here on, this secret is Airlock's to delete.
-                EnvironmentSecret.objects.filter(pk=row.pk).update(airlock_wrote=True)
-                value = plan.wanted[0].secret.get_value()
+                # Intent first: from here on, this secret is Airlock's to delete. A token
+                # is recorded before it is written (it is revoked at its grant's end
+                # whatever happens next), and named as the secret's value unconfirmed
+                # (written_at cleared) until GitHub has it.
+                intent = {"airlock_wrote": True}
+                if minted:
+                    token = secret_token_mint(ctx, plan)
+                    value, digest = minted_token_value(token), token.digest
+                    intent.update(written_digest=digest, written_at=None)
+                else:
+                    value = plan.wanted[0].secret.get_value()
+                EnvironmentSecret.objects.filter(pk=row.pk).update(**intent)
                 gh.put_environment_secret(target.repository, target.environment, name, value)
                 result.github_reads += 1  # the public key
                 result.github_writes += 1
                 changed = "written"
+                row.written_at, row.written_digest = timezone.now(), digest
                 EnvironmentSecret.objects.filter(pk=row.pk).update(
-                    written_at=timezone.now(), written_digest=digest
+                    written_at=row.written_at, written_digest=digest
                 )
         elif row.airlock_wrote:
             result.github_writes += 1
@@ -89,6 +112,9 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
             )
             changed = "deleted"
     except RECORDED as exc:
+        if minted:
+            # A token that could not be replaced: the grants keep the one there, shown.
+            Grant.objects.filter(pk__in=[g.pk for g in plan.keep]).update(last_error=str(exc))
         # A 404: the environment (and its secrets) is gone, or Airlock lost access; as for
         # reviewers, only an admin can tell, so the revocation stays overdue and visible.
         record_github_error(
@@ -104,9 +130,13 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
         )
         return
 
+    if minted:
+        secret_tokens_replaced_end(ctx, row, plan)
+    # Every token minted for an ending grant is revoked first (none for a stored value).
+    ended = tokens_end(ctx, plan.ending + plan.withdrawn)
     at = timezone.now()
     with transaction.atomic():
-        lock_grants(plan.to_apply + plan.ending + plan.withdrawn)
+        lock_grants(plan.to_apply + [grant for grant, _ in ended])
         if changed:
             audit.log_event(
                 action=AuditAction(f"github.environment_secret_{changed}"),
@@ -117,15 +147,22 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
                     "after": {"present": changed == "written"},
                     "grants": sorted(g.pk for g in plan.to_apply + plan.ending),
                     "dry_run": target.dry_run,
+                    **({"token": token.digest, "expires_at": token.expires_at} if token else {}),
                 },
             )
+        if token is not None and changed:
+            # A refresh that failed before is behind them now.
+            Grant.objects.filter(pk__in=[g.pk for g in plan.keep]).update(last_error="")
         for grant in plan.to_apply:
             if mark_applied(
                 grant, at=at, detail={"github": f"secret {changed or 'already present'}"}
             ):
                 result.applied.append(grant.pk)
-        for grant in plan.ending + plan.withdrawn:
-            if mark_revoked(grant, at=at, detail={"dry_run": target.dry_run}):
+        for grant, tokens in ended:
+            detail = {"dry_run": target.dry_run}
+            if any(tokens.values()):
+                detail["tokens"] = tokens
+            if mark_revoked(grant, at=at, detail=detail):
                 result.revoked.append(grant.pk)
         schedule_expiries(Target, target.pk, [g for g in plan.to_apply if g.expires_at])
 

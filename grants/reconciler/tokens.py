@@ -1,0 +1,133 @@
+"""Minted tokens in the engine: a token grant is applied with nothing written to GitHub, and
+every token minted for a grant (exchange or secret) is revoked on GitHub when it ends, before
+the grant is recorded as revoked (docs/reconciler.md "Minted tokens")."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from grants.minted import (
+    minted_token_erase,
+    minted_token_record,
+    minted_token_value,
+    minted_tokens_to_end,
+)
+from grants.models import Grant, MintedToken, Target
+from integrations.github.tokens import AppTokenClient, InstallationToken, InstallationTokenClient
+
+from .context import PassContext
+from .expiry import schedule_expiries
+from .github_errors import RECORDED
+from .plan import plan_grants
+from .transitions import lock_grants, mark_applied, mark_revoked, record_failed_attempt
+
+# How long GitHub's installation tokens last; a dry-run token pretends the same.
+TOKEN_LIFETIME = timedelta(hours=1)
+
+
+def reconcile_token_grants(ctx: PassContext, grants: list[Grant]) -> None:
+    """Token grants: applied at once (the job mints on demand, POST /api/v1/tokens); when
+    one ends, its tokens are revoked on GitHub, and only then is the grant revoked. A
+    revocation GitHub does not answer leaves the grant applied, overdue and retried."""
+    plan = plan_grants(grants, ctx.now)
+    if not plan.has_work:
+        return
+    ended = tokens_end(ctx, plan.ending + plan.withdrawn)
+    at = timezone.now()
+    with transaction.atomic():
+        lock_grants(plan.to_apply + [grant for grant, _ in ended])
+        for grant in plan.to_apply:
+            if mark_applied(
+                grant,
+                at=at,
+                detail={
+                    "github": "nothing to write: tokens are minted on demand",
+                    "dry_run": ctx.target.dry_run,
+                },
+            ):
+                ctx.result.applied.append(grant.pk)
+        for grant, tokens in ended:
+            detail = {"dry_run": ctx.target.dry_run, "tokens": tokens}
+            if grant.state == Grant.State.PENDING:
+                detail["github"] = "never applied"
+            if mark_revoked(grant, at=at, detail=detail):
+                ctx.result.revoked.append(grant.pk)
+        schedule_expiries(Target, ctx.target.pk, [g for g in plan.to_apply if g.expires_at])
+
+
+def tokens_end(ctx: PassContext, grants: list[Grant]) -> list[tuple[Grant, dict]]:
+    """End every token minted for these grants: the grants whose tokens are all revoked
+    (or expired) now, each with what was done ({"revoked": n, "expired": n}). A grant
+    whose revocation GitHub did not answer is left out, with its failure recorded
+    (overdue, retried by every sweep), as for a reviewer GitHub would not remove."""
+    done = []
+    for grant in grants:
+        counts = {"revoked": 0, "expired": 0}
+        try:
+            for record in minted_tokens_to_end(grant):
+                how = token_end(ctx, record)
+                if how:
+                    counts[how] += 1
+        except RECORDED as exc:
+            ending = [grant] if grant.state == Grant.State.APPLIED else []
+            ctx.result.retrying += record_failed_attempt([], ending, exc, ctx.now)
+            ctx.result.errors.append(str(exc))
+            continue
+        done.append((grant, counts))
+    return done
+
+
+def token_end(ctx: PassContext, record: MintedToken) -> str:
+    """Revoke one token on GitHub and erase it: "revoked"; or, past its expiry, erase it
+    without a call: "expired"; "" when another worker erased it first.
+
+    GitHub's 401 (it no longer knows the token) counts as done: the only ways there are an
+    earlier revocation whose outcome was never recorded (a worker that died after the
+    DELETE) and the token's own expiry. A simulated (dry-run) token has nothing to call."""
+    now = timezone.now()
+    if record.expires_at <= now:
+        return "expired" if minted_token_erase(record, revoked=False, now=now) else ""
+    value = minted_token_value(record)
+    if value and not record.dry_run:
+        ctx.result.github_writes += 1
+        InstallationTokenClient(heartbeat=ctx.gh.heartbeat, token=value).installation_token_revoke()
+    return "revoked" if minted_token_erase(record, revoked=True) else ""
+
+
+def tokens_erase_expired(now: datetime) -> int:
+    """Forget the values of the tokens that expired on their own by `now`, whether their
+    grant lasts or not (the sweep): GitHub no longer accepts them, so there is nothing to
+    revoke and nothing to keep. Compare-and-set, so a reconcile ending one meanwhile is
+    harmless."""
+    expired = MintedToken.objects.filter(erased_at__isnull=True, expires_at__lte=now)
+    return sum(minted_token_erase(record, revoked=False, now=now) for record in expired)
+
+
+def token_mint(ctx: PassContext, grant: Grant, *, permissions: dict, purpose: str) -> MintedToken:
+    """Mint a token for the grant, restricted to the target's repository, and keep it
+    (grants.minted): recorded before it is used anywhere, so whatever happens next it is
+    revoked when the grant ends. In dry-run nothing is minted: a stand-in value is kept."""
+    repository = ctx.target.repository
+    if ctx.target.dry_run:
+        minted = InstallationToken(
+            token=f"dry-run-{secrets.token_hex(20)}",
+            expires_at=timezone.now() + TOKEN_LIFETIME,
+            permissions=dict(permissions),
+            repositories=(repository,),
+        )
+    else:
+        ctx.result.github_writes += 1
+        minted = AppTokenClient(heartbeat=ctx.gh.heartbeat).installation_token_mint(
+            repository=repository, permissions=permissions
+        )
+    return minted_token_record(
+        grant=grant,
+        purpose=purpose,
+        repository=repository,
+        minted=minted,
+        dry_run=ctx.target.dry_run,
+    )
