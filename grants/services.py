@@ -419,7 +419,9 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
       once, so they happen on time without long-lived ETA messages;
     - GitHub token secrets get the reconcile that replaces their token REFRESH_MARGIN
       before it expires (enqueued with that ETA by the sweep before it, and every sweep
-      while it is due); minted tokens past their expiry are erased (nothing to revoke).
+      while it is due); a live token kept for a closed grant gets its environment's
+      reconcile, which revokes it; minted tokens past their expiry are erased (nothing to
+      revoke).
     """
     now = now or timezone.now()
     report = SweepReport()
@@ -488,6 +490,9 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
         else:
             schedule_reconcile(Target, pk, eta=refresh_at)
             report.scheduled += 1
+    # A live token kept for a closed grant (it failed, or the exchange recorded one as the
+    # grant ended): its environment's reconcile revokes it.
+    units |= {(Target, pk) for pk in reconciler.tokens_left_targets(now)}
     report.tokens_expired = reconciler.tokens_erase_expired(now)
 
     for model, pk in sorted(units, key=lambda unit: (unit[0].__name__, unit[1])):

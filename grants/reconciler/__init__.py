@@ -8,7 +8,7 @@ from .org_secrets import reconcile_org_secret
 from .plan import EXPIRY_TOLERANCE, Plan
 from .runner import MAX_PASSES
 from .token_secrets import REFRESH_MARGIN, secret_token_refreshes
-from .tokens import tokens_erase_expired
+from .tokens import tokens_erase_expired, tokens_left_targets
 from .transitions import MAX_RETRY_DELAY
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "request_reconcile",
     "secret_token_refreshes",
     "tokens_erase_expired",
+    "tokens_left_targets",
 ]

@@ -15,7 +15,7 @@ from .context import PassContext, ReconcileResult
 from .environment_reviewers import reconcile_reviewers
 from .environment_secrets import reconcile_environment_secret
 from .runner import adopt_extensions, reconcile_under_lease, save_dry_run_state
-from .tokens import reconcile_token_grants
+from .tokens import reconcile_token_grants, tokens_left_end
 
 Kind = Grant.Kind
 
@@ -60,6 +60,7 @@ def environment_pass(ctx: PassContext) -> None:
         reconcile_environment_secret(
             ctx, name, [g for g in secret_grants if g.secret.name == name]
         )
+    tokens_left_end(ctx)
     save_dry_run_state(ctx)
     Target.objects.filter(pk=target.pk).update(
         last_reconciled_at=started,

@@ -81,6 +81,30 @@ def tokens_end(ctx: PassContext, grants: list[Grant]) -> list[tuple[Grant, dict]
     return done
 
 
+def tokens_left_end(ctx: PassContext) -> None:
+    """Revoke the tokens still kept for this environment's grants that are closed: one
+    minted for a grant that failed before its secret was written, or one the exchange
+    recorded just as its grant ended (after the pass that ended it had listed its tokens).
+    What GitHub does not answer now, the sweep asks for again (tokens_left_targets)."""
+    left = MintedToken.objects.filter(
+        grant__target=ctx.target, erased_at__isnull=True
+    ).exclude(grant__state__in=Grant.OPEN_STATES)
+    for record in left.order_by("pk"):
+        try:
+            token_end(ctx, record)
+        except RECORDED as exc:
+            ctx.result.errors.append(str(exc))
+            return
+
+
+def tokens_left_targets(now: datetime) -> set[int]:
+    """For the sweep: the environments with a live token kept for a closed grant."""
+    left = MintedToken.objects.filter(erased_at__isnull=True, expires_at__gt=now).exclude(
+        grant__state__in=Grant.OPEN_STATES
+    )
+    return set(left.values_list("grant__target_id", flat=True))
+
+
 def token_end(ctx: PassContext, record: MintedToken) -> str:
     """Revoke one token on GitHub and erase it: "revoked"; or, past its expiry, erase it
     without a call: "expired"; "" when another worker erased it first.

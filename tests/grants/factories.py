@@ -66,3 +66,47 @@ def token_grant(login="alice", **extra):
     )
     access_request = approved_request(login, access="token", policy=policy, **extra)
     return grant_create_for_request(access_request=access_request)
+
+
+# The permissions Airlock's GitHub App holds on the local GitHub in the minted-token tests.
+TOKEN_APP_PERMISSIONS = {
+    "contents": "write",
+    "packages": "write",
+    "environments": "write",
+    "secrets": "write",
+    "metadata": "read",
+}
+
+
+def register_token_app(github, settings, *, permissions=None) -> int:
+    """Airlock's GitHub App on the local GitHub, installed on acme, its credentials in the
+    settings: what minting tokens needs. The engine's other calls keep GITHUB_TOKEN."""
+    from tests.github_fake.keys import new_app_private_key_pem
+
+    key = new_app_private_key_pem()
+    installation = github.register_app(
+        4242, key, account="acme", permissions=permissions or TOKEN_APP_PERMISSIONS
+    )
+    settings.GITHUB_APP_ID = "4242"
+    settings.GITHUB_APP_PRIVATE_KEY = key
+    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
+    return installation
+
+
+def exchange_mint(grant, permissions=None):
+    """Mint a token for a token grant and keep it, as the exchange (POST /api/v1/tokens)
+    does: restricted to the grant's repository."""
+    from grants.minted import minted_token_record
+    from grants.models import MintedToken
+    from integrations.github.tokens import AppTokenClient
+
+    repository = grant.target.repository
+    minted = AppTokenClient().installation_token_mint(
+        repository=repository, permissions=permissions or {"contents": "read"}
+    )
+    return minted_token_record(
+        grant=grant,
+        purpose=MintedToken.Purpose.EXCHANGE,
+        repository=repository,
+        minted=minted,
+    )
