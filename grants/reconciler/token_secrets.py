@@ -23,7 +23,7 @@ Purpose = MintedToken.Purpose
 # old token until then, and at most this long less than GitHub would have given it.
 REFRESH_MARGIN = timedelta(minutes=10)
 
-# GitHub adds metadata (read) to every installation token it mints; its answer says so.
+# Every GitHub App holds metadata (read); a mint's answer may list it unasked.
 IMPLIED_PERMISSIONS = {"metadata"}
 
 
