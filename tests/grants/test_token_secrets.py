@@ -5,10 +5,12 @@ alone while fresh, and deleted and revoked at the end. The tests count the calls
 for each step (docs/reconciler.md "GitHub token secrets")."""
 
 import json
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -368,3 +370,57 @@ def test_the_token_minted_for_a_grant_github_then_refused_is_revoked(app):
     record = MintedToken.objects.get()
     assert record.is_erased and record.revoked_at is not None
     assert [r.status for r in app.requests if r.path == REVOKE_PATH] == [204]
+
+
+@contextmanager
+def refusing_to_confirm_secret_writes():
+    """A trigger that makes the database refuse to record a secret's write as confirmed:
+    the outcome is lost after GitHub took the PUT, as if the worker died right after it."""
+    table = EnvironmentSecret._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_confirm() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'worker died after the PUT'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_confirm BEFORE UPDATE ON {table} FOR EACH ROW "
+                "WHEN (NEW.written_at IS NOT NULL) EXECUTE FUNCTION refuse_confirm()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_confirm BEFORE UPDATE ON {table} "
+                "WHEN NEW.written_at IS NOT NULL "
+                "BEGIN SELECT RAISE(ABORT, 'worker died after the PUT'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER refuse_confirm ON {table}")
+                cursor.execute("DROP FUNCTION refuse_confirm()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_confirm")
+
+
+# Committed transactions: the refused update is a statement of its own, as in a worker.
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_dies_after_writing_a_token_is_followed_by_a_new_one_and_a_revocation(
+    app,
+):
+    grant = secret_grant(token_secret(), "dave")
+
+    with refusing_to_confirm_secret_writes():
+        with pytest.raises(DatabaseError, match="worker died after the PUT"):
+            grant_reconcile(grant=grant)
+    first_value = secret_value(app)
+    assert first_value and not app.installation_token(first_value).revoked
+
+    grant_reconcile(grant=grant)
+
+    second_value = secret_value(app)
+    assert second_value not in (None, first_value)
+    assert app.installation_token(first_value).revoked  # the write nobody confirmed
+    assert MintedToken.objects.filter(erased_at__isnull=True).count() == 1
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED
