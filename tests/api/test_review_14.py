@@ -147,3 +147,97 @@ def test_approvers_see_the_ref_of_a_reusable_workflow_that_filed_the_request():
     )
     block = render_to_string("requests_app/_run.html", {"r": access_request})
     assert "refs/heads/attacker" in block, block
+
+
+# --- the completion of attempt 1 racing attempt 2 taking over the request ------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_completion_waiting_on_a_followed_request_does_not_end_the_re_runs_access(on_postgres):
+    # run_access_end picks the requests of attempts <= N, then locks them, and ends every
+    # one it locked without looking at run_attempt again. A re-run filing at that moment
+    # (_follow_attempt: run_attempt 1 -> 2, committed while the completion waits on the
+    # row) has its access ended by the completion of attempt 1, which the follow exists to
+    # prevent.
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from grants import runs
+    from integrations.github.actions import WorkflowJob
+    from requests_app.models import AccessRequest
+    from requests_app.services import access_request_file_for_run
+
+    policy, _, _ = approver_setup(workflow_requests=True)
+    signed_in_with_github("dave", 5001)
+    access_request = run_bound(run_id=RUN_ID, policy=policy)
+    re_run = WorkflowJob(
+        claims={
+            "repository": "acme/api", "environment": "production", "actor": "dave",
+            "actor_id": "5001", "run_id": str(RUN_ID), "run_attempt": "2",
+            "ref": "refs/heads/main", "sha": "a" * 40,
+            "job_workflow_ref": "acme/api/.github/workflows/deploy.yml@refs/heads/main",
+        },
+        attempt_starter=("dave", "5001"),  # as integrations.github.attempts leaves it
+    )
+    followed, commit, outcome = threading.Event(), threading.Event(), {}
+
+    def file_again():
+        from django.db import connection as own
+
+        try:
+            with transaction.atomic():
+                found, created = access_request_file_for_run(
+                    job=re_run, access="reviewer", reason="Deploying the hotfix for INC-1234"
+                )
+                outcome["filed"] = (found.pk, created, found.run_attempt)
+                followed.set()
+                commit.wait(60)
+        finally:
+            followed.set()
+            own.close()
+
+    def complete_attempt_1():
+        from django.db import connection as own
+
+        try:
+            outcome["pid"] = own.cursor().connection.info.backend_pid
+            outcome["delivery"] = runs.workflow_run_completion_receive(
+                delivery_id="d-1",
+                payload={
+                    "action": "completed",
+                    "repository": {"full_name": "acme/api"},
+                    "workflow_run": {"id": RUN_ID, "run_attempt": 1, "conclusion": "success"},
+                },
+            )
+        finally:
+            own.close()
+
+    filer = threading.Thread(target=file_again)
+    filer.start()
+    assert followed.wait(60)
+    assert outcome["filed"] == (access_request.pk, False, 2)
+    webhook = threading.Thread(target=complete_attempt_1)
+    webhook.start()
+    # Let the re-run's filing commit once the completion waits for its row.
+    with connection.cursor() as cursor:
+        for _ in range(600):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = "
+                "'Lock'",
+                [outcome.get("pid", 0)],
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    commit.set()
+    filer.join(60)
+    webhook.join(60)
+    assert not filer.is_alive() and not webhook.is_alive()
+
+    access_request.refresh_from_db()
+    assert access_request.run_attempt == 2
+    assert outcome["delivery"].grants_ended == 0
+    assert access_request.status == AccessRequest.Status.ACTIVE
