@@ -691,10 +691,10 @@ def with_token(github, token, method, path):
     )
 
 
-def test_a_token_restricted_to_one_repository_and_permissions_records_that_scope(
-    github, acme_app
-):
-    response = mint(github, acme_app, {"repositories": ["api"], "permissions": {"contents": "read"}})
+def test_a_token_restricted_to_one_repository_and_permissions_records_that_scope(github, acme_app):
+    response = mint(
+        github, acme_app, {"repositories": ["api"], "permissions": {"contents": "read"}}
+    )
     assert response.status_code == 201
     assert_shape(response, "post", ACCESS_TOKENS)
     body = response.json()
@@ -749,8 +749,9 @@ def test_a_permission_the_installation_lacks_is_422(github, acme_app, permission
 def test_a_repository_the_installation_cannot_reach_is_422(github, acme_app, body):
     response = mint(github, acme_app, body)
     assert response.status_code == 422
-    assert "at least one repository that does not exist or is not accessible" in (
-        response.json()["message"]
+    assert (
+        "at least one repository that does not exist or is not accessible"
+        in (response.json()["message"])
     )
     assert github.installation_tokens == []
 
