@@ -749,10 +749,8 @@ def test_a_permission_the_installation_lacks_is_422(github, acme_app, permission
 def test_a_repository_the_installation_cannot_reach_is_422(github, acme_app, body):
     response = mint(github, acme_app, body)
     assert response.status_code == 422
-    assert (
-        "at least one repository that does not exist or is not accessible"
-        in (response.json()["message"])
-    )
+    message = response.json()["message"]
+    assert "at least one repository that does not exist or is not accessible" in message
     assert github.installation_tokens == []
 
 
