@@ -59,7 +59,9 @@ class AccessRequestForm(PortalForm):
         choices=AccessKind.choices,
         help_text=(
             "Required reviewer: you may approve deployments to the environment. "
-            "Secret: a secret reaches the environment's workflows."
+            "Secret: a secret reaches the environment's workflows. "
+            "GitHub token: the environment's workflows may exchange their OIDC token for a "
+            "short-lived GitHub token for the repository, with the policy's permissions."
         ),
     )
     secret = forms.ChoiceField(
