@@ -12,7 +12,7 @@ from django.utils import timezone
 from grants.minted import minted_token_erase, minted_token_record, token_digest
 from grants.models import Grant, MintedToken
 from integrations.github.tokens import InstallationToken
-from requests_app.models import AccessRequest
+from requests_app.models import AccessPolicy, AccessRequest
 from tests.fixtures import active_request, oidc_client, token_client
 from tests.requests_app.factories import (
     AccessPolicyFactory,
@@ -250,3 +250,34 @@ def test_the_minted_token_admin_filters_by_state(client, platform_admin, minted,
 
     listed = list(response.context["cl"].result_list)
     assert [record.digest for record in listed] == [token_digest(value)]
+
+
+def test_approvers_see_the_token_permissions_they_would_grant(client, platform_admin, minted):
+    change = reverse("admin:requests_app_accessrequest_change", args=[minted.pk])
+
+    page = client.get(change).content.decode()
+
+    assert "Token permissions: contents: read, packages: write." in page
+
+
+def test_a_workflow_files_token_access_for_its_run(oidc, token_policy):
+    AccessPolicy.objects.filter(pk=token_policy.pk).update(workflow_requests=True)
+    UserFactory(username="dave")
+    token = oidc(
+        actor="dave",
+        run_id="4242",
+        run_attempt="1",
+        sha="a1" * 20,
+        ref="refs/heads/main",
+        job_workflow_ref="acme/api/.github/workflows/publish.yml@refs/heads/main",
+    )
+
+    response = oidc_client(token).post(
+        "/api/v1/requests/",
+        {"access": "token", "reason": "Publishing the 2.4 packages", "duration_minutes": 30},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["access"], body["secret"], body["run"]["id"]) == ("token", None, 4242)
