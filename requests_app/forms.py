@@ -288,16 +288,17 @@ class PermissionsField(forms.CharField):
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
+        shown = value
         if isinstance(value, str) and value.startswith("{"):
             # A re-rendered bound JSONField value; anything else is shown as typed.
             try:
                 value = parse_json(value)
             except ValueError:
-                return value
+                return shown
         if isinstance(value, dict):
             if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
                 return format_permissions(value)
-            return ""
+            return shown if isinstance(shown, str) else ""
         return value
 
     def to_python(self, value):
@@ -321,8 +322,9 @@ class PermissionsField(forms.CharField):
                 continue
             name, colon, level = (part.strip() for part in entry.partition(":"))
             if not colon or not name or not level:
+                shown = entry if len(entry) <= 40 else entry[:40] + "…"
                 raise ValidationError(
-                    f"{entry!r} is not “permission: level”; write for example "
+                    f"{shown!r} is not “permission: level”; write for example "
                     "“contents: write, packages: read”.",
                     code="invalid",
                 )

@@ -150,3 +150,9 @@ def test_a_secret_turned_into_a_github_token_secret_drops_its_stored_value(
     assert (secret.kind, secret.has_value, secret.value_updated_at) == (
         "github_token", False, None
     )
+
+
+def test_refused_permissions_are_shown_back_as_typed(client, platform_admin):
+    typed = '{"contents": 1}'
+    response = client.post(POLICY_ADD, policy_form(access_kinds=["token"], token_permissions=typed))
+    assert 'value="{&quot;contents&quot;: 1}"' in response.content.decode()
