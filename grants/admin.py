@@ -2,6 +2,7 @@
 retry and early revoke through the services (the beat schedule's admin: admin_beat.py)."""
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -10,11 +11,13 @@ from grants.models import (
     DeploymentGate,
     EnvironmentSecret,
     Grant,
+    MintedToken,
     OrgSecretTarget,
     Target,
     WorkflowRunDelivery,
 )
 from grants.services import grant_retry, grant_revoke
+from grants.templatetags.grant_tokens import minted_token_permissions, minted_token_state
 from portal.admin_base import DateHierarchyAdmin
 
 
@@ -294,6 +297,78 @@ class WorkflowRunDeliveryAdmin(ReadOnlyAdmin):
     list_filter = ["conclusion"]
     search_fields = ["repository", "=run_id", "=delivery_id"]
     fields = readonly_fields = list_display
+
+
+class MintedTokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live"), ("expired", "Expired"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        not_revoked = queryset.filter(revoked_at__isnull=True)
+        if self.value() == "live":
+            return not_revoked.filter(erased_at__isnull=True, expires_at__gt=now)
+        if self.value() == "expired":
+            return not_revoked.filter(Q(expires_at__lte=now) | Q(erased_at__isnull=False))
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(MintedToken)
+class MintedTokenAdmin(ReadOnlyAdmin):
+    """The GitHub tokens minted for grants: for which grant and repository, with which
+    permissions, and whether revoked, expired or live. Never the value (it is kept
+    encrypted only to revoke it): the digest's first characters name each one."""
+
+    list_display = [
+        "token_name",
+        "grant_link",
+        "purpose",
+        "repository",
+        "permissions_column",
+        "minted_at",
+        "expires_at",
+        "state_column",
+        "revoked_at",
+        "erased_at",
+        "dry_run",
+    ]
+    list_filter = [MintedTokenStateFilter, "purpose", "dry_run"]
+    search_fields = ["repository", "=grant__id", "^digest"]
+    date_hierarchy = "minted_at"
+    fields = readonly_fields = [
+        "token_name",
+        "grant_link",
+        "purpose",
+        "repository",
+        "permissions_column",
+        "dry_run",
+        "minted_at",
+        "expires_at",
+        "state_column",
+        "revoked_at",
+        "erased_at",
+    ]
+
+    @admin.display(description="token", ordering="digest")
+    def token_name(self, record):
+        return record.digest[:12]
+
+    @admin.display(description="grant", ordering="grant")
+    def grant_link(self, record):
+        return f"#{record.grant_id}"
+
+    @admin.display(description="permissions")
+    def permissions_column(self, record):
+        return minted_token_permissions(record)
+
+    @admin.display(description="state")
+    def state_column(self, record):
+        return minted_token_state(record)
 
 
 # django-celery-beat's admin, with Airlock's entries read-only and writes audited.

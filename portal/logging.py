@@ -8,6 +8,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+import github  # noqa: F401  (its import adds a handler that the config below replaces)
 from celery.signals import after_setup_task_logger
 from django.core.exceptions import ImproperlyConfigured
 
@@ -302,6 +303,10 @@ def logging_config(*, log_format: str, level: str) -> dict:
             # SQL and its parameters (secret values among them) are never logged, even at
             # LOG_LEVEL=DEBUG.
             "django.db.backends": {"handlers": [], "level": "INFO", "propagate": True},
+            # PyGithub gives "github" a raw stderr handler of its own when imported (so it
+            # is imported before this config, which replaces it), and logs whole answer
+            # bodies at DEBUG: minted tokens among them. Never below INFO.
+            "github": {"handlers": [], "level": "INFO", "propagate": True},
         },
     }
 

@@ -18,6 +18,7 @@ from core.names import (
     canonical_repository_pattern,
     canonical_secret_name,
 )
+from integrations.github.permissions import format_permissions, permissions_refusal
 from portal.parsers import parse_json
 from portal.ratelimit import sign_in_refusal
 from requests_app.models import AccessKind, AccessPolicy, AccessRequest, SecretDefinition
@@ -27,7 +28,9 @@ from requests_app.rules import (
     approver_groups_refusal,
     default_duration_refusal,
     request_field_max_length,
+    secret_permissions_refusal,
     secrets_refusal,
+    token_permissions_refusal,
 )
 from requests_app.selectors import user_is_approver, username_is_taken
 
@@ -56,7 +59,9 @@ class AccessRequestForm(PortalForm):
         choices=AccessKind.choices,
         help_text=(
             "Required reviewer: you may approve deployments to the environment. "
-            "Secret: a secret reaches the environment's workflows."
+            "Secret: a secret reaches the environment's workflows. "
+            "GitHub token: the environment's workflows may exchange their OIDC token for a "
+            "short-lived GitHub token for the repository, with the policy's permissions."
         ),
     )
     secret = forms.ChoiceField(
@@ -272,6 +277,73 @@ class PatternListField(forms.CharField):
         return [_canonical(self.rule, pattern) for pattern in patterns]
 
 
+class PermissionsField(forms.CharField):
+    """A token's GitHub App permissions, {name: level}, edited as "contents: write,
+    packages: read" (commas or lines; a JSON object is read too). Read strictly: every entry
+    is a known permission at a level it takes (integrations.github.permissions)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("widget", forms.TextInput(attrs={"size": 60, "spellcheck": "false"}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        shown = value
+        if isinstance(value, str) and value.startswith("{"):
+            # A re-rendered bound JSONField value; anything else is shown as typed.
+            try:
+                value = parse_json(value)
+            except ValueError:
+                return shown
+        if isinstance(value, dict):
+            if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                return format_permissions(value)
+            return shown if isinstance(shown, str) else ""
+        return value
+
+    def to_python(self, value):
+        if isinstance(value, dict):
+            return value
+        text = super().to_python(value).strip()
+        if text.startswith("{"):
+            try:
+                permissions = parse_json(text)
+            except ValueError:
+                raise ValidationError(
+                    'Not a JSON object; write "contents: write, packages: read".',
+                    code="invalid",
+                ) from None
+            if not isinstance(permissions, dict):
+                raise ValidationError("Give a JSON object of permissions.", code="invalid")
+            return permissions
+        permissions = {}
+        for entry in (part.strip() for part in text.replace("\n", ",").split(",")):
+            if not entry:
+                continue
+            name, colon, level = (part.strip() for part in entry.partition(":"))
+            if not colon or not name or not level:
+                shown = entry if len(entry) <= 40 else entry[:40] + "…"
+                raise ValidationError(
+                    f"{shown!r} is not “permission: level”; write for example "
+                    "“contents: write, packages: read”.",
+                    code="invalid",
+                )
+            if name in permissions:
+                raise ValidationError(f"{name} is given twice.", code="invalid")
+            permissions[name] = level
+        return permissions
+
+    def validate(self, value):
+        if value and (refusal := permissions_refusal(value)):
+            raise ValidationError(_sentence(refusal), code="invalid")
+
+
+def _sentence(refusal: str) -> str:
+    """A rule's refusal (requests_app.rules) as a form error."""
+    refusal = refusal[:1].upper() + refusal[1:]
+    return refusal if refusal.endswith(".") else refusal + "."
+
+
 class AccessPolicyAdminForm(forms.ModelForm):
     repository_patterns = PatternListField(
         rule=canonical_repository_pattern,
@@ -288,6 +360,13 @@ class AccessPolicyAdminForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="The access kinds this policy covers.",
     )
+    token_permissions = PermissionsField(
+        help_text=(
+            "Token access only: what a token minted for a grant may do in the target's "
+            'repository, as GitHub App permissions, for example "contents: write, '
+            'packages: read". A job may ask for less, never more.'
+        ),
+    )
 
     class Meta:
         model = AccessPolicy
@@ -298,6 +377,7 @@ class AccessPolicyAdminForm(forms.ModelForm):
             "environment_patterns",
             "access_kinds",
             "secrets",
+            "token_permissions",
             "max_duration",
             "default_duration",
             "approvals_required",
@@ -318,6 +398,13 @@ class AccessPolicyAdminForm(forms.ModelForm):
         kinds, secrets = cleaned.get("access_kinds"), cleaned.get("secrets")
         if kinds is not None and secrets_refusal(access_kinds=kinds, secrets=secrets):
             self.add_error("secrets", "Secrets are granted only with the 'secret' access kind.")
+        permissions = cleaned.get("token_permissions")
+        if kinds is not None and permissions is not None:
+            refusal = token_permissions_refusal(
+                access_kinds=kinds, token_permissions=permissions
+            )
+            if refusal:
+                self.add_error("token_permissions", _sentence(refusal))
         approvals = cleaned.get("approvals_required")
         if approvals is not None and "approver_groups" not in self.errors:
             refusal = approver_groups_refusal(
@@ -340,10 +427,17 @@ class SecretDefinitionAdminForm(forms.ModelForm):
             "stored encrypted and never shown again."
         ),
     )
+    permissions = PermissionsField(
+        help_text=(
+            "GitHub token secrets only: the permissions of the token minted for each grant "
+            'and written as the environment secret, for example "contents: read, '
+            'packages: write".'
+        ),
+    )
 
     class Meta:
         model = SecretDefinition
-        fields = ["name", "kind", "org"]
+        fields = ["name", "kind", "org", "permissions"]
 
     def clean_name(self):
         # GitHub's rules for secret names; refusing here beats a failed grant later. The
@@ -365,8 +459,19 @@ class SecretDefinitionAdminForm(forms.ModelForm):
                     "An organization secret's value stays on GitHub; Airlock only adds "
                     "repositories to it.",
                 )
-        elif kind == SecretDefinition.Kind.ENVIRONMENT and org:
-            self.add_error("org", "Only organization secrets take an organization.")
+        elif kind in (SecretDefinition.Kind.ENVIRONMENT, SecretDefinition.Kind.GITHUB_TOKEN):
+            if org:
+                self.add_error("org", "Only organization secrets take an organization.")
+        if kind == SecretDefinition.Kind.GITHUB_TOKEN and new_value:
+            self.add_error(
+                "new_value",
+                "A GitHub token secret's value is a token minted for each grant; it takes "
+                "no value.",
+            )
+        permissions = cleaned.get("permissions")
+        if kind and permissions is not None and "permissions" not in self.errors:
+            if refusal := secret_permissions_refusal(kind=kind, permissions=permissions):
+                self.add_error("permissions", _sentence(refusal))
         if org:
             try:
                 org = canonical_owner(org, field="org")
@@ -377,6 +482,10 @@ class SecretDefinitionAdminForm(forms.ModelForm):
 
     def save(self, commit=True):
         secret = super().save(commit=False)
+        if secret.kind == SecretDefinition.Kind.GITHUB_TOKEN and secret.has_value:
+            # Its value is minted per grant: one kept from another kind is dropped.
+            secret.encrypted_value = b""
+            secret.value_updated_at = None
         if self.cleaned_data.get("new_value"):
             secret.set_value(self.cleaned_data["new_value"])
             secret.value_updated_at = timezone.now()

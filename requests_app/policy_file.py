@@ -19,6 +19,7 @@ from core.names import (
     canonical_secret_name,
     github_team_parts,
 )
+from integrations.github.permissions import permissions_refusal
 from requests_app.models import AccessKind, SecretDefinition
 from requests_app.rules import (
     NAME_HINT,
@@ -26,7 +27,9 @@ from requests_app.rules import (
     approver_groups_refusal,
     default_duration_refusal,
     policy_number_maximum,
+    secret_permissions_refusal,
     secrets_refusal,
+    token_permissions_refusal,
 )
 
 
@@ -50,6 +53,8 @@ class SecretSpec:
     org: str
     value: str | None  # read from value_from_env; None leaves the stored value alone
     value_from_env: str
+    # GitHub token secrets only: the minted token's {permission: level}.
+    permissions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +73,8 @@ class PolicySpec:
     break_glass: bool
     break_glass_max_duration: timedelta
     workflow_requests: bool = False
+    # Token access only: what a minted token may do, {permission: level}.
+    token_permissions: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,6 +209,36 @@ class _Reader:
             return default
         return int(value)
 
+    def permissions(self, items, key, path) -> dict[str, str] | None:
+        """A {GitHub App permission: level} mapping, e.g. `{contents: write}`, each entry
+        checked where it is written: {} when missing, None when any entry was refused (the
+        refusal is recorded)."""
+        node = items.get(key)
+        if node is None:
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(
+                f"{path}.{key}", node,
+                "expected a mapping of permissions to levels, e.g. {contents: read}",
+            )
+            return None
+        permissions, refused = {}, False
+        for key_node, value_node in node.value:
+            name = self.scalar(key_node, f"{path}.{key}")
+            level = self.scalar(value_node, f"{path}.{key}.{name}")
+            if name is None or level is None:
+                refused = True
+                continue
+            if name in permissions:
+                self.fail(f"{path}.{key}.{name}", key_node, "given twice")
+                refused = True
+            elif refusal := permissions_refusal({name: level}):
+                self.fail(f"{path}.{key}.{name}", key_node, refusal)
+                refused = True
+            else:
+                permissions[name] = level
+        return None if refused else permissions
+
     def boolean(self, items, key, path, default: bool) -> bool:
         node = items.get(key)
         value = self.scalar(node, f"{path}.{key}")
@@ -247,14 +284,27 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
     for index, node in enumerate(reader.sequence(top.get("secrets"), "secrets")):
         path = f"secrets[{index}]"
         items = reader.mapping(
-            node, path, {"name", "kind", "org", "value_from_env"}, {"name", "kind"}
+            node,
+            path,
+            {"name", "kind", "org", "value_from_env", "permissions"},
+            {"name", "kind"},
         )
         kind = reader.text(items, "kind", path)
         if kind and kind not in SecretDefinition.Kind.values:
-            reader.fail(f"{path}.kind", items["kind"], "must be environment or organization")
+            reader.fail(
+                f"{path}.kind",
+                items["kind"],
+                f"must be one of {', '.join(SecretDefinition.Kind.values)}",
+            )
         org = reader.name(items, "org", path, rule=canonical_owner)
         if kind == SecretDefinition.Kind.ORGANIZATION and not org:
             reader.fail(f"{path}.org", node, "is required for an organization secret")
+        elif kind == SecretDefinition.Kind.GITHUB_TOKEN and org:
+            reader.fail(
+                f"{path}.org",
+                items["org"],
+                "a github_token secret is written to the target's environment; it takes no org",
+            )
         variable = reader.text(items, "value_from_env", path)
         value = None
         if variable:
@@ -264,6 +314,13 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                     items["value_from_env"],
                     "organization secrets keep their value on GitHub",
                 )
+            elif kind == SecretDefinition.Kind.GITHUB_TOKEN:
+                reader.fail(
+                    f"{path}.value_from_env",
+                    items["value_from_env"],
+                    "a github_token secret's value is a token minted for each grant; it "
+                    "takes no value_from_env",
+                )
             elif not environ.get(variable):
                 reader.fail(
                     f"{path}.value_from_env",
@@ -272,6 +329,10 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 )
             else:
                 value = environ[variable]
+        permissions = reader.permissions(items, "permissions", path)
+        if permissions is not None and kind in SecretDefinition.Kind.values:
+            if refusal := secret_permissions_refusal(kind=kind, permissions=permissions):
+                reader.fail(f"{path}.permissions", items.get("permissions", node), refusal)
         document.secrets.append(
             SecretSpec(
                 # Kept as written: policies refer to the secret by this name.
@@ -282,6 +343,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 org=org,
                 value=value,
                 value_from_env=variable,
+                permissions=permissions or {},
             )
         )
 
@@ -300,6 +362,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         "break_glass",
         "break_glass_max_duration",
         "workflow_requests",
+        "token_permissions",
     }
     for index, node in enumerate(reader.sequence(top.get("policies"), "policies")):
         path = f"policies[{index}]"
@@ -312,7 +375,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 reader.fail(
                     f"{path}.access[{position}]",
                     items["access"],
-                    f"{kind!r} is not an access kind (reviewer, secret)",
+                    f"{kind!r} is not an access kind ({', '.join(AccessKind.values)})",
                 )
         max_duration = reader.duration(items, "max_duration", path, timedelta(hours=4))
         default_duration = reader.duration(
@@ -323,6 +386,15 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         secrets = reader.strings(items, "secrets", path)
         if refusal := secrets_refusal(access_kinds=access, secrets=secrets):
             reader.fail(f"{path}.secrets", items["secrets"], refusal)
+        token_permissions = reader.permissions(items, "token_permissions", path)
+        if token_permissions is not None:
+            refusal = token_permissions_refusal(
+                access_kinds=access, token_permissions=token_permissions
+            )
+            if refusal:
+                reader.fail(
+                    f"{path}.token_permissions", items.get("token_permissions", node), refusal
+                )
         approvals_required = reader.integer(
             items, "approvals_required", path, 1,
             maximum=policy_number_maximum("approvals_required"),
@@ -360,6 +432,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                     items, "break_glass_max_duration", path, timedelta(hours=1)
                 ),
                 workflow_requests=reader.boolean(items, "workflow_requests", path, False),
+                token_permissions=token_permissions or {},
             )
         )
 

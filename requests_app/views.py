@@ -17,8 +17,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from core.errors import NotAllowed, WrongState
+from integrations.github.permissions import format_permissions
 from requests_app.forms import AccessRequestForm, CancelForm, ExtendForm
-from requests_app.models import AccessPolicy, AccessRequest
+from requests_app.models import AccessKind, AccessPolicy, AccessRequest
 from requests_app.policies import policy_for_target
 from requests_app.selectors import (
     request_extended_until,
@@ -309,6 +310,12 @@ def _policy_summary(policy: AccessPolicy) -> dict:
         "break_glass_label": duration_label(policy.break_glass_max_duration),
         "groups": [(group, group.member_logins()) for group in groups],
         "secrets": [secret.name for secret in policy.secrets.all()],
+        # What a token minted under a grant of this policy may do (token access only).
+        "token_permissions": (
+            format_permissions(policy.token_permissions)
+            if AccessKind.TOKEN in policy.access_kinds and policy.token_permissions
+            else ""
+        ),
     }
 
 

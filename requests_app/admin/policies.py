@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from integrations.github.permissions import format_permissions
 from requests_app.admin.base import PlatformAdminOnly
 from requests_app.forms import AccessPolicyAdminForm
 from requests_app.models import AccessPolicy
@@ -15,6 +16,7 @@ class AccessPolicyAdmin(PlatformAdminOnly):
         "repositories_column",
         "environments_column",
         "kinds_column",
+        "token_permissions_column",
         "approvals_required",
         "max_duration",
         "break_glass",
@@ -27,7 +29,15 @@ class AccessPolicyAdmin(PlatformAdminOnly):
         (None, {"fields": ("name", "description")}),
         (
             "Targets",
-            {"fields": ("repository_patterns", "environment_patterns", "access_kinds", "secrets")},
+            {
+                "fields": (
+                    "repository_patterns",
+                    "environment_patterns",
+                    "access_kinds",
+                    "secrets",
+                    "token_permissions",
+                )
+            },
         ),
         (
             "Approval",
@@ -63,3 +73,9 @@ class AccessPolicyAdmin(PlatformAdminOnly):
     @admin.display(description="access")
     def kinds_column(self, obj):
         return ", ".join(obj.access_kinds)
+
+    @admin.display(description="token permissions")
+    def token_permissions_column(self, obj):
+        if not isinstance(obj.token_permissions, dict) or not obj.token_permissions:
+            return "-"
+        return format_permissions(obj.token_permissions)

@@ -6,6 +6,7 @@ from django.db.models import Count, Exists, OuterRef
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from integrations.github.permissions import format_permissions
 from portal.admin_base import DateHierarchyAdmin
 from requests_app import selectors
 from requests_app.admin.base import can_view_request, sees_all_requests
@@ -15,7 +16,7 @@ from requests_app.admin.request_filters import (
     LifecycleFilter,
 )
 from requests_app.admin.request_pages import RequestPagesMixin
-from requests_app.models import AccessRequest
+from requests_app.models import AccessKind, AccessRequest
 from requests_app.views import duration_label
 
 Status = AccessRequest.Status
@@ -265,10 +266,16 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
                 for group in policy.approver_groups.all()
             ),
         )
+        tokens = ""
+        if obj.access == AccessKind.TOKEN and isinstance(policy.token_permissions, dict):
+            # What the approver lets a job's token do: the grant's permissions.
+            tokens = format_html(
+                " Token permissions: {}.", format_permissions(policy.token_permissions) or "none"
+            )
         return format_html(
             "Approvals required: {} (this request: {}). Approver groups: {}. "
             "Maximum duration {}, default {}. Reason at least {} characters. "
-            "Break-glass {}. Workflows {}.",
+            "Break-glass {}. Workflows {}.{}",
             policy.approvals_required,
             obj.approvals_required,
             groups or "none",
@@ -277,6 +284,7 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
             policy.reason_min_length,
             "allowed" if policy.break_glass else "not allowed",
             "may file requests for their run" if policy.workflow_requests else "may not file",
+            tokens,
         )
 
     @admin.display(description="recent requests")

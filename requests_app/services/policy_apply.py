@@ -95,7 +95,14 @@ def _apply_secret(spec, report, actor) -> SecretDefinition:
     created = secret is None
     if created:
         secret = SecretDefinition(name=spec.name)
-    changes = _assign(secret, {"kind": spec.kind, "org": spec.org})
+    changes = _assign(
+        secret, {"kind": spec.kind, "org": spec.org, "permissions": spec.permissions}
+    )
+    if spec.kind == SecretDefinition.Kind.GITHUB_TOKEN and secret.has_value:
+        # Its value is minted per grant: a value kept from another kind is dropped.
+        secret.encrypted_value = b""
+        secret.value_updated_at = None
+        changes.add("value")
     if spec.value is not None and (not secret.has_value or secret.get_value() != spec.value):
         secret.set_value(spec.value)
         changes.add("value")
@@ -124,6 +131,7 @@ def _apply_policy(spec, groups, secrets, report, actor) -> AccessPolicy:
             "break_glass": spec.break_glass,
             "break_glass_max_duration": spec.break_glass_max_duration,
             "workflow_requests": spec.workflow_requests,
+            "token_permissions": spec.token_permissions,
         },
     )
     if created or changes:

@@ -23,6 +23,7 @@ def test_the_lists_with_a_date_hierarchy_are_these():
         "admin:django_celery_beat_periodictask_changelist",
         "admin:grants_deploymentgate_changelist",
         "admin:grants_grant_changelist",
+        "admin:grants_mintedtoken_changelist",
         "admin:requests_app_accessrequest_changelist",
     ]
 

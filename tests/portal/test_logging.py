@@ -211,3 +211,14 @@ def test_an_unusual_extra_value_never_breaks_the_code_that_logs(capture_logs):
     [entry] = logs.lines()
     assert entry["outcome"] == [201, "[REDACTED]"]
     assert_no_secret(logs.text)
+
+
+def test_pygithub_logs_only_through_our_masked_handler_and_never_its_debug_bodies():
+    # PyGithub adds a raw stderr handler to "github" on import and logs answer bodies (a
+    # minted token's among them) at DEBUG.
+    import github  # noqa: F401
+
+    pygithub = logging.getLogger("github")
+    assert [h for h in pygithub.handlers if not isinstance(h, logging.NullHandler)] == []
+    assert pygithub.propagate is True
+    assert not pygithub.isEnabledFor(logging.DEBUG)

@@ -33,6 +33,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
@@ -55,11 +56,14 @@ from django_celery_beat.models import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from grants.models import DeploymentGate, OrgSecretTarget, WorkflowRunDelivery
+from grants.minted import minted_token_record
+from grants.models import DeploymentGate, MintedToken, OrgSecretTarget, WorkflowRunDelivery
+from integrations.github.tokens import InstallationToken
 from requests_app.tokens import api_token_create
 from tests.api.conftest import active_request
 from tests.property.html_forms import Form, read_page
 from tests.requests_app.factories import (
+    AccessPolicyFactory,
     AccessRequestFactory,
     SecretDefinitionFactory,
     UserFactory,
@@ -174,6 +178,34 @@ def world(settings):
         run_workflow_ref="acme/api/.github/workflows/deploy.yml@refs/heads/main",
         run_ref="refs/heads/main",
         run_sha="0" * 40,
+    )
+    # Token access: a policy offering it, a GitHub token secret, and dev's token grant with
+    # a token minted for a job (the request page and the admin list it).
+    token_policy = AccessPolicyFactory(
+        name="publish",
+        environment_patterns=["release"],
+        access_kinds=["token", "secret"],
+        token_permissions={"contents": "read", "packages": "write"},
+        approvals_required=0,
+        secrets=[
+            SecretDefinitionFactory(
+                name="PACKAGES_TOKEN", kind="github_token", permissions={"packages": "write"}
+            )
+        ],
+    )
+    token_request = active_request(
+        "dev", policy=token_policy, environment="release", access="token"
+    )
+    minted_token_record(
+        grant=token_request.grant,
+        purpose=MintedToken.Purpose.EXCHANGE,
+        repository="acme/api",
+        minted=InstallationToken(
+            token="ghs_" + "0" * 36,
+            expires_at=timezone.now() + timedelta(hours=1),
+            permissions={"packages": "write"},
+            repositories=("acme/api",),
+        ),
     )
     api_token_create(user=dev, name="laptop")  # so that the tokens page offers to revoke it
     # A row for every model the admin shows, so that each change and delete page exists.

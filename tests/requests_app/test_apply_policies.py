@@ -166,3 +166,64 @@ def test_a_file_that_is_not_yaml_is_refused(tmp_path):
 
     with pytest.raises(CommandError, match="not valid YAML"):
         apply(path)
+
+
+TOKEN_FILE = """\
+secrets:
+  - name: PACKAGES_TOKEN
+    kind: github_token
+    permissions: {packages: write}
+policies:
+  - name: publish
+    repositories: ["acme/*"]
+    environments: [release]
+    access: [token, secret]
+    secrets: [PACKAGES_TOKEN]
+    token_permissions: {contents: write, packages: write}
+    approvals_required: 0
+"""
+
+
+def test_token_policies_and_github_token_secrets_are_applied_idempotently(tmp_path):
+    path = tmp_path / "policies.yml"
+    path.write_text(TOKEN_FILE)
+
+    assert "2 created, 0 changed, 0 unchanged" in apply(path)
+    policy = AccessPolicy.objects.get(name="publish")
+    assert policy.access_kinds == ["token", "secret"]
+    assert policy.token_permissions == {"contents": "write", "packages": "write"}
+    secret = SecretDefinition.objects.get(name="PACKAGES_TOKEN")
+    assert (secret.kind, secret.permissions, secret.has_value) == (
+        "github_token", {"packages": "write"}, False
+    )
+    assert "0 created, 0 changed, 2 unchanged" in apply(path)
+
+    path.write_text(TOKEN_FILE.replace("contents: write,", "contents: read,"))
+    assert "changed  policy publish (token_permissions)" in apply(path)
+    policy.refresh_from_db()
+    assert policy.token_permissions == {"contents": "read", "packages": "write"}
+
+
+def test_a_secret_turned_into_a_github_token_secret_drops_its_stored_value(policy_file):
+    apply(policy_file)
+    policy_file.write_text(
+        TOKEN_FILE.replace("PACKAGES_TOKEN", "DEPLOY_TOKEN").replace("name: publish", "name: p2")
+    )
+
+    assert "changed  secret DEPLOY_TOKEN (kind, permissions, value)" in apply(policy_file)
+    secret = SecretDefinition.objects.get(name="DEPLOY_TOKEN")
+    assert (secret.kind, secret.has_value) == ("github_token", False)
+
+
+def test_a_bad_token_permission_refuses_the_file_naming_its_line(tmp_path):
+    path = tmp_path / "policies.yml"
+    path.write_text(TOKEN_FILE.replace("contents: write", "contents: admin"))
+
+    with pytest.raises(CommandError) as refused:
+        apply(path)
+
+    assert "policies[0].token_permissions.contents, line 11: contents takes read or write" in (
+        str(refused.value)
+    )
+    assert not AccessPolicy.objects.exists()
+    assert not SecretDefinition.objects.exists()

@@ -56,3 +56,104 @@ def test_no_approvals_need_no_approver_groups():
 
 def test_a_default_above_the_maximum_is_refused():
     assert "must not be longer than max_duration" in refusal(policy(default="5h"))
+
+
+TOKEN_POLICY = """\
+secrets:
+  - name: PACKAGES_TOKEN
+    kind: github_token
+{secret}
+policies:
+  - name: publish
+    repositories: [acme/api]
+    environments: [release]
+    access: {access}
+    approvals_required: 0
+{policy}
+"""
+
+
+def token_file(*, access="[token]", policy="", secret="    permissions: {packages: write}"):
+    return TOKEN_POLICY.format(access=access, policy=policy, secret=secret)
+
+
+def test_a_token_policy_and_a_github_token_secret_read():
+    document = parse_policy_file(
+        token_file(policy="    token_permissions: {contents: write, packages: read}"),
+        environ={},
+    )
+    [secret] = document.secrets
+    assert (secret.kind, secret.permissions) == ("github_token", {"packages": "write"})
+    [spec] = document.policies
+    assert spec.access == ["token"]
+    assert spec.token_permissions == {"contents": "write", "packages": "read"}
+
+
+def test_the_permissions_may_be_written_as_lines():
+    text = token_file(policy="    token_permissions:\n      contents: read\n      pages: write")
+    [spec] = parse_policy_file(text, environ={}).policies
+    assert spec.token_permissions == {"contents": "read", "pages": "write"}
+
+
+def test_token_access_without_permissions_is_refused():
+    problems = refusal(token_file())
+    assert "policies[0].token_permissions, line 6: token access needs the token's" in problems
+
+
+def test_an_unknown_permission_is_refused_naming_its_place():
+    text = token_file(policy="    token_permissions:\n      contents: read\n      payroll: write")
+    problems = refusal(text)
+    assert "policies[0].token_permissions.payroll, line 13:" in problems
+    assert "'payroll' is not a GitHub App repository permission" in problems
+
+
+def test_a_level_the_permission_does_not_take_is_refused():
+    problems = refusal(token_file(policy="    token_permissions: {workflows: read}"))
+    assert "policies[0].token_permissions.workflows, line 11: workflows takes write" in problems
+
+
+def test_a_permission_given_twice_is_refused():
+    text = token_file(policy="    token_permissions:\n      contents: read\n      contents: write")
+    assert "policies[0].token_permissions.contents, line 13: given twice" in refusal(text)
+
+
+def test_token_permissions_must_be_a_mapping():
+    problems = refusal(token_file(policy="    token_permissions: [contents]"))
+    assert "policies[0].token_permissions, line 11: expected a mapping" in problems
+
+
+def test_token_permissions_without_token_access_are_refused():
+    text = token_file(access="[reviewer]", policy="    token_permissions: {contents: read}")
+    assert "token_permissions need 'token' in access" in refusal(text)
+
+
+def test_an_unknown_access_kind_lists_the_known_ones():
+    assert "(reviewer, secret, token)" in refusal(token_file(access="[tokens]"))
+
+
+def test_an_unknown_secret_kind_lists_the_known_ones():
+    text = token_file(access="[reviewer]").replace("kind: github_token", "kind: vault")
+    assert "secrets[0].kind, line 3: must be one of environment, organization, github_token" in (
+        refusal(text)
+    )
+
+
+def test_a_github_token_secret_needs_permissions():
+    problems = refusal(token_file(access="[reviewer]", secret=""))
+    assert "secrets[0].permissions, line 2: a github_token secret needs the token's" in problems
+
+
+def test_a_github_token_secret_takes_no_value_or_org():
+    secret = "    permissions: {packages: write}\n    value_from_env: X\n    org: acme"
+    problems = refusal(token_file(access="[reviewer]", secret=secret))
+    assert "secrets[0].value_from_env, line 5: a github_token secret's value is a token" in (
+        problems
+    )
+    assert "secrets[0].org, line 6: a github_token secret is written to the target's" in problems
+
+
+def test_only_a_github_token_secret_has_permissions():
+    text = token_file(access="[reviewer]").replace("kind: github_token", "kind: environment")
+    assert "secrets[0].permissions, line 4: only a github_token secret has permissions" in (
+        refusal(text)
+    )
