@@ -14,6 +14,7 @@ from portal.celery import app as celery_app
 from requests_app.models import AccessRequest
 from requests_app.selectors import approver_identity
 from requests_app.tokens import api_token_create
+from tests.github_fake.keys import new_app_private_key_pem
 from tests.github_fake.server import GitHubServer
 from tests.grants.factories import approved_request
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory, strict_and_lax_policies
@@ -150,6 +151,41 @@ def gh(github, settings):
     fast_retries(settings, attempts=4, base_seconds=0.02, cap_seconds=0.1)
     github.add_repo("acme/api")
     return github
+
+
+GITHUB_APP_ID = 4242
+GITHUB_APP_PERMISSIONS = {
+    "contents": "write",
+    "metadata": "read",
+    "environments": "write",
+    "secrets": "write",
+    "members": "read",
+}
+
+
+@pytest.fixture
+def github_app(gh, settings):
+    """Install Airlock's GitHub App on the local GitHub and point the settings at it.
+
+    github_app(permissions=None, account="acme") registers App 4242 (one key per test) with an
+    installation on `account` holding `permissions` (default GITHUB_APP_PERMISSIONS), sets
+    GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY and GITHUB_APP_INSTALLATION_ID, and returns the
+    installation id. The local GitHub is `gh` (acme/api exists, Airlock writes to it, fast
+    retries); `github_app.github` is it. Minted tokens: gh.installation_tokens,
+    gh.installation_token(value) (tests/github_fake/README.md)."""
+    key = new_app_private_key_pem()  # one App, one key, however many installations
+
+    def install(permissions=None, account="acme"):
+        installation = gh.register_app(
+            GITHUB_APP_ID, key, account=account, permissions=permissions or GITHUB_APP_PERMISSIONS
+        )
+        settings.GITHUB_APP_ID = str(GITHUB_APP_ID)
+        settings.GITHUB_APP_PRIVATE_KEY = key
+        settings.GITHUB_APP_INSTALLATION_ID = str(installation)
+        return installation
+
+    install.github = gh
+    return install
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ with it: DELETE /installation/token. Both go through GitHubClient's retries and 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +19,18 @@ from github import Auth
 from integrations.github.app import app_credentials_configured
 from integrations.github.client import GitHubClient
 from integrations.github.connections import api_path, new_github
-from integrations.github.errors import PermanentGitHubError
+from integrations.github.errors import GitHubError, PermanentGitHubError
+
+# PyGithub logs every answer's body at DEBUG, and a mint's answer is the token itself: these
+# clients' requesters log to this logger instead, which never logs below INFO.
+_quiet = logging.getLogger("integrations.github.tokens.pygithub")
+_quiet.setLevel(logging.INFO)
+
+
+def _quiet_requester(github):
+    requester = github.requester
+    requester._Requester__logger = _quiet  # PyGithub's Requester._logger reads this
+    return requester
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,7 @@ class AppTokenClient(GitHubClient):
         requester = self.__dict__.get("_app_requester")
         if requester is None:
             auth = Auth.AppAuth(int(settings.GITHUB_APP_ID), settings.GITHUB_APP_PRIVATE_KEY)
-            requester = self.__dict__["_app_requester"] = new_github(auth).requester
+            requester = self.__dict__["_app_requester"] = _quiet_requester(new_github(auth))
         return requester
 
     def installation_token_mint(
@@ -55,7 +67,10 @@ class AppTokenClient(GitHubClient):
     ) -> InstallationToken:
         """A token for the App's installation restricted to `repository` ("owner/name")
         and `permissions` ({name: level}). PermanentGitHubError when GitHub refuses (422:
-        a permission the App does not hold; 404: no such installation or repository)."""
+        a permission the App does not hold or a repository it cannot reach; 404: no such
+        installation). GitHub takes repository *names* in the installation's account, so the
+        answer must name exactly `repository`: a token for another owner's namesake is
+        revoked at once and refused."""
         if not app_credentials_configured():
             raise PermanentGitHubError(
                 "No GitHub App credentials (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY): only a "
@@ -68,7 +83,12 @@ class AppTokenClient(GitHubClient):
                 "No GitHub App installation (GITHUB_APP_INSTALLATION_ID) to mint tokens for.",
                 operation="installation token mint",
             )
-        name = repository.split("/", 1)[1]
+        owner, _, name = repository.partition("/")
+        if not owner or not name or "/" in name:
+            raise PermanentGitHubError(
+                f"{repository!r} is not a repository's full name (owner/name).",
+                operation="installation token mint",
+            )
         body = {"repositories": [name], "permissions": dict(permissions)}
         requester = self._requester()
         _, answer = self._call(
@@ -87,7 +107,7 @@ class AppTokenClient(GitHubClient):
                 "GitHub's answer to the token mint carries no token or expiry.",
                 operation="installation token mint",
             )
-        return InstallationToken(
+        minted = InstallationToken(
             token=token,
             expires_at=expires_at,
             permissions=dict(answer.get("permissions") or {}),
@@ -97,6 +117,18 @@ class AppTokenClient(GitHubClient):
                 if isinstance(r, dict)
             ),
         )
+        if [r.lower() for r in minted.repositories] != [repository.lower()]:
+            try:  # it reaches something else than asked: it must not outlive this call
+                InstallationTokenClient(token=token, retry=self.retry).installation_token_revoke()
+            except GitHubError:
+                pass  # it expires within the hour; the refusal below says what happened
+            reached = ", ".join(minted.repositories) or "every repository it reaches"
+            raise PermanentGitHubError(
+                f"GitHub minted a token for {reached}, not {repository}: the App's "
+                f"installation is on another account than {owner}.",
+                operation="installation token mint",
+            )
+        return minted
 
 
 @dataclass
@@ -112,9 +144,9 @@ class InstallationTokenClient(GitHubClient):
     def _requester(self):
         requester = self.__dict__.get("_token_requester")
         if requester is None:
-            requester = self.__dict__["_token_requester"] = new_github(
-                Auth.Token(self.token)
-            ).requester
+            requester = self.__dict__["_token_requester"] = _quiet_requester(
+                new_github(Auth.Token(self.token))
+            )
         return requester
 
     def installation_token_revoke(self) -> bool:

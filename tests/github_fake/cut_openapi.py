@@ -51,6 +51,7 @@ OPERATIONS = [
     ("put", "/orgs/{org}/actions/secrets/{secret_name}/repositories/{repository_id}"),
     ("delete", "/orgs/{org}/actions/secrets/{secret_name}/repositories/{repository_id}"),
     ("post", "/app/installations/{installation_id}/access_tokens"),
+    ("delete", "/installation/token"),
     ("get", "/rate_limit"),
 ]
 

@@ -389,7 +389,14 @@ def get_rate_limit(call: Call) -> Reply:
 
 
 def _repo(call: Call, owner: str, repo: str):
-    return call.state.repo(f"{owner}/{repo}")
+    found = call.state.repo(f"{owner}/{repo}")
+    token = call.token
+    # An installation token restricted to some repositories does not see the others: GitHub
+    # answers 404, as for a repository that does not exist.
+    if token is not None and token.repository_ids is not None:
+        if found.id not in token.repository_ids:
+            raise not_found()
+    return found
 
 
 @route("GET", "/repos/{owner}/{repo}")
@@ -586,19 +593,31 @@ def create_installation_token(call: Call, installation_id: str) -> Reply:
     scheme, _, app_jwt = call.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not app_jwt:
         raise GitHubError(401, "A JSON web token could not be decoded")
-    token, installation = call.state.issue_installation_token(
-        _int(installation_id), app_jwt.strip()
+    token, _ = call.state.issue_installation_token(
+        _int(installation_id), app_jwt.strip(), call.json()
     )
-    permissions = (call.json() or {}).get("permissions") or installation["permissions"]
-    return Reply(
-        201,
-        {
-            "token": token.value,
-            "expires_at": shapes.iso(token.expires_at),
-            "permissions": permissions,
-            "repository_selection": "all",
-        },
-    )
+    answer = {
+        "token": token.value,
+        "expires_at": shapes.iso(token.expires_at),
+        "permissions": token.permissions,
+        "repository_selection": "all" if token.repository_ids is None else "selected",
+    }
+    if token.repository_ids is not None:
+        answer["repositories"] = [
+            shapes.full_repository(call.urls, call.state, call.state.repo_by_id(i))
+            for i in token.repository_ids
+        ]
+    return Reply(201, answer)
+
+
+@route("DELETE", "/installation/token")
+def revoke_installation_token(call: Call) -> Reply:
+    # Only an installation token can revoke itself; an unknown, expired or revoked one was
+    # already refused with 401 "Bad credentials" by _authenticate.
+    if call.token.kind != "installation":
+        raise GitHubError(403, "Resource not accessible by personal access token")
+    call.state.revoke_installation_token(call.token)
+    return Reply(204)
 
 
 # -- OIDC issuer for Actions tokens ----------------------------------------------------------

@@ -172,6 +172,24 @@ class Token:
     login: str | None = None  # the user a personal or OAuth token belongs to
     expires_at: datetime | None = None
     installation_id: int | None = None  # the App installation an installation token acts for
+    # An installation token's scope, as minted: the repositories it may reach (ids; None: all
+    # the installation's) and the permissions it carries ({name: level}).
+    repository_ids: tuple[int, ...] | None = None
+    permissions: dict | None = None
+    created_at: datetime | None = None
+    revoked_at: datetime | None = None  # DELETE /installation/token
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+LEVELS = {"read": 1, "write": 2, "admin": 3}
+NOT_GRANTED = "The permissions requested are not granted to this installation."
+NOT_ACCESSIBLE = (
+    "There is at least one repository that does not exist or is not accessible to the parent "
+    "installation."
+)
 
 
 @dataclass
@@ -604,14 +622,73 @@ class GitHubState:
     # -- authentication --------------------------------------------------------------------
 
     def token(self, value: str) -> Token | None:
+        """The token that authenticates a request: None when unknown, expired or revoked."""
         token = self.tokens.get(value)
-        if token is None or (token.expires_at is not None and token.expires_at <= now()):
+        if token is None or token.revoked:
+            return None
+        if token.expires_at is not None and token.expires_at <= now():
             return None
         return token
 
+    def installation_token(self, value: str) -> Token | None:
+        """A minted installation token by its value, even expired or revoked: for tests'
+        assertions on its scope (repository_ids, permissions) and revoked_at."""
+        token = self.tokens.get(value)
+        return token if token is not None and token.kind == "installation" else None
+
+    @property
+    def installation_tokens(self) -> list[Token]:
+        """Every installation token minted since the last reset, oldest first."""
+        return [t for t in self.tokens.values() if t.kind == "installation"]
+
+    def token_repositories(self, token: Token) -> list[str]:
+        """The full names of the repositories an installation token was restricted to."""
+        if token.repository_ids is None:
+            return []
+        return [self.repo_by_id(i).full_name for i in token.repository_ids]
+
     @_locked
-    def issue_installation_token(self, installation_id: int, app_jwt: str) -> tuple[Token, dict]:
-        """Check an App's JWT the way GitHub does and mint an installation token."""
+    def revoke_installation_token(self, token: Token) -> None:
+        """DELETE /installation/token: the token stops working at once."""
+        token.revoked_at = now()
+
+    def _installation_repositories(self, installation: dict, names, ids) -> tuple[int, ...] | None:
+        """The ids of the repositories a mint asks for (names in the installation's account,
+        or ids), None when it asks for none; 422 like GitHub for one it cannot reach."""
+        if names is None and ids is None:
+            return None
+        account = (installation.get("account") or "").lower()
+        reachable = [r for r in self.repos.values() if not account or r.owner.lower() == account]
+        chosen: list[int] = []
+        for name in names or ():
+            found = next((r for r in reachable if r.name.lower() == str(name).lower()), None)
+            if found is None:
+                raise GitHubError(422, NOT_ACCESSIBLE)
+            chosen.append(found.id)
+        for repo_id in ids or ():
+            if not any(r.id == repo_id for r in reachable):
+                raise GitHubError(422, NOT_ACCESSIBLE)
+            chosen.append(repo_id)
+        return tuple(dict.fromkeys(chosen))
+
+    @staticmethod
+    def _installation_permissions(installation: dict, wanted: dict | None) -> dict:
+        """What a mint is granted: all the installation holds, or the narrower set asked
+        for; 422 like GitHub for a permission it lacks or a level above what it holds."""
+        held = installation["permissions"]
+        if not wanted:
+            return dict(held)
+        for name, level in wanted.items():
+            if LEVELS.get(level, 99) > LEVELS.get(held.get(name), 0):
+                raise GitHubError(422, NOT_GRANTED)
+        return dict(wanted)
+
+    @_locked
+    def issue_installation_token(
+        self, installation_id: int, app_jwt: str, body: dict | None = None
+    ) -> tuple[Token, dict]:
+        """Check an App's JWT the way GitHub does and mint an installation token, restricted
+        to the body's repositories / repository_ids and permissions when it names them."""
         try:
             claims = jwt.decode(app_jwt, options={"verify_signature": False})
             app = self.apps[int(claims["iss"])]
@@ -632,11 +709,19 @@ class GitHubState:
         installation = app.installations.get(installation_id)
         if installation is None:
             raise not_found()
+        body = body or {}
+        repository_ids = self._installation_repositories(
+            installation, body.get("repositories"), body.get("repository_ids")
+        )
+        permissions = self._installation_permissions(installation, body.get("permissions"))
         token = Token(
             value=random_token("ghs_"),
             kind="installation",
             expires_at=now() + timedelta(hours=1),
             installation_id=installation_id,
+            repository_ids=repository_ids,
+            permissions=permissions,
+            created_at=now(),
         )
         self.tokens[token.value] = token
         return token, installation

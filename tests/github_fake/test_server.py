@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -656,6 +657,162 @@ def test_app_token_request_with_a_foreign_key_is_401(github):
         timeout=5,
     )
     assert response.status_code == 401
+
+
+# -- scoped installation tokens (issue 15) ---------------------------------------------------
+
+ACCESS_TOKENS = "/app/installations/{installation_id}/access_tokens"
+
+
+@pytest.fixture
+def acme_app(github):
+    """App 123 installed on acme with contents write and metadata read; acme/api, acme/web
+    and other/api exist."""
+    github.app_key = new_app_private_key_pem()
+    for name in ("acme/api", "acme/web", "other/api"):
+        github.add_repo(name)
+    return github.register_app(
+        123, github.app_key, account="acme", permissions={"contents": "write", "metadata": "read"}
+    )
+
+
+def mint(github, installation_id, body=None):
+    return requests.post(
+        f"{github.api_url}/app/installations/{installation_id}/access_tokens",
+        headers={"Authorization": f"Bearer {_app_jwt(github.app_key)}"},
+        json=body,
+        timeout=5,
+    )
+
+
+def with_token(github, token, method, path):
+    return requests.request(
+        method, github.api_url + path, headers={"Authorization": f"token {token}"}, timeout=5
+    )
+
+
+def test_a_token_restricted_to_one_repository_and_permissions_records_that_scope(github, acme_app):
+    response = mint(
+        github, acme_app, {"repositories": ["api"], "permissions": {"contents": "read"}}
+    )
+    assert response.status_code == 201
+    assert_shape(response, "post", ACCESS_TOKENS)
+    body = response.json()
+    assert body["permissions"] == {"contents": "read"}
+    assert body["repository_selection"] == "selected"
+    assert [r["full_name"] for r in body["repositories"]] == ["acme/api"]
+    token = github.installation_token(body["token"])
+    assert token.permissions == {"contents": "read"}
+    assert github.token_repositories(token) == ["acme/api"]
+    assert token.installation_id == acme_app and not token.revoked
+    assert github.installation_tokens == [token]
+
+
+def test_a_token_by_repository_id_is_restricted_to_it(github, acme_app):
+    web = github.repo("acme/web")
+    response = mint(github, acme_app, {"repository_ids": [web.id]})
+    assert response.status_code == 201
+    token = github.installation_token(response.json()["token"])
+    assert github.token_repositories(token) == ["acme/web"]
+    assert token.permissions == {"contents": "write", "metadata": "read"}  # all it holds
+
+
+def test_a_token_without_restrictions_has_all_repositories_and_permissions(github, acme_app):
+    response = mint(github, acme_app)
+    assert response.status_code == 201
+    assert_shape(response, "post", ACCESS_TOKENS)
+    body = response.json()
+    assert body["repository_selection"] == "all" and "repositories" not in body
+    assert body["permissions"] == {"contents": "write", "metadata": "read"}
+    assert github.installation_token(body["token"]).repository_ids is None
+
+
+@pytest.mark.parametrize(
+    "permissions",
+    [{"issues": "read"}, {"metadata": "write"}, {"contents": "read", "actions": "write"}],
+    ids=["not-held", "above-the-level-held", "one-of-them-not-held"],
+)
+def test_a_permission_the_installation_lacks_is_422(github, acme_app, permissions):
+    response = mint(github, acme_app, {"repositories": ["api"], "permissions": permissions})
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        "The permissions requested are not granted to this installation."
+    )
+    assert github.installation_tokens == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"repositories": ["nope"]}, {"repository_ids": [999999]}, {"repositories": ["api", "x"]}],
+    ids=["unknown-name", "unknown-id", "one-unknown"],
+)
+def test_a_repository_the_installation_cannot_reach_is_422(github, acme_app, body):
+    response = mint(github, acme_app, body)
+    assert response.status_code == 422
+    message = response.json()["message"]
+    assert "at least one repository that does not exist or is not accessible" in message
+    assert github.installation_tokens == []
+
+
+def test_a_repository_of_another_account_is_422(github, acme_app):
+    other = github.repo("other/api")
+    assert mint(github, acme_app, {"repository_ids": [other.id]}).status_code == 422
+
+
+def test_the_mint_body_is_checked_against_githubs_schema(github, acme_app):
+    github.expect_schema_violations()
+    response = mint(github, acme_app, {"repositories": "api", "permissions": {"contents": "rw"}})
+    assert response.status_code == 422
+    assert response.json()["message"].startswith("Invalid request.")
+    [violation] = github.schema_violations
+    assert violation.operation_id == "apps/create-installation-access-token"
+
+
+def test_a_restricted_token_gets_404_for_other_repositories(github, acme_app):
+    token = mint(github, acme_app, {"repositories": ["api"]}).json()["token"]
+    assert with_token(github, token, "GET", "/repos/acme/api").status_code == 200
+    assert with_token(github, token, "GET", "/repos/acme/web").status_code == 404
+    assert with_token(github, token, "GET", "/repos/acme/web/environments").status_code == 404
+    web = github.repo("acme/web")
+    assert with_token(github, token, "GET", f"/repositories/{web.id}").status_code == 404
+
+
+def test_revoking_an_installation_token_is_204_then_it_stops_working(github, acme_app):
+    token = mint(github, acme_app, {"repositories": ["api"]}).json()["token"]
+    response = with_token(github, token, "DELETE", "/installation/token")
+    assert response.status_code == 204
+    assert_shape(response, "delete", "/installation/token")
+    record = github.installation_token(token)
+    assert record.revoked and record.revoked_at is not None
+    refused = with_token(github, token, "GET", "/repos/acme/api")
+    assert (refused.status_code, refused.json()["message"]) == (401, "Bad credentials")
+    again = with_token(github, token, "DELETE", "/installation/token")
+    assert (again.status_code, again.json()["message"]) == (401, "Bad credentials")
+
+
+def test_revoking_an_unknown_or_expired_token_is_401(github, acme_app):
+    unknown = with_token(github, "ghs_nosuchtoken", "DELETE", "/installation/token")
+    assert (unknown.status_code, unknown.json()["message"]) == (401, "Bad credentials")
+    token = mint(github, acme_app).json()["token"]
+    github.installation_token(token).expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    expired = with_token(github, token, "DELETE", "/installation/token")
+    assert (expired.status_code, expired.json()["message"]) == (401, "Bad credentials")
+    assert not github.installation_token(token).revoked
+
+
+def test_only_an_installation_token_revokes_itself(github, api):
+    response = call(api, "DELETE", "/installation/token")
+    assert response.status_code == 403
+
+
+def test_faults_apply_to_the_token_endpoints(github, acme_app):
+    github.faults.add("POST", "/app/installations/*/access_tokens", status=502, times=1)
+    assert mint(github, acme_app).status_code == 502
+    token = mint(github, acme_app).json()["token"]
+    github.faults.add("DELETE", "/installation/token", status=503, times=1)
+    assert with_token(github, token, "DELETE", "/installation/token").status_code == 503
+    assert not github.installation_token(token).revoked
+    assert with_token(github, token, "DELETE", "/installation/token").status_code == 204
 
 
 # -- OAuth web flow --------------------------------------------------------------------------
