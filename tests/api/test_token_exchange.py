@@ -14,6 +14,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from grants.minted import minted_token_value, token_digest
 from grants.models import Grant, MintedToken
+from grants.services import grant_create_for_request
 from requests_app.models import AccessRequest
 from tests.api.conftest import active_request, oidc_client, token_client
 from tests.api.test_workflow_requests import RUN, run_token, signed_in_with_github
@@ -57,6 +58,22 @@ def token_request(policy, login="dave", **extra):
     """A token request in force, as filing and the engine leave it."""
     extra.setdefault("token_permissions", dict(policy.token_permissions))
     return active_request(login, access="token", policy=policy, **extra)
+
+
+def in_force(access_request):
+    """Approved and applied, as the engine leaves a token grant (nothing to write)."""
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=AccessRequest.Status.APPROVED, decided_at=timezone.now()
+    )
+    access_request.refresh_from_db()
+    grant = grant_create_for_request(access_request=access_request)
+    now = timezone.now()
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        status=AccessRequest.Status.ACTIVE, granted_at=now, expires_at=now + timedelta(hours=1)
+    )
+    Grant.objects.filter(pk=grant.pk).update(
+        state=Grant.State.APPLIED, applied_at=now, expires_at=now + timedelta(hours=1)
+    )
 
 
 def exchange(token, body=None):
@@ -166,11 +183,11 @@ def test_the_request_keeps_the_permissions_approved_when_the_policy_changes(app,
     assert created.detail["token_permissions"] == GRANTED
     policy.token_permissions = {"contents": "write", "packages": "write", "actions": "write"}
     policy.save()
-    # Approved and applied, as the engine leaves it.
-    token_request(policy, token_permissions=access_request.token_permissions)
+    in_force(access_request)
     response = exchange(oidc())
     assert response.status_code == 201, response.json()
     assert response.json()["permissions"] == GRANTED
+    assert response.json()["grant_id"] == access_request.grant.pk
 
 
 def test_a_grant_ending_within_the_hour_says_when(app, oidc, policy):
@@ -287,6 +304,16 @@ def test_a_permission_the_app_lacks_is_answered_with_githubs_words(app, oidc, se
     assert "GitHub refused to mint a token for acme/api" in message
     assert "not granted to this installation" in message
     assert "must itself hold every permission" in message
+    assert not MintedToken.objects.exists()
+
+
+def test_github_not_answering_is_a_503_to_try_again(app, oidc, policy):
+    app.faults.add("POST", "/app/installations/*/access_tokens", status=502, times=None)
+    token_request(policy)
+    response = exchange(oidc())
+    assert response.status_code == 503
+    assert "GitHub did not mint the token" in response.json()["message"]
+    assert "try again shortly" in response.json()["message"]
     assert not MintedToken.objects.exists()
 
 
