@@ -115,17 +115,29 @@ def token_exchange(*, job: WorkflowJob, permissions: dict | None = None) -> Exch
         if simulated
         else _mint(repository=scope.repository, permissions=granted)
     )
-    record, still_in_force = _record(
+    return minted_token_keep(
         grant=grant, job=job, repository=scope.repository, minted=minted, simulated=simulated
     )
+
+
+def minted_token_keep(
+    *, grant: Grant, job: WorkflowJob, repository: str, minted: InstallationToken, simulated
+) -> Exchanged:
+    """Keep a token just minted for the grant, and hand it over; unless the grant ended
+    while GitHub minted it: then the token is revoked at once (or, if GitHub cannot be
+    reached now, by the engine, as a token of an ended grant) and NotAllowed says so."""
+    record, still_in_force = _record(
+        grant=grant, job=job, repository=repository, minted=minted, simulated=simulated
+    )
     if not still_in_force:
-        _revoke_at_once(record, minted.token, simulated=simulated)
+        revoked = _revoke_at_once(record, minted.token, simulated=simulated)
         raise NotAllowed(
-            f"Request #{access_request.pk}'s grant ended while the token was being minted; "
-            "the token was revoked. Request token access again if the job still needs it."
+            f"Request #{grant.access_request_id}'s grant ended while the token was being "
+            f"minted; the token {'was revoked' if revoked else 'is being revoked'}. Request "
+            "token access again if the job still needs it."
         )
     # The request's end, not the grant row's: the check answers from the request.
-    ends_at = _request_ends_at(access_request.pk) or answer.grant.expires_at
+    ends_at = _request_ends_at(grant.access_request_id) or grant.expires_at
     return Exchanged(
         minted=record, token=minted.token, simulated=simulated, grant_expires_at=ends_at
     )
@@ -203,11 +215,13 @@ def _request_ends_at(request_id: int) -> datetime | None:
     return AccessRequest.objects.filter(pk=request_id).values_list("expires_at", flat=True).first()
 
 
-def _revoke_at_once(record: MintedToken, token: str, *, simulated: bool) -> None:
-    """The grant ended as the token was minted: revoke it now; if GitHub cannot be reached,
-    the engine's sweep revokes it (it is recorded against the ended grant)."""
+def _revoke_at_once(record: MintedToken, token: str, *, simulated: bool) -> bool:
+    """The grant ended as the token was minted: revoke it now (True); if GitHub cannot be
+    reached, the engine revokes it later (it is recorded against the ended grant)."""
     if simulated or _revoke_quietly(token):
         minted_token_erase(record, revoked=True)
+        return True
+    return False
 
 
 def _revoke_quietly(token: str) -> bool:
@@ -220,4 +234,10 @@ def _revoke_quietly(token: str) -> bool:
     return True
 
 
-__all__ = ["Exchanged", "TokenMintFailed", "request_link", "token_exchange"]
+__all__ = [
+    "Exchanged",
+    "TokenMintFailed",
+    "minted_token_keep",
+    "request_link",
+    "token_exchange",
+]

@@ -12,9 +12,13 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from core.errors import NotAllowed
 from grants.minted import minted_token_value, token_digest
 from grants.models import Grant, MintedToken
-from grants.services import grant_create_for_request
+from grants.services import grant_create_for_request, grant_revoke
+from grants.tokens import minted_token_keep
+from integrations.github.actions import WorkflowJob
+from integrations.github.tokens import AppTokenClient
 from requests_app.models import AccessRequest
 from tests.api.conftest import active_request, oidc_client, token_client
 from tests.api.test_workflow_requests import RUN, run_token, signed_in_with_github
@@ -206,6 +210,31 @@ def test_a_run_bound_grant_mints_for_its_own_run(app, oidc, policy):
     response = exchange(run_token(oidc))
     assert response.status_code == 201, response.json()
     assert response.json()["grant_id"] == access_request.grant.pk
+
+
+def test_a_grant_ending_while_github_mints_revokes_the_token_at_once(app, policy):
+    """The token is kept under the grant's row lock, re-checking the grant: one that ended
+    meanwhile (here: given back between the mint and the keep) gets no token handed out."""
+    access_request = token_request(policy)
+    minted = AppTokenClient().installation_token_mint(
+        repository="acme/api", permissions={"contents": "read"}
+    )
+    grant_revoke(grant=access_request.grant, user=access_request.requester, comment="done")
+    job = WorkflowJob(claims={"repository": "acme/api", "environment": "production",
+                              "actor": "dave"})
+    with pytest.raises(NotAllowed, match="grant ended while the token was being minted; the "
+                       "token was revoked"):
+        minted_token_keep(
+            grant=access_request.grant, job=job, repository="acme/api", minted=minted,
+            simulated=False,
+        )
+    assert app.state.installation_token(minted.token).revoked
+    record = MintedToken.objects.get()
+    assert record.is_erased and record.revoked_at is not None
+    assert bytes(record.encrypted_token) == b""
+    actions = list(AuditEvent.objects.filter(action__startswith="token.").values_list(
+        "action", flat=True).order_by("id"))
+    assert actions == ["token.minted", "token.revoked"]
 
 
 # --- refusals ---------------------------------------------------------------------------------
