@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The Airlock Action's one step: runs the mode the `mode` input names (check, request or
-release; inputs and outputs: docs/api.md)."""
+"""The Airlock Action's one step: runs the mode the `mode` input names (check, request,
+release or token; inputs and outputs: docs/api.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import sys
 import check
 import release
 import request
+import token_mode
 from runner import bad_input, run_step, text_input
 
-MODES = {"check": check.main, "request": request.main, "release": release.main}
+MODES = {
+    "check": check.main,
+    "request": request.main,
+    "release": release.main,
+    "token": token_mode.main,
+}
 
 
 def refuse_mode(mode: str) -> int:

@@ -6,6 +6,7 @@ from django.urls.converters import IntConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from grants import api as grants_api
+from grants import api_tokens
 from portal.api_errors import api_not_found
 from requests_app import api as requests_api
 
@@ -50,6 +51,7 @@ v1 = [
         name="grant-revoke",
     ),
     path("runs/release", grants_api.RunReleaseApi.as_view(), name="run-release"),
+    path("tokens", api_tokens.TokenExchangeApi.as_view(), name="tokens"),
 ]
 
 app_name = "api"

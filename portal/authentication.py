@@ -230,8 +230,9 @@ class IsPortalUser(permissions.BasePermission):
 
     message = (
         "A workflow's OIDC token may only call the grant check (/api/v1/grants/check), file "
-        "and read its own run's requests (POST /api/v1/requests/, GET /api/v1/requests/{id}/) "
-        "and release its run's grants (POST /api/v1/runs/release)."
+        "and read its own run's requests (POST /api/v1/requests/, GET /api/v1/requests/{id}/), "
+        "release its run's grants (POST /api/v1/runs/release) and exchange itself for a "
+        "GitHub token under a token grant (POST /api/v1/tokens)."
     )
 
     def has_permission(self, request, view):

@@ -272,6 +272,10 @@ class AccessRequest(models.Model):
     # (globs on `job_workflow_ref` and `ref`); empty means any workflow or ref.
     workflow_ref_pattern = models.CharField(max_length=500, blank=True)
     ref_pattern = models.CharField(max_length=255, blank=True)
+    # Token access only: the permissions its minted tokens may carry, {name: level}, copied
+    # from the policy's token_permissions when the request is filed, so that what was
+    # approved is what a job gets, whatever the policy says later (grants.tokens).
+    token_permissions = models.JSONField(default=dict, blank=True, editable=False)
     # The workflow run a request is bound to, when a workflow filed it (its verified OIDC
     # claims): the grant serves only this run, and ends when the run completes. Null
     # run_id: a person filed it, and no run is bound.

@@ -219,6 +219,11 @@ def _file(
             errors["secret"] = f"The secret {secret.name} has no value yet; ask an admin."
     elif secret_name:
         errors["secret"] = "Only secret access takes a secret."
+    if access == AccessKind.TOKEN and not policy.token_permissions:
+        errors["access"] = (
+            f"Policy '{policy.name}' offers token access but names no token permissions; "
+            "ask a platform admin to set its token_permissions."
+        )
 
     if break_glass and not policy.break_glass:
         errors["break_glass"] = f"Policy '{policy.name}' does not allow break-glass access."
@@ -290,6 +295,10 @@ def _file(
             pending_until=now + policy.pending_ttl,
             workflow_ref_pattern=workflow_ref_pattern,
             ref_pattern=ref_pattern,
+            # What was approved stays what its tokens may do, whatever the policy says later.
+            token_permissions=(
+                dict(policy.token_permissions) if access == AccessKind.TOKEN else {}
+            ),
             **_run_fields(run),
         )
         detail = _request_detail(access_request)
@@ -381,7 +390,7 @@ def _request_detail(access_request: AccessRequest) -> dict:
         # Only when set, so unrestricted requests read as they always did.
         **{
             name: getattr(access_request, name)
-            for name in ("workflow_ref_pattern", "ref_pattern")
+            for name in ("workflow_ref_pattern", "ref_pattern", "token_permissions")
             if getattr(access_request, name)
         },
         **({"run": run_detail(access_request)} if access_request.is_run_bound else {}),

@@ -145,6 +145,7 @@ def test_the_action_waits_for_the_approvals_then_succeeds_with_the_outputs(
         "grant-id": str(access_request.grant.pk),
         "request-id": str(access_request.pk),
         "request-url": link,
+        "token": "",  # mode: token's alone
     }
     assert outputs["expires-at"].startswith(access_request.expires_at.strftime("%Y-%m-%dT%H:%M"))
     assert f"Filed request #{access_request.pk} for reviewer access to acme/api" in output
@@ -370,8 +371,8 @@ def test_a_policy_without_workflow_requests_fails_the_action_with_the_portals_me
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({"mode": "approve"}, "The mode input must be one of check, request, release; got "
-                              "'approve'."),
+        ({"mode": "approve"}, "The mode input must be one of check, request, release, token; "
+                              "got 'approve'."),
         ({"mode": "request", "duration": "1h"}, "The duration input must be a whole number of "
                                                 "minutes, like 60"),
         ({"mode": "request", "duration": "0"}, "The duration input must be a whole number"),

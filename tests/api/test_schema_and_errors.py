@@ -33,7 +33,7 @@ def test_every_operation_documents_its_errors_with_the_error_shape(schema):
         for path, item in schema["paths"].items()
         for method, operation in item.items()
     ]
-    assert len(operations) == 12
+    assert len(operations) == 13
     for path, method, operation in operations:
         responses = operation["responses"]
         assert "401" in responses and "403" in responses, (path, method)

@@ -64,6 +64,8 @@ def token_grant(login="alice", **extra):
         access_kinds=["token"],
         token_permissions={"contents": "read", "packages": "write"},
     )
+    # As filing leaves it: the request keeps the permissions its policy offered then.
+    extra.setdefault("token_permissions", dict(policy.token_permissions))
     access_request = approved_request(login, access="token", policy=policy, **extra)
     return grant_create_for_request(access_request=access_request)
 
