@@ -274,7 +274,8 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": (
                 "A personal API token (`alk_...`, from the API tokens page or "
-                "`manage.py createapitoken`), or, for the grant check only, a GitHub Actions "
-                "OIDC ID token requested with the portal's audience."
+                "`manage.py createapitoken`), or a GitHub Actions OIDC ID token requested "
+                "with the portal's audience: for the grant check, the run's own requests "
+                "and release, and the token exchange."
             ),
         }

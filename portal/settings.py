@@ -391,8 +391,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Airlock API",
     "DESCRIPTION": (
         "Just-in-time access to GitHub environments. Authenticate with "
-        "`Authorization: Bearer <token>`: a personal API token, or (for the grant check only) "
-        "a GitHub Actions OIDC token. Errors are `{\"message\": ..., \"errors\": {field: "
+        "`Authorization: Bearer <token>`: a personal API token, or a GitHub Actions OIDC "
+        "token (for the grant check, its own run's requests and release, and the token "
+        "exchange). Errors are `{\"message\": ..., \"errors\": {field: "
         "[...]}}`."
     ),
     "VERSION": "1.0.0",
