@@ -17,56 +17,6 @@ from tests.requests_app.factories import UserFactory, approver_setup
 RUN_ID = 4242
 
 
-# --- filing: an inactive account is told to sign in ------------------------------------------
-
-
-@pytest.mark.django_db
-def test_a_deactivated_account_matched_by_login_is_not_told_to_sign_in(oidc):
-    # dave's portal account (made by an admin, never signed in with GitHub) is deactivated.
-    # The refusal says "dave has no Airlock account ... signs in to Airlock once": signing
-    # in cannot reactivate it, so the advice is wrong (selectors.user_for_github_actor sets
-    # no_account=True for an inactive user).
-    approver_setup(workflow_requests=True, name="deploys")
-    UserFactory(username="dave", is_active=False)
-    response = file_for_run(run_token(oidc))
-    assert response.status_code == 403
-    message = response.json()["message"]
-    assert "no Airlock account" not in message, message
-    assert "signs in" not in message, message
-
-
-# --- gates: matched by login only, never by the GitHub id -------------------------------------
-
-
-@pytest.mark.django_db
-def test_a_gate_of_the_new_owner_of_a_login_is_not_approved_by_the_old_owners_grant(app):  # noqa: F811
-    # The portal's dave signed in with GitHub account 999001. The login "dave" now belongs
-    # to another GitHub account (the local GitHub's dave, another id): a deployment they
-    # trigger must not pass on the first dave's grant. The check refuses this
-    # (grants/check/answer.py, other_github_account); the gate (gates/deciding.py
-    # covering_request, requester__username__iexact=gate.login) approves it.
-    signed_in_with_github("dave", 999001)
-    assert app.state.users["dave"].id != 999001
-    active_request("dave")  # the first dave's own grant, for any of their runs
-    deliver(app, payload(app, run_id=7001, login="dave"))
-    assert reviews(app) != [(7001, "approved")]
-    assert DeploymentGate.objects.get(run_id=7001).state != "approved"
-
-
-@pytest.mark.django_db
-def test_a_renamed_logins_run_bound_grant_approves_its_own_runs_gate(app):  # noqa: F811
-    # dave renamed their GitHub login to dave-renamed (same GitHub id). Their run files by
-    # GitHub id (the request is the portal user "dave"'s, and the check allows the run:
-    # test_a_renamed_login_files_and_then_passes_the_check_by_its_github_id). The
-    # deployment protection rule of the same run names the sender "dave-renamed", and the
-    # gate matches the requester by login only, so the run's own deployment waits.
-    renamed = app.add_user("dave-renamed")
-    signed_in_with_github("dave", renamed.id)
-    run_bound(run_id=7001)
-    deliver(app, payload(app, run_id=7001, login="dave-renamed"))
-    assert reviews(app) == [(7001, "approved")]
-
-
 # --- the Action: server text reaches the log unescaped -----------------------------------------
 
 
