@@ -344,8 +344,9 @@ def run_requests_open(*, repository: str, run_id: int) -> QuerySet[AccessRequest
 
 
 # --- whose requests may serve a GitHub person -----------------------------------------------
-# One rule for the check (grants/check/query.py states it in its SQL, for speed), the
-# deployment gates and filing (user_for_github_actor): the portal user who signed in with
+# One rule for the check (grants/check/query.py states it in its SQL, for speed) and the
+# deployment gates, as filing picks the requester (user_for_github_actor, which also
+# refuses a deactivated account): the portal user who signed in with
 # the person's GitHub account (by its numeric id: it survives a rename), or the portal user
 # of their login who never signed in with GitHub (an account an admin made). A login whose
 # portal user signed in with another GitHub account is someone else's: a renamed or
