@@ -8,7 +8,7 @@ import os
 import sys
 import urllib.parse
 
-from runner import ActionFailed, add_summary, log, portal_inputs, run_step, set_outputs
+from runner import ActionFailed, add_summary, log_text, portal_inputs, run_step, set_outputs
 from transport import Airlock, message_of
 
 
@@ -52,7 +52,7 @@ def main() -> int:
             f"{body.get('reason', 'No active grant.')} Request access at {link}",
             "No active Airlock grant",
         )
-    log(f"Airlock: {body.get('reason', 'allowed')}")
+    log_text(f"Airlock: {body.get('reason', 'allowed')}")
     add_summary(f"### ✅ Airlock grant active\n\n{body.get('reason', '')}")
     return 0
 

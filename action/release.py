@@ -5,7 +5,7 @@ a success: a run that never asked, or a second release, is nothing to fail over.
 from __future__ import annotations
 
 from request import target_words
-from runner import ActionFailed, add_summary, log, portal_inputs
+from runner import ActionFailed, add_summary, log_text, portal_inputs
 from transport import Airlock, message_of
 
 
@@ -26,8 +26,8 @@ def main() -> int:
         for r in body.get("cancelled") or []
     ]
     message = body.get("message") or "Released."
-    log(f"Airlock: {message}")
+    log_text(f"Airlock: {message}")
     for line in lines:
-        log(line)
+        log_text(line)
     add_summary("\n".join([f"### 🔓 Airlock: run released\n\n{message}", *lines]))
     return 0

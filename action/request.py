@@ -16,7 +16,7 @@ from runner import (
     add_summary,
     annotate,
     bad_input,
-    log,
+    log_text,
     portal_inputs,
     set_outputs,
     text_input,
@@ -152,10 +152,10 @@ def poll(airlock: Airlock, request_id: int) -> dict | None:
     try:
         status, body = airlock.call("GET", f"/api/v1/requests/{request_id}/", retries=0)
     except Unavailable as problem:
-        log(f"{problem} Still waiting.")
+        log_text(f"{problem} Still waiting.")
         return None
     if status in TRANSIENT_STATUSES:
-        log(f"Airlock answered {status} ({message_of(status, body)}); still waiting.")
+        log_text(f"Airlock answered {status} ({message_of(status, body)}); still waiting.")
         return None
     if status != 200:
         raise ActionFailed(
@@ -182,7 +182,7 @@ def wait_until_in_force(airlock: Airlock, filed: dict, *, wait_minutes: float, l
             )
         if progress(current) != shown:
             shown = progress(current)
-            log(f"Request #{current['id']}: {shown}.")
+            log_text(f"Request #{current['id']}: {shown}.")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise still_waiting_failure(current, wait_minutes, link)
@@ -224,7 +224,7 @@ def main() -> int:
     link = f"{inputs['url']}/requests/{request_id}/"
     set_outputs({"request-id": str(request_id), "request-url": link})
     filing = "Filed" if status == 201 else "This run already filed"
-    log(
+    log_text(
         f"Airlock: {filing} request #{request_id} for {target_words(filed)}: {link} "
         f"Waiting up to {inputs['wait_minutes']:g} minutes (wait-minutes) for it to be in force."
     )
@@ -245,9 +245,10 @@ def main() -> int:
             "grant-id": str(grant.get("id") or ""),
         }
     )
-    log(f"Airlock: request #{request_id} is active until {active.get('expires_at')}.")
+    log_text(f"Airlock: request #{request_id} is active until {active.get('expires_at')}.")
     add_summary(
         f"### ✅ Airlock: access granted\n\n[Request #{request_id}]({link}) is active until "
-        f"{active.get('expires_at')}: {target_words(active)}, for this run only."
+        f"{active.get('expires_at')}: {target_words(active)}, or until this run completes "
+        "if sooner."
     )
     return 0

@@ -17,7 +17,22 @@ class ActionFailed(Exception):
 
 
 def log(line: str = "") -> None:
+    """Print a line the Action wrote itself (a workflow command, too: add-mask). A line
+    with text from the server goes through log_text."""
     print(line, flush=True)
+
+
+def log_text(line: str) -> None:
+    """Print a line carrying text the Action did not write (the portal's answers, GitHub's
+    errors through it): the runner reads a workflow command from any log line, so the text
+    stays on this one line (a line break in it would start a line of its own, like
+    "::add-mask::" or "::warning::") and opens no command ("::" at its start, the older
+    "##[" anywhere)."""
+    one_line = " ".join(str(line).splitlines())
+    one_line = one_line.replace("##[", "# #[")
+    if one_line.lstrip().startswith("::"):
+        one_line = "> " + one_line
+    log(one_line)
 
 
 def annotate(kind: str, title: str, message: str) -> None:

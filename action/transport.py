@@ -12,7 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from runner import ActionFailed, log
+from runner import ActionFailed, log, log_text
 
 TIMEOUT_SECONDS = 30
 RETRY_DELAY_SECONDS = 3
@@ -55,7 +55,7 @@ def fetch_json(request: urllib.request.Request, *, what: str, retries: int) -> t
                     "from this runner.",
                     "Airlock unreachable",
                 ) from None
-            log(f"Could not reach {what} ({reason}); trying again.")
+            log_text(f"Could not reach {what} ({reason}); trying again.")
         except ValueError:
             raise ActionFailed(f"{what} did not answer with JSON.") from None
         time.sleep(RETRY_DELAY_SECONDS * (attempt + 1))

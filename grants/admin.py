@@ -233,6 +233,7 @@ class DeploymentGateAdmin(ReadOnlyAdmin):
     fields = readonly_fields = [
         "state",
         "login",
+        "sender_id",
         "repository",
         "environment",
         "run_id",

@@ -369,6 +369,13 @@ class DeploymentGate(models.Model):
     callback_url = models.TextField(editable=False)
     installation_id = models.BigIntegerField(help_text="The App installation that asked")
     login = models.CharField(max_length=100, help_text="Who triggered the run (sender)")
+    # The sender's numeric GitHub id (it survives a rename, a login can change hands): the
+    # person is matched to requests by it as the check matches them
+    # (requests_app.selectors.requests_serving_github_person). Empty on gates opened before
+    # it was kept, which match by login.
+    sender_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The sender's GitHub account id"
+    )
     deployment_id = models.BigIntegerField(null=True, blank=True)
     event = models.CharField(max_length=100, blank=True, help_text="What triggered the run")
     ref = models.CharField(max_length=255, blank=True)

@@ -135,8 +135,8 @@ class CheckedGrantSerializer(serializers.Serializer):
     )
     run_id = serializers.IntegerField(
         allow_null=True,
-        help_text="A workflow filed the request: only this run may use the grant, and it "
-        "ends when the run completes. Null: a person's grant.",
+        help_text="A workflow filed the request: the check answers allowed on the grant "
+        "only to this run, and it ends when the run completes. Null: a person's grant.",
     )
 
 

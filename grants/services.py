@@ -339,7 +339,10 @@ def run_access_end(
             open_requests = open_requests.filter(run_attempt__lte=up_to_attempt)
         request_ids = list(open_requests.values_list("pk", flat=True))
         lock_requests_then_grants(request_ids=request_ids)
-        for access_request in AccessRequest.objects.filter(pk__in=request_ids).order_by("pk"):
+        # Read again under the locks, with the same filter: while this waited, a re-run may
+        # have taken a request over (requests_app's _follow_attempt: a later attempt) or
+        # another transaction closed it; those are no longer this call's to end.
+        for access_request in open_requests.filter(pk__in=request_ids).order_by("pk"):
             if access_request.status == AccessRequest.Status.PENDING:
                 if request_services.access_request_withdraw(
                     access_request=access_request,

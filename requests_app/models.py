@@ -277,7 +277,9 @@ class AccessRequest(models.Model):
     # approved is what a job gets, whatever the policy says later (grants.tokens).
     token_permissions = models.JSONField(default=dict, blank=True, editable=False)
     # The workflow run a request is bound to, when a workflow filed it (its verified OIDC
-    # claims): the grant serves only this run, and ends when the run completes. Null
+    # claims): Airlock's check and deployment gates answer on its grant only to this run,
+    # and it ends when the run completes (on GitHub the access is the environment's while
+    # it lasts). Null
     # run_id: a person filed it, and no run is bound.
     run_id = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     run_attempt = models.PositiveIntegerField(null=True, blank=True, editable=False)
@@ -409,12 +411,17 @@ class AccessRequest(models.Model):
 
     @property
     def run_workflow(self) -> str:
-        """The workflow file of the run, from job_workflow_ref ("acme/api/.github/
-        workflows/deploy.yml@refs/heads/main" → ".github/workflows/deploy.yml")."""
-        path = self.run_workflow_ref.partition("@")[0]
+        """The workflow file that filed the request, from job_workflow_ref: its path alone
+        when it is the run's own ("acme/api/.github/workflows/deploy.yml@refs/heads/main"
+        at ref refs/heads/main → ".github/workflows/deploy.yml"), else the whole ref, path
+        and ref (a reusable workflow of another repository or called at another ref: the
+        code that asked is not the run's ref, and approvers are shown where it came from)."""
+        path, _, workflow_ref = self.run_workflow_ref.partition("@")
         owner_and_name = f"{self.repository}/"
         # The claim spells the repository as GitHub shows it; self.repository is canonical.
-        return path[len(owner_and_name):] if path.lower().startswith(owner_and_name) else path
+        if path.lower().startswith(owner_and_name) and workflow_ref == self.run_ref:
+            return path[len(owner_and_name):]
+        return self.run_workflow_ref
 
     def is_in_force(self, now: datetime) -> bool:
         return (

@@ -260,7 +260,11 @@ def run_lines(access_request) -> list[str]:
         commit = "-"
     attempt = f", attempt {r.run_attempt}" if r.run_attempt else ""
     return [
-        "Filed by:    a workflow, for its run only; access ends when the run completes",
+        "Filed by:    a workflow, for its run: Airlock's check and deployment protection "
+        "rule answer only this run",
+        "Ends:        when the run completes or releases it",
+        "On GitHub:   the access is the environment's while it lasts (an environment secret "
+        "reaches every job entering it; a reviewer may approve any run's deployment)",
         f"Workflow:    {quote_inline(r.run_workflow) or '-'}",
         f"Ref:         {quote_inline(r.run_ref) or '-'}",
         f"Commit:      {commit}",

@@ -320,8 +320,11 @@ def user_for_github_actor(*, login: str, github_id: str) -> ActorMatch:
                 f"{github_id} signed in with is deactivated",
             )
     user = get_user_model().objects.filter(username__iexact=login).first()
-    if user is None or not user.is_active:
+    if user is None:
         return ActorMatch(None, f"{login} has no Airlock account", no_account=True)
+    if not user.is_active:
+        # Signing in does not reactivate it: an admin's to look into.
+        return ActorMatch(None, f"The Airlock account {user.get_username()} is deactivated")
     if github_id:
         accounts = SocialAccount.objects.filter(user=user, provider=GITHUB)
         if accounts.exists() and not accounts.filter(uid=github_id).exists():
@@ -338,3 +341,34 @@ def run_requests_open(*, repository: str, run_id: int) -> QuerySet[AccessRequest
     return AccessRequest.objects.filter(
         repository=repository, run_id=run_id, status__in=AccessRequest.OPEN_STATUSES
     ).order_by("pk")
+
+
+# --- whose requests may serve a GitHub person -----------------------------------------------
+# One rule for the check (grants/check/query.py states it in its SQL, for speed) and the
+# deployment gates, as filing picks the requester (user_for_github_actor, which also
+# refuses a deactivated account): the portal user who signed in with
+# the person's GitHub account (by its numeric id: it survives a rename), or the portal user
+# of their login who never signed in with GitHub (an account an admin made). A login whose
+# portal user signed in with another GitHub account is someone else's: a renamed or
+# re-registered login does not take over that person's grants. Without a GitHub id (a
+# person's own check, a gate opened before ids were kept) the login alone decides.
+
+
+def requests_serving_github_person(*, login: str, github_id) -> Q:
+    """A filter on AccessRequest: the requests whose requester may be this GitHub person
+    (the login, and their numeric GitHub id where known)."""
+    by_login = Q(requester__username__iexact=login)
+    if github_id is None or github_id == "":
+        return by_login
+    signed_in = SocialAccount.objects.filter(provider=GITHUB)
+    return Q(requester__in=signed_in.filter(uid=str(github_id)).values("user")) | (
+        by_login & ~Q(requester__in=signed_in.values("user"))
+    )
+
+
+def github_people_served_by(*, user) -> tuple[str, frozenset[str]]:
+    """The other direction of the same rule: the login this user's requests serve, and the
+    GitHub ids they serve (those the user signed in with; none: the login serves any id, as
+    the account never said which is theirs)."""
+    uids = SocialAccount.objects.filter(user=user, provider=GITHUB).values_list("uid", flat=True)
+    return user.get_username(), frozenset(uids)

@@ -144,7 +144,9 @@ def _in_force_sql(vendor: str, by_access: bool, by_secret: bool, by_github_id: b
     extra = ""
     # The login, or the GitHub account the portal knows by its id: a renamed GitHub login
     # still holds the grants its account filed (requests_app.selectors.user_for_github_actor
-    # files them so) until its next sign-in renames the portal user too.
+    # files them so) until its next sign-in renames the portal user too. With
+    # other_github_account this is requests_app.selectors.requests_serving_github_person,
+    # the rule the deployment gates use, in SQL (a test holds the two to one answer).
     holder = f"UPPER({u}.{username}) = UPPER(%s)"
     if by_github_id:
         holder = (

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from requests_app.models import AccessRequest
+from requests_app.selectors import requests_serving_github_person
 
 Status = AccessRequest.Status
 MAX_COMMENT = 1000
@@ -66,10 +67,10 @@ def _new_request_url(gate) -> str:
 def waiting_comment(gate, refusals: list[str]) -> str:
     open_request = (
         AccessRequest.objects.filter(
+            requests_serving_github_person(login=gate.login, github_id=gate.sender_id),
             status__in=(Status.PENDING, Status.APPROVED),
             repository=gate.repository,
             environment=gate.environment,
-            requester__username__iexact=gate.login,
         )
         # A request bound to another run could never approve this deployment.
         .filter(Q(run_id__isnull=True) | Q(run_id=gate.run_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 import audit
@@ -15,6 +16,7 @@ from grants.gates.comments import approved_comment, rejected_comment
 from grants.gates.outbox import enqueue_post
 from grants.models import DeploymentGate
 from requests_app.models import AccessRequest
+from requests_app.selectors import github_people_served_by, requests_serving_github_person
 
 State = DeploymentGate.State
 Status = AccessRequest.Status
@@ -34,14 +36,21 @@ def qualified_ref(ref: str) -> str | None:
     return ref if ref.startswith("refs/") else None
 
 
+def gate_requests(gate: DeploymentGate):
+    """The requests on the gate's target whose requester may be the gate's sender: matched
+    by GitHub id as the check matches a workflow's actor (a gate opened before the id was
+    kept: by login)."""
+    return AccessRequest.objects.filter(
+        requests_serving_github_person(login=gate.login, github_id=gate.sender_id),
+        repository=gate.repository,
+        environment=gate.environment,
+    )
+
+
 def covering_request(gate: DeploymentGate, now: datetime):
     """The active request (longest-lasting first) whose grant covers the gate, and why
     each other active one does not (restrictions)."""
-    in_force = AccessRequest.objects.in_force(now).filter(
-        repository=gate.repository,
-        environment=gate.environment,
-        requester__username__iexact=gate.login,
-    ).order_by("-expires_at", "-pk")
+    in_force = gate_requests(gate).in_force(now).order_by("-expires_at", "-pk")
     refusals = []
     for candidate in in_force[:50]:
         refusal = restriction_refusal(
@@ -120,11 +129,19 @@ def deployment_gates_wait_on(*, request_id: int) -> bool:
 
 
 def waiting_gates(access_request, now):
+    """The gates waiting on the target whose sender the request's requester may be (the
+    rule of gate_requests, read from the request's side)."""
+    login, github_ids = github_people_served_by(user=access_request.requester)
+    sender_ids = [int(uid) for uid in github_ids if uid.isdigit()]
+    person = Q(login__iexact=login)
+    if github_ids:
+        # Signed in with GitHub: their own account's gates, and old ones by login.
+        person = Q(sender_id__in=sender_ids) | Q(sender_id__isnull=True, login__iexact=login)
     return DeploymentGate.objects.filter(
+        person,
         state=State.PENDING,
         repository=access_request.repository,
         environment=access_request.environment,
-        login__iexact=access_request.requester.get_username(),
         created_at__gte=now - GATE_HORIZON,
     ).order_by("pk")
 

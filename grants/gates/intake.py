@@ -55,6 +55,8 @@ class GateRequest:
     callback_url: str
     installation_id: int
     login: str
+    # The sender's GitHub id: who they are, whatever their login is now.
+    sender_id: int
     deployment_id: int | None
     event: str
     ref: str
@@ -115,9 +117,15 @@ def gate_request_from_payload(payload) -> GateRequest:
     installation_id = _github_id(_object(payload.get("installation")).get("id"))
     if installation_id is None:
         errors["installation.id"] = "Missing or not an id: the webhook must come from a GitHub App."
-    login = _text(_object(payload.get("sender")).get("login"), limit=100)
+    sender = _object(payload.get("sender"))
+    login = _text(sender.get("login"), limit=100)
     if not login:
         errors["sender.login"] = "Missing: who triggered the run."
+    sender_id = _github_id(sender.get("id"))
+    if sender_id is None:
+        errors["sender.id"] = (
+            "Missing or not a GitHub id: whose GitHub account triggered the run."
+        )
     callback_url = _text(payload.get("deployment_callback_url"), limit=2000) or ""
     run_id = None
     try:
@@ -153,6 +161,7 @@ def gate_request_from_payload(payload) -> GateRequest:
         callback_url=callback_url,
         installation_id=installation_id,
         login=login,
+        sender_id=sender_id,
         deployment_id=deployment_id,
         **optional,
     )
@@ -180,6 +189,7 @@ def deployment_gate_receive(*, delivery_id: str, payload) -> DeploymentGate:
                 callback_url=request.callback_url,
                 installation_id=request.installation_id,
                 login=request.login,
+                sender_id=request.sender_id,
                 deployment_id=request.deployment_id,
                 event=request.event,
                 ref=request.ref,
@@ -196,6 +206,7 @@ def deployment_gate_receive(*, delivery_id: str, payload) -> DeploymentGate:
                     "environment": gate.environment,
                     "run_id": gate.run_id,
                     "login": gate.login,
+                    "sender_id": gate.sender_id,
                     "event": gate.event,
                     "ref": gate.ref,
                     "sha": gate.sha,

@@ -15,11 +15,11 @@ from grants.gates.deciding import (
     State,
     covering_request,
     follow,
+    gate_requests,
     request_closed_at,
 )
 from grants.gates.outbox import enqueue_post
 from grants.models import DeploymentGate
-from requests_app.models import AccessRequest
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +36,13 @@ def deployment_gates_sweep(*, now: datetime | None = None) -> dict:
     seen = set()
     for gate in waiting.order_by("pk"):
         # Per run too: a run-bound grant covers only its own run's deployments.
-        key = (gate.repository, gate.environment, gate.login.casefold(), gate.run_id)
+        # The person as the gate names them: their GitHub id where the gate keeps it.
+        person = gate.sender_id if gate.sender_id is not None else gate.login.casefold()
+        key = (gate.repository, gate.environment, person, gate.run_id)
         if key in seen:
             continue
         seen.add(key)
-        people = AccessRequest.objects.select_related("requester").filter(
-            repository=gate.repository,
-            environment=gate.environment,
-            requester__username__iexact=gate.login,
-        )
+        people = gate_requests(gate).select_related("requester")
         covering, _ = covering_request(gate, now)
         if covering is not None:
             decided += follow(covering, now)

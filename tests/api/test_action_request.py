@@ -13,10 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
+from grants.models import Grant
+from grants.services import grant_create_for_request
 from requests_app.models import AccessRequest
 from requests_app.tokens import api_token_create
 from tests.api.action_runner import ActionRun, run_action
 from tests.fixtures import oidc_client
+from tests.grants.factories import approved_request
 from tests.requests_app.factories import UserFactory, approver_setup
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -390,3 +393,82 @@ def test_bad_inputs_fail_with_a_message_naming_the_input(inputs, message, tmp_pa
     )
     assert status == 1
     assert "::error title=Airlock: bad input::" + message in output
+
+
+def test_the_request_mode_log_carries_no_workflow_command_from_the_server(
+    portal, id_token_service, tmp_path
+):
+    # The run's request is approved and its grant failed once on GitHub; GitHub's error
+    # text is Airlock's last_error. The Action prints it with progress() through
+    # log_text(): a line break in it must not start a line that the runner reads as a
+    # workflow command (here a warning; ::add-mask::, ::stop-commands:: and others alike).
+    policy, _, _ = approver_setup(workflow_requests=True)
+    access_request = approved_request(
+        "dave",
+        policy=policy,
+        reason="Deploying the hotfix for INC-1234",
+        run_id=RUN_ID,
+        run_attempt=1,
+        run_workflow_ref="acme/api/.github/workflows/deploy.yml@refs/heads/main",
+        run_ref="refs/heads/main",
+        run_sha="a" * 40,
+    )
+    grant = grant_create_for_request(access_request=access_request)
+    Grant.objects.filter(pk=grant.pk).update(
+        last_error="GitHub answered 502\n::warning title=injected::from the server"
+    )
+    job = id_token_service(
+        repository="acme/api",
+        environment="production",
+        actor="dave",
+        run_id=str(RUN_ID),
+        run_attempt="1",
+        ref="refs/heads/main",
+        sha="a" * 40,
+        job_workflow_ref="acme/api/.github/workflows/deploy.yml@refs/heads/main",
+    )
+    status, output, _ = run_action(
+        {"airlock-url": portal, "mode": "request", "wait-minutes": "0.05"},
+        tmp_path=tmp_path,
+        id_token_url=job.url,
+    )
+    assert status == 1, output
+    assert "This run already filed" in output, output  # it found the run's request
+    injected = [line for line in output.splitlines() if line.startswith("::warning")]
+    assert injected == [], output
+
+
+# --- the completion of attempt 1 racing attempt 2 taking over the request ------------------------
+
+
+def _runner_module():
+    """action/runner.py, as the Action's scripts import it (they run from action/)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "action" / "runner.py"
+    spec = importlib.util.spec_from_file_location("airlock_action_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Request #1: GitHub answered 502\n::add-mask::nothing",
+        "Request #1: GitHub answered 502\r::set-output name=allowed::true",
+        "Request #1: GitHub answered 502\r\n  ::warning::spaced",
+        "Request #1: GitHub answered 502\u2028::error::a line separator",
+        "::notice::the server's text opens the line",
+        "   ::notice::after spaces",
+        "Airlock: the older syntax ##[warning]anywhere",
+    ],
+)
+def test_log_text_keeps_server_text_on_one_line_and_opens_no_workflow_command(line, capsys):
+    _runner_module().log_text(line)
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert len(lines) == 1, printed
+    assert not lines[0].strip().startswith("::"), printed
+    assert "##[" not in lines[0], printed

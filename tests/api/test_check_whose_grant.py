@@ -100,6 +100,51 @@ def test_a_user_without_a_known_github_id_is_matched_by_login(oidc):
     assert oidc_client(oidc(actor="dave", actor_id="6002")).get(CHECK).json()["allowed"] is True
 
 
+@pytest.mark.parametrize(
+    "portal_id, login, github_id, serves",
+    [
+        (None, "dave", "6002", True),  # a local account: the login decides
+        (5001, "dave", "5001", True),
+        (5001, "DAVE", "5001", True),
+        (5001, "dave", "6002", False),  # the login now belongs to someone else
+        (5001, "dave-renamed", "5001", True),  # renamed: the id decides
+        (None, "dave-renamed", "5001", False),
+        (5001, "dave", None, True),  # no id given (a person's check, an old gate)
+        (5001, "erin", None, False),
+    ],
+)
+def test_the_check_and_the_gates_share_whose_requests_serve_a_github_person(
+    portal_id, login, github_id, serves
+):
+    # The check states the rule in SQL (grants/check/query.py); the gates and the selectors
+    # in the ORM (requests_app.selectors.requests_serving_github_person). They agree.
+    from django.utils import timezone
+
+    from grants.check.query import in_force_grants
+    from grants.check.scope import CheckScope
+    from requests_app.models import AccessRequest
+    from requests_app.selectors import requests_serving_github_person
+
+    if portal_id is not None:
+        signed_in_with_github("dave", portal_id)
+    held = active_request("dave")
+    now = timezone.now()
+    scope = CheckScope(
+        repository="acme/api", environment="production", login=login, github_id=github_id
+    )
+    by_check = [
+        c.request
+        for c in in_force_grants(scope=scope, now=now)
+        if not c.other_github_account
+    ]
+    by_orm = list(
+        AccessRequest.objects.in_force(now)
+        .filter(requests_serving_github_person(login=login, github_id=github_id))
+        .values_list("pk", flat=True)
+    )
+    assert by_check == by_orm == ([held.pk] if serves else [])
+
+
 def test_the_local_github_issues_the_actor_id_of_the_account(oidc):
     # As GitHub does: the id is the account's, so a test that forgets it is still bound.
     oidc.github.add_user("dave", id=5001)

@@ -395,3 +395,16 @@ def test_the_waiting_comment_links_only_to_a_request_that_may_approve_the_deploy
     assert f"/requests/{own.pk}/" not in first.comment
     assert "Request access: https://airlock.test/requests/new/" in first.comment
     assert f"https://airlock.test/requests/{own.pk}/" in second.comment
+
+
+def test_a_renamed_logins_run_bound_grant_approves_its_own_runs_gate(app):
+    # dave renamed their GitHub login to dave-renamed (same GitHub id). Their run files by
+    # GitHub id (the request is the portal user "dave"'s, and the check allows the run:
+    # test_a_renamed_login_files_and_then_passes_the_check_by_its_github_id). The
+    # deployment protection rule of the same run names the sender "dave-renamed" with the
+    # same id, and the gate matches the requester by that id.
+    renamed = app.add_user("dave-renamed")
+    signed_in_with_github("dave", renamed.id)
+    run_bound(run_id=7001)
+    deliver(app, payload(app, run_id=7001, login="dave-renamed"))
+    assert reviews(app) == [(7001, "approved")]

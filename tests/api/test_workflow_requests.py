@@ -231,7 +231,22 @@ def test_an_inactive_account_is_no_requester(oidc, policy):
     UserFactory(username="frank", is_active=False)
     response = file_for_run(run_token(oidc, actor="frank", actor_id="8008"))
     assert response.status_code == 403
-    assert "frank has no Airlock account" in response.json()["message"]
+    message = response.json()["message"]
+    assert "The Airlock account frank is deactivated" in message
+    assert "ask a platform admin" in message
+    assert not AccessRequest.objects.exists()
+
+
+def test_a_deactivated_account_matched_by_login_is_not_told_to_sign_in(oidc):
+    # dave's portal account (made by an admin, never signed in with GitHub) is deactivated:
+    # signing in cannot reactivate it, so the refusal does not advise it.
+    approver_setup(workflow_requests=True, name="deploys")
+    UserFactory(username="dave", is_active=False)
+    response = file_for_run(run_token(oidc))
+    assert response.status_code == 403
+    message = response.json()["message"]
+    assert "no Airlock account" not in message, message
+    assert "signs in" not in message, message
 
 
 def test_a_rerun_files_as_the_person_who_started_it(oidc, policy, dave):

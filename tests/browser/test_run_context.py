@@ -49,7 +49,11 @@ def test_approver_and_requester_see_the_run_a_request_is_bound_to(
     )
     run = page.locator(".airlock-run")
     expect(run).to_contain_text("Filed by a workflow, for its run.")
-    expect(run).to_contain_text("ends when the run completes")
+    expect(run).to_contain_text(
+        "Airlock's check and deployment protection rule answer only this run, and the access "
+        "ends when the run completes or releases it."
+    )
+    expect(run).to_contain_text("On GitHub the access itself is the environment's")
     expect(run).to_contain_text(".github/workflows/deploy.yml")
     expect(run).to_contain_text("refs/heads/main")
     expect(run.get_by_role("link", name="0123456")).to_have_attribute("href", commit_url)

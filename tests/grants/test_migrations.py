@@ -65,7 +65,7 @@ def _subject_of(gate) -> str:
         "repository": {"full_name": gate.repository},
         "environment": gate.environment,
         "installation": {"id": gate.installation_id},
-        "sender": {"login": gate.login},
+        "sender": {"login": gate.login, "id": 5001},
         "deployment": {"id": gate.deployment_id},
         "deployment_callback_url": gate.callback_url,
     }

@@ -30,6 +30,7 @@ from requests_app.services import (
     access_requests_time_out_overdue,
 )
 from tests.api.conftest import active_request
+from tests.api.test_workflow_requests import signed_in_with_github
 from tests.github_fake.keys import new_app_private_key_pem
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
 
@@ -311,6 +312,9 @@ def test_ids_at_the_bigint_maximum_are_accepted(app):
     [
         (lambda p: p.pop("installation"), "installation.id"),
         (lambda p: p["sender"].pop("login"), "sender.login"),
+        (lambda p: p["sender"].pop("id"), "sender.id"),
+        (lambda p: p["sender"].update(id="5001"), "sender.id"),
+        (lambda p: p["sender"].update(id=0), "sender.id"),
         (lambda p: p.update(environment="prod\nuction"), "environment"),
         (lambda p: p["repository"].update(full_name="not a repo"), "repository.full_name"),
     ],
@@ -578,6 +582,79 @@ def test_a_deployment_after_a_denial_waits_for_a_new_request(app):
         gates.deployment_gates_sweep()
     assert DeploymentGate.objects.get().state == "pending"
     assert reviews(app) == [(7001, None)]
+
+
+# -- whose deployment: the sender's GitHub id, as the check matches the actor ---------------
+
+
+def test_the_gate_keeps_the_senders_github_id(app):
+    deliver(app, payload(app))
+    gate = DeploymentGate.objects.get()
+    assert gate.sender_id == app.state.users["dave"].id
+    requested = AuditEvent.objects.get(action="deployment_gate.requested")
+    assert requested.detail["sender_id"] == gate.sender_id
+
+
+def test_a_gate_of_the_new_owner_of_a_login_is_not_approved_by_the_old_owners_grant(app):
+    # The portal's dave signed in with GitHub account 999001. The login "dave" now belongs
+    # to another GitHub account (the local GitHub's dave, another id): a deployment they
+    # trigger must not pass on the first dave's grant, as the check refuses it
+    # (grants/check/answer.py, other_github_account).
+    signed_in_with_github("dave", 999001)
+    assert app.state.users["dave"].id != 999001
+    active_request("dave")  # the first dave's own grant, for any of their runs
+    deliver(app, payload(app, run_id=7001, login="dave"))
+    assert reviews(app) != [(7001, "approved")]
+    assert DeploymentGate.objects.get(run_id=7001).state != "approved"
+
+
+def test_the_old_owners_grant_becoming_active_leaves_the_new_owners_gate_waiting(app):
+    signed_in_with_github("dave", 999001)
+    deliver(app, payload(app, run_id=7001))
+    access_request = active_request("dave")  # as if it had just become active
+    assert gates.deployment_gates_wait_on(request_id=access_request.pk) is False
+    with _on_commit():
+        assert gates.deployment_gates_follow_request(request_id=access_request.pk) == 0
+        assert gates.deployment_gates_sweep()["decided"] == 0
+    assert DeploymentGate.objects.get().state == "pending"
+    assert reviews(app) == [(7001, None)]
+
+
+def test_the_old_owners_request_is_neither_linked_nor_rejecting_the_new_owners_gate(app):
+    policy, _, approvers = approver_setup()
+    old_owner = signed_in_with_github("dave", 999001)
+    pending = AccessRequestFactory(requester=old_owner, policy=policy)
+    deliver(app, payload(app))
+    comment = app.callbacks[0].comment
+    assert f"/requests/{pending.pk}/" not in comment
+    assert "dave holds no active Airlock grant" in comment
+    with _on_commit():
+        access_request_deny(access_request=pending, approver=approvers["alice"], comment="No")
+        gates.deployment_gates_sweep()
+    assert DeploymentGate.objects.get().state == "pending"
+    assert reviews(app) == [(7001, None)]
+
+
+def test_a_renamed_login_is_approved_by_its_accounts_grant_becoming_active(app):
+    renamed = app.add_user("dave-renamed")  # the portal still calls them dave
+    signed_in_with_github("dave", renamed.id)
+    deliver(app, payload(app, run_id=7001, login="dave-renamed"))
+    access_request = active_request("dave")
+    with _on_commit():
+        assert gates.deployment_gates_follow_request(request_id=access_request.pk) == 1
+    assert reviews(app) == [(7001, None), (7001, "approved")]
+    assert DeploymentGate.objects.get().access_request == access_request
+
+
+def test_a_gate_opened_before_sender_ids_were_kept_is_matched_by_login(app):
+    signed_in_with_github("dave", app.state.users["dave"].id)
+    deliver(app, payload(app))
+    DeploymentGate.objects.update(sender_id=None)  # as migration 0007 leaves an old gate
+    access_request = active_request("dave")
+    with _on_commit():
+        assert gates.deployment_gates_sweep()["decided"] == 1
+    gate = DeploymentGate.objects.get()
+    assert (gate.state, gate.access_request) == ("approved", access_request)
 
 
 # -- the guarantees: the sweep, GitHub's errors ----------------------------------------------

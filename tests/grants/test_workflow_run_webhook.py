@@ -9,9 +9,10 @@ removal from GitHub is seen as soon as the webhook has answered.
 import hashlib
 import hmac
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client, TestCase
 from django.urls import reverse
 from hypothesis import HealthCheck, given
@@ -19,15 +20,18 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
+from grants import runs
 from grants.models import Grant, WorkflowRunDelivery
 from grants.services import RunEnd, grant_apply_request, grant_reconcile, run_access_end
 from integrations import github
 from integrations.github.actions import WorkflowJob
 from requests_app.models import AccessRequest
 from requests_app.services import access_request_file_for_run
+from tests.api.test_run_bound_grants import run_bound
+from tests.api.test_workflow_requests import signed_in_with_github
 from tests.fixtures import oidc_client
 from tests.grants.factories import approved_request, environment_secret, secret_grant
-from tests.requests_app.factories import AccessPolicyFactory, UserFactory
+from tests.requests_app.factories import AccessPolicyFactory, UserFactory, approver_setup
 
 pytestmark = pytest.mark.django_db
 Status = AccessRequest.Status
@@ -559,6 +563,86 @@ def test_the_same_completion_twice_at_once_is_acted_on_once(hub, on_postgres, sa
 
 
 # -- the admin ---------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_completion_waiting_on_a_followed_request_does_not_end_the_re_runs_access(on_postgres):
+    # run_access_end picks the requests of attempts <= N, then locks them, and reads them
+    # again under the locks. A re-run filing at that moment (_follow_attempt: run_attempt
+    # 1 -> 2, committed while the completion waits on the row) keeps its access: the
+    # completion of attempt 1 is no longer the request's to end.
+    policy, _, _ = approver_setup(workflow_requests=True)
+    signed_in_with_github("dave", 5001)
+    access_request = run_bound(run_id=RUN, policy=policy)
+    re_run = WorkflowJob(
+        claims={
+            "repository": "acme/api", "environment": "production", "actor": "dave",
+            "actor_id": "5001", "run_id": str(RUN), "run_attempt": "2",
+            "ref": "refs/heads/main", "sha": "a" * 40,
+            "job_workflow_ref": "acme/api/.github/workflows/deploy.yml@refs/heads/main",
+        },
+        attempt_starter=("dave", "5001"),  # as integrations.github.attempts leaves it
+    )
+    followed, commit, outcome = threading.Event(), threading.Event(), {}
+
+    def file_again():
+        from django.db import connection as own
+
+        try:
+            with transaction.atomic():
+                found, created = access_request_file_for_run(
+                    job=re_run, access="reviewer", reason="Deploying the hotfix for INC-1234"
+                )
+                outcome["filed"] = (found.pk, created, found.run_attempt)
+                followed.set()
+                commit.wait(60)
+        finally:
+            followed.set()
+            own.close()
+
+    def complete_attempt_1():
+        from django.db import connection as own
+
+        try:
+            outcome["pid"] = own.cursor().connection.info.backend_pid
+            outcome["delivery"] = runs.workflow_run_completion_receive(
+                delivery_id="d-1",
+                payload={
+                    "action": "completed",
+                    "repository": {"full_name": "acme/api"},
+                    "workflow_run": {"id": RUN, "run_attempt": 1, "conclusion": "success"},
+                },
+            )
+        finally:
+            own.close()
+
+    filer = threading.Thread(target=file_again)
+    filer.start()
+    assert followed.wait(60)
+    assert outcome["filed"] == (access_request.pk, False, 2)
+    webhook = threading.Thread(target=complete_attempt_1)
+    webhook.start()
+    # Let the re-run's filing commit once the completion waits for its row.
+    with connection.cursor() as cursor:
+        for _ in range(600):
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = "
+                "'Lock'",
+                [outcome.get("pid", 0)],
+            )
+            if cursor.fetchone()[0]:
+                break
+            time.sleep(0.05)
+    commit.set()
+    filer.join(60)
+    webhook.join(60)
+    assert not filer.is_alive() and not webhook.is_alive()
+
+    access_request.refresh_from_db()
+    assert access_request.run_attempt == 2
+    assert outcome["delivery"].grants_ended == 0
+    assert access_request.status == AccessRequest.Status.ACTIVE
 
 
 def test_the_admin_lists_completions_read_only(hub, root_client):

@@ -596,8 +596,9 @@ PAYLOAD_PATHS = [
     ("repository", "full_name"),
     ("sender",),
     ("sender", "login"),
+    ("sender", "id"),
 ]
-ID_PATHS = [("deployment", "id"), ("installation", "id")]
+ID_PATHS = [("deployment", "id"), ("installation", "id"), ("sender", "id")]
 
 
 def _replace(payload, path, value):

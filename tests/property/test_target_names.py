@@ -272,7 +272,7 @@ def _refusals_by_way_in(requester, repository, environment) -> dict[str, set[str
         "environment": environment,
         "repository": {"full_name": repository},
         "installation": {"id": 1},
-        "sender": {"login": "prop-dave"},
+        "sender": {"login": "prop-dave", "id": 1},
         "deployment_callback_url": f"{api}/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
         f"/actions/runs/{next(_deliveries)}/deployment_protection_rule",
     }

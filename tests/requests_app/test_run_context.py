@@ -56,7 +56,12 @@ def assert_shows_the_run(html: str) -> None:
         rf'<a href="{re.escape(commit_url())}"[^>]*><code>0123456</code></a>', html
     ), "the short sha links to the commit"
     assert f'<a href="{run_url()}" rel="noopener noreferrer">Run 1234, attempt 1</a>' in html
-    assert "ends when the run completes" in html
+    assert (
+        "Airlock's check and deployment protection rule answer only this run, and the access "
+        "ends when the run completes or releases it." in html
+    )
+    assert "On GitHub the access itself is the environment's for its duration" in html
+    assert "for that run only" not in html
 
 
 @pytest.fixture
@@ -105,14 +110,51 @@ def test_a_sha_that_is_not_a_commit_id_is_kept_whole_and_not_linked():
 def test_the_workflow_path_drops_its_own_repository_whatever_its_case():
     r = AccessRequest(
         repository="acme/api",
-        **{**RUN, "run_workflow_ref": "Acme/API/.github/workflows/deploy.yml@refs/tags/v1"},
+        **{
+            **RUN,
+            "run_workflow_ref": "Acme/API/.github/workflows/deploy.yml@refs/tags/v1",
+            "run_ref": "refs/tags/v1",
+        },
     )
     assert r.run_workflow == ".github/workflows/deploy.yml"
+
+
+def test_a_reusable_workflow_is_shown_with_its_repository_and_ref():
+    # Another repository's workflow, or the run's own file called at another ref: the code
+    # that asked is not the run's ref, so approvers see where it came from.
     shared = AccessRequest(
         repository="acme/api",
         **{**RUN, "run_workflow_ref": "acme/shared/.github/workflows/deploy.yml@refs/heads/x"},
     )
-    assert shared.run_workflow == "acme/shared/.github/workflows/deploy.yml"
+    assert shared.run_workflow == "acme/shared/.github/workflows/deploy.yml@refs/heads/x"
+    elsewhere = AccessRequest(
+        repository="acme/api",
+        **{**RUN, "run_workflow_ref": "acme/api/.github/workflows/deploy.yml@refs/heads/x"},
+    )
+    assert elsewhere.run_workflow == "acme/api/.github/workflows/deploy.yml@refs/heads/x"
+    text = "\n".join(notifications.run_lines(shared))
+    assert "acme/shared/.github/workflows/deploy.yml@refs/heads/x" in text
+
+
+def test_approvers_see_the_ref_of_a_reusable_workflow_that_filed_the_request():
+    # The filing job runs in a reusable workflow of another repository, called at a branch
+    # that is not the run's ref: job_workflow_ref is acme/shared/...@refs/heads/attacker,
+    # while the ref claim (the caller's) is refs/heads/main. The run block shows where the
+    # code that asked came from (and notifications.run_lines alike).
+    from django.template.loader import render_to_string
+
+    access_request = AccessRequestFactory(
+        requester=UserFactory(username="dave"),
+        repository="acme/api",
+        environment="production",
+        run_id=4242,
+        run_attempt=1,
+        run_workflow_ref="acme/shared/.github/workflows/deploy.yml@refs/heads/attacker",
+        run_ref="refs/heads/main",
+        run_sha="a" * 40,
+    )
+    block = render_to_string("requests_app/_run.html", {"r": access_request})
+    assert "refs/heads/attacker" in block, block
 
 
 # --- the request page --------------------------------------------------------------------------
@@ -327,8 +369,13 @@ def test_approvers_are_told_the_run_in_the_text_and_the_html_email(world, routed
     body = message.body
     assert body.startswith("A workflow run started by dave asks for required reviewer access.")
     assert (
-        "Filed by:    a workflow, for its run only; access ends when the run completes\n"
+        "Filed by:    a workflow, for its run: Airlock's check and deployment protection "
+        "rule answer only this run\n"
+        "Ends:        when the run completes or releases it\n"
+        "On GitHub:   the access is the environment's while it lasts (an environment secret "
+        "reaches every job entering it; a reviewer may approve any run's deployment)\n"
     ) in body
+    assert "run only" not in body
     assert "Workflow:    .github/workflows/deploy.yml\n" in body
     assert "Ref:         refs/heads/main\n" in body
     assert f"Commit:      0123456 {commit_url()}\n" in body
