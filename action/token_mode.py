@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import re
 
-from runner import ActionFailed, add_summary, bad_input, log, portal_inputs, set_outputs, text_input
+from runner import (
+    ActionFailed,
+    add_summary,
+    bad_input,
+    log,
+    log_text,
+    portal_inputs,
+    set_outputs,
+    text_input,
+)
 from transport import TRANSIENT_STATUSES, Airlock, Unavailable, message_of
 
 PAIR = re.compile(r"([a-z_]+)\s*:\s*([a-z]+)")
+# What a GitHub token looks like (and a dry-run placeholder): nothing that could end the
+# mask command's line early and leave the rest of the value in the log.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 
 
 def parse_permissions(text: str) -> dict[str, str]:
@@ -46,6 +58,10 @@ def main() -> int:
     status, answer = airlock.call("POST", "/api/v1/tokens", body)
     token = answer.get("token") if status == 201 else None
     if isinstance(token, str) and token:
+        if not TOKEN_SHAPE.fullmatch(token):
+            # Not printed, not masked piecemeal: a token with a line break in it would
+            # leave its tail unmasked.
+            raise ActionFailed("Airlock answered with a token that is not a GitHub token.")
         # First of all: from here on the runner hides the value wherever it appears.
         log(f"::add-mask::{token}")
     if status in TRANSIENT_STATUSES:
@@ -71,7 +87,7 @@ def main() -> int:
         f"{name}: {level}" for name, level in sorted((answer.get("permissions") or {}).items())
     )
     message = str(answer.get("message") or "")
-    log(f"Airlock: {message}")
+    log_text(f"Airlock: {message}")
     if answer.get("simulated"):
         log("::warning title=Airlock: simulated token::Airlock runs in dry-run mode; the "
             "token is a placeholder that GitHub does not know.")
