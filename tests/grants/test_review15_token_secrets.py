@@ -81,3 +81,26 @@ def test_a_secret_write_github_keeps_refusing_does_not_mint_a_live_token_every_p
     ]
     # The one in the secret, plus at most one waiting for GitHub to take it.
     assert len(live) <= 2, f"{len(live)} live tokens after 3 passes"
+
+
+def test_a_secret_deletion_github_refuses_does_not_keep_the_ended_grants_token_live(app):
+    """At the end the pass deletes the secret, then revokes the token. The revocation
+    needs nothing but the token (DELETE /installation/token), yet a deletion GitHub does
+    not answer returns before it: the token a job may already hold stays valid."""
+    from tests.grants.factories import expire_now
+
+    secret = SecretDefinitionFactory(
+        name="GH_PACKAGES_TOKEN",
+        kind=SecretDefinition.Kind.GITHUB_TOKEN,
+        permissions={"contents": "read"},
+        value=None,
+    )
+    grant = secret_grant(secret, "dave")
+    grant_reconcile(grant=grant)
+    value = secret_value(app)
+    app.faults.add("DELETE", SECRET_PATH, status=502, times=None)
+
+    reconcile_environment(expire_now(grant).target_id)
+
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED  # overdue, retried
+    assert app.installation_token(value).revoked, "the ended grant's token is still valid"
