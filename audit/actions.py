@@ -69,6 +69,8 @@ class AuditAction(models.TextChoices):
     TOKEN_MINTED = "token.minted"
     TOKEN_REVOKED = "token.revoked"
     TOKEN_EXPIRED = "token.expired"
+    # A token kept for a grant moved to the extension continuing it without a gap.
+    TOKEN_CARRIED_OVER = "token.carried_over"
 
     # Sign-in and the API's lockouts (portal.ratelimit).
     SIGN_IN_LOCKED_OUT = "sign_in.locked_out"

@@ -272,9 +272,11 @@ class AccessRequest(models.Model):
     # (globs on `job_workflow_ref` and `ref`); empty means any workflow or ref.
     workflow_ref_pattern = models.CharField(max_length=500, blank=True)
     ref_pattern = models.CharField(max_length=255, blank=True)
-    # Token access only: the permissions its minted tokens may carry, {name: level}, copied
-    # from the policy's token_permissions when the request is filed, so that what was
-    # approved is what a job gets, whatever the policy says later (grants.tokens).
+    # Token access and GitHub token secrets: the permissions its minted tokens may carry,
+    # {name: level}, copied when the request is filed from the policy's token_permissions
+    # (token access) or the secret definition's permissions (a GitHub token secret), so
+    # that what was approved is what a job gets, whatever they say later (grants.tokens;
+    # a token secret's edit may narrow a grant's tokens, never widen them: token_secrets).
     token_permissions = models.JSONField(default=dict, blank=True, editable=False)
     # The workflow run a request is bound to, when a workflow filed it (its verified OIDC
     # claims): Airlock's check and deployment gates answer on its grant only to this run,

@@ -17,8 +17,13 @@ from .context import PassContext
 from .expiry import schedule_expiries
 from .github_errors import RECORDED, record_github_error
 from .plan import plan_grants
-from .token_secrets import secret_token_fresh, secret_token_mint, secret_tokens_replaced_end
-from .tokens import tokens_end
+from .token_secrets import (
+    NoPermissionLeft,
+    secret_token_fresh,
+    secret_token_to_write,
+    secret_tokens_replaced_end,
+)
+from .tokens import tokens_carry_over, tokens_end, tokens_revoke_now
 from .transitions import fail_all, lock_grants, mark_applied, mark_revoked
 
 
@@ -42,6 +47,9 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
     changed = None  # "written" | "deleted" | None
     before_present = None
     token = None  # the token written, for a GitHub token secret
+    # An extension continuing an ending grant keeps its tokens, so the secret's token may
+    # stay (tokens_carry_over).
+    carried = tokens_carry_over(ctx, plan.ending)
     try:
         if minted:
             must_write = not secret_token_fresh(ctx, row, plan)
@@ -88,7 +96,7 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
                 # (written_at cleared) until GitHub has it.
                 intent = {"airlock_wrote": True}
                 if minted:
-                    token = secret_token_mint(ctx, plan)
+                    token = secret_token_to_write(ctx, row, plan)
                     value, digest = minted_token_value(token), token.digest
                     intent.update(written_digest=digest, written_at=None)
                 else:
@@ -115,13 +123,19 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
         if minted:
             # A token that could not be replaced: the grants keep the one there, shown.
             Grant.objects.filter(pk__in=[g.pk for g in plan.keep]).update(last_error=str(exc))
+        # The ending grants' tokens are revoked all the same (a token needs only itself):
+        # the grants stay applied, overdue, until the secret is gone too.
+        tokens_revoke_now(ctx, plan.ending + plan.withdrawn)
+        shown = f"GitHub refused: {exc.message}"
+        if isinstance(exc, NoPermissionLeft):
+            shown = exc.message
         # A 404: the environment (and its secrets) is gone, or Airlock lost access; as for
         # reviewers, only an admin can tell, so the revocation stays overdue and visible.
         record_github_error(
             ctx,
             plan,
             exc,
-            refused=f"GitHub refused: {exc.message}",
+            refused=shown,
             missing=(
                 f"GitHub has no {ctx.where} (404 {exc.message}); "
                 "Airlock does not create environments."
@@ -133,7 +147,7 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
     if minted:
         secret_tokens_replaced_end(ctx, row, plan)
     # Every token minted for an ending grant is revoked first (none for a stored value).
-    ended = tokens_end(ctx, plan.ending + plan.withdrawn)
+    ended = tokens_end(ctx, plan.ending + plan.withdrawn, carried=carried)
     at = timezone.now()
     with transaction.atomic():
         lock_grants(plan.to_apply + [grant for grant, _ in ended])

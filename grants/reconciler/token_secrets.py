@@ -8,11 +8,13 @@ from datetime import datetime, timedelta
 from django.db.models import Exists, Min, OuterRef
 
 from grants.models import EnvironmentSecret, Grant, MintedToken
+from integrations.github import PermanentGitHubError
+from integrations.github.permissions import format_permissions
 
 from .context import PassContext
 from .github_errors import RECORDED
 from .plan import Plan
-from .tokens import token_end, token_mint
+from .tokens import IMPLIED_PERMISSIONS, grant_token_permissions, token_end, token_mint
 
 Purpose = MintedToken.Purpose
 
@@ -22,9 +24,6 @@ Purpose = MintedToken.Purpose
 # secret's write have their own retries; a job started just before the refresh keeps the
 # old token until then, and at most this long less than GitHub would have given it.
 REFRESH_MARGIN = timedelta(minutes=10)
-
-# Every GitHub App holds metadata (read); a mint's answer may list it unasked.
-IMPLIED_PERMISSIONS = {"metadata"}
 
 
 def secret_token_current(row: EnvironmentSecret) -> MintedToken | None:
@@ -37,14 +36,19 @@ def secret_token_current(row: EnvironmentSecret) -> MintedToken | None:
     ).first()
 
 
+class NoPermissionLeft(PermanentGitHubError):
+    """The definition was edited so that none of the permissions its grant was approved
+    for is left: there is nothing to mint (GitHub would give an empty ask everything the
+    App holds). Not GitHub's answer, so its message is shown as it is."""
+
+
 def secret_token_fresh(ctx: PassContext, row: EnvironmentSecret, plan: Plan) -> bool:
     """Whether the secret's token may stay: minted for a grant that still wants it, with
-    the definition's permissions, and either far from its expiry or outliving every grant
-    that wants the secret (their end revokes it). Otherwise a new one is written."""
+    that grant's permissions (tokens.grant_token_permissions: what was approved, narrowed
+    by a later edit of the definition), and either far from its expiry or outliving every
+    grant that wants the secret (their end revokes it). Otherwise a new one is written."""
     current = secret_token_current(row)
-    if current is None or current.grant_id not in {g.pk for g in plan.wanted}:
-        return False
-    if not permissions_match(current.permissions, plan.wanted[0].secret.permissions):
+    if current is None or not _fits(ctx, current, plan):
         return False
     if current.expires_at - REFRESH_MARGIN > ctx.now:
         return True
@@ -56,10 +60,33 @@ def permissions_match(held: dict, wanted: dict) -> bool:
     return not extra and all(held.get(name) == level for name, level in wanted.items())
 
 
-def secret_token_mint(ctx: PassContext, plan: Plan) -> MintedToken:
-    """A new token for the secret, minted for the wanted grant that lasts longest."""
+def secret_token_to_write(ctx: PassContext, row: EnvironmentSecret, plan: Plan) -> MintedToken:
+    """The token to write as the secret: the one recorded for a write GitHub never
+    confirmed (it refused it, or the worker died before its answer) while it fits and is
+    far from its expiry, so that however many passes GitHub refuses the write, one token
+    waits for it; otherwise a new one, minted for the wanted grant that lasts longest."""
+    if row.airlock_wrote and row.written_at is None and row.written_digest:
+        unconfirmed = MintedToken.objects.filter(
+            digest=row.written_digest, purpose=Purpose.SECRET, erased_at__isnull=True
+        ).first()
+        if (
+            unconfirmed is not None
+            and _fits(ctx, unconfirmed, plan)
+            and unconfirmed.expires_at - REFRESH_MARGIN > ctx.now
+        ):
+            return unconfirmed
     owner = max(plan.wanted, key=lambda g: (_ends_at(ctx, g), g.pk))
-    return token_mint(ctx, owner, permissions=owner.secret.permissions, purpose=Purpose.SECRET)
+    permissions = grant_token_permissions(owner)
+    if not permissions:
+        raise NoPermissionLeft(
+            f"The secret {owner.secret.name}'s permissions "
+            f"({format_permissions(owner.secret.permissions or {}) or 'none'}) no longer "
+            "include any of those its grant was approved for "
+            f"({format_permissions(owner.access_request.token_permissions or {}) or 'none'}): "
+            "Airlock mints no token for it. Restore them, or file a new request.",
+            operation="installation token mint",
+        )
+    return token_mint(ctx, owner, permissions=permissions, purpose=Purpose.SECRET)
 
 
 def secret_tokens_replaced_end(ctx: PassContext, row: EnvironmentSecret, plan: Plan) -> None:
@@ -99,6 +126,18 @@ def secret_token_refreshes(*, until: datetime) -> dict[int, datetime]:
         .annotate(first=Min("expires_at"))
     )
     return {row["grant__target_id"]: row["first"] - REFRESH_MARGIN for row in due}
+
+
+def _fits(ctx: PassContext, record: MintedToken, plan: Plan) -> bool:
+    """Minted for a grant that wants the secret, with that grant's permissions, in the
+    target's mode (a simulated token is never written to GitHub, nor a real one kept as
+    if simulated)."""
+    grant = next((g for g in plan.wanted if g.pk == record.grant_id), None)
+    return (
+        grant is not None
+        and record.dry_run == ctx.target.dry_run
+        and permissions_match(record.permissions, grant_token_permissions(grant))
+    )
 
 
 def _ends_at(ctx: PassContext, grant: Grant) -> datetime:

@@ -90,6 +90,17 @@ def narrowed_permissions(*, allowed: dict, asked: dict | None) -> tuple[dict, st
     return dict(asked), ""
 
 
+def narrower_permissions(approved: dict, now: dict) -> dict:
+    """What both allow: each permission named in both, at the lower of its two levels. A
+    permission only one names is dropped, so the result never goes beyond `approved`."""
+    narrower = {}
+    for name, level in approved.items():
+        other = now.get(name)
+        if level in LEVEL_RANK and other in LEVEL_RANK:
+            narrower[name] = min(level, other, key=LEVEL_RANK.__getitem__)
+    return narrower
+
+
 def format_permissions(permissions: dict) -> str:
     """{contents: write, packages: read} → "contents: write, packages: read"."""
     return ", ".join(f"{name}: {level}" for name, level in sorted(permissions.items()))

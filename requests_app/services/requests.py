@@ -217,6 +217,10 @@ def _file(
             )
         elif secret.kind == secret.Kind.ENVIRONMENT and not secret.has_value:
             errors["secret"] = f"The secret {secret.name} has no value yet; ask an admin."
+        elif secret.kind == secret.Kind.GITHUB_TOKEN and not secret.permissions:
+            errors["secret"] = (
+                f"The GitHub token secret {secret.name} names no permissions yet; ask an admin."
+            )
     elif secret_name:
         errors["secret"] = "Only secret access takes a secret."
     if access == AccessKind.TOKEN and not policy.token_permissions:
@@ -295,10 +299,9 @@ def _file(
             pending_until=now + policy.pending_ttl,
             workflow_ref_pattern=workflow_ref_pattern,
             ref_pattern=ref_pattern,
-            # What was approved stays what its tokens may do, whatever the policy says later.
-            token_permissions=(
-                dict(policy.token_permissions) if access == AccessKind.TOKEN else {}
-            ),
+            # What was approved stays what its tokens may do, whatever the policy (or the
+            # GitHub token secret's definition) says later.
+            token_permissions=_approved_token_permissions(access, policy, secret),
             **_run_fields(run),
         )
         detail = _request_detail(access_request)
@@ -320,6 +323,16 @@ def _file(
         elif access_request.status == Status.PENDING:
             notifications.notify("request_routed", request_id=access_request.pk)
     return access_request, True
+
+
+def _approved_token_permissions(access: str, policy, secret) -> dict:
+    """The permissions the request's minted tokens may carry: the policy's for token
+    access, the definition's for a GitHub token secret; none for the other kinds."""
+    if access == AccessKind.TOKEN:
+        return dict(policy.token_permissions)
+    if secret is not None and secret.kind == secret.Kind.GITHUB_TOKEN:
+        return dict(secret.permissions)
+    return {}
 
 
 def _follow_attempt(access_request: AccessRequest, run: WorkflowRun, requester) -> None:

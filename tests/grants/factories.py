@@ -44,6 +44,9 @@ def organization_secret(name="NPM_PUBLISH_TOKEN", org="acme"):
 
 
 def secret_grant(secret, login="alice", **extra):
+    if secret.kind == secret.Kind.GITHUB_TOKEN:
+        # As filing leaves it: the request keeps the permissions its definition had then.
+        extra.setdefault("token_permissions", dict(secret.permissions))
     access_request = approved_request(login, access="secret", secret=secret, **extra)
     return grant_create_for_request(access_request=access_request)
 

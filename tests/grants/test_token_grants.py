@@ -405,3 +405,82 @@ def test_a_token_recorded_as_its_grant_ended_is_revoked_by_the_sweep(app, eager_
 
     assert report.reconciles == [f"Target {grant.target_id}"]
     assert_all_revoked(app, values, records)
+
+
+def _continuing_extension(gh, *, token_permissions=None, extension_permissions=None):
+    """dave's token grant with a token minted under it, and an extension approved while it
+    is in force (so it continues without a gap); the policy's permissions may change in
+    between (extension_permissions)."""
+    from requests_app.services import access_request_extend
+    from tests.requests_app.lifecycle import approve, file_request, grant_now, policy_and_approvers
+
+    gh.add_user("dave")
+    policy, users = policy_and_approvers(
+        access_kinds=["token"], token_permissions=token_permissions or {"contents": "read"}
+    )
+    original = grant_now(approve(file_request("dave", access="token"), users["alice"]))
+    record = exchange_mint(Grant.objects.get(access_request=original))
+    if extension_permissions is not None:
+        type(policy).objects.filter(pk=policy.pk).update(token_permissions=extension_permissions)
+    extension = access_request_extend(
+        original=original, requester=original.requester, reason="The release needs longer",
+        duration_minutes=45,
+    )
+    extension = grant_now(approve(extension, users["bob"]))
+    assert extension.continues_original is True
+    return original, extension, record
+
+
+def test_an_extension_continuing_a_token_grant_keeps_the_job_s_token(app):
+    from tests.requests_app.lifecycle import move_expiry
+
+    original, extension, record = _continuing_extension(app)
+    value = minted_token_value(record)
+
+    reconcile_environment(move_expiry(original).grant.target_id)
+
+    assert app.installation_token(value) is not None
+    assert not app.installation_token(value).revoked, (
+        "access continues without a break, but the job's token was revoked"
+    )
+    ended = Grant.objects.get(access_request=original)
+    assert ended.state == Grant.State.REVOKED
+    carried = AuditEvent.objects.get(action="token.carried_over")
+    assert carried.target_id == str(extension.grant.pk)
+    assert carried.detail["from_grant"] == ended.pk
+    assert carried.detail["token"] == record.digest
+    revoked = AuditEvent.objects.filter(action="grant.revoked", target_id=str(ended.pk)).get()
+    assert revoked.detail["tokens"]["carried_over"] == 1
+
+    # It now belongs to the extension, whose end revokes it.
+    assert MintedToken.objects.get(pk=record.pk).grant_id == extension.grant.pk
+    reconcile_environment(expire_now(extension.grant).target_id)
+    assert app.installation_token(value).revoked
+
+
+def test_an_extension_approved_for_less_does_not_carry_a_wider_token(app):
+    from tests.requests_app.lifecycle import move_expiry
+
+    original, extension, record = _continuing_extension(
+        app,
+        token_permissions={"contents": "write"},
+        extension_permissions={"contents": "read"},
+    )
+    MintedToken.objects.filter(pk=record.pk).update(permissions={"contents": "write"})
+    value = minted_token_value(record)
+
+    reconcile_environment(move_expiry(original).grant.target_id)
+
+    assert app.installation_token(value).revoked
+    assert not AuditEvent.objects.filter(action="token.carried_over").exists()
+
+
+def test_revoking_the_original_early_revokes_its_tokens_even_with_an_extension(app):
+    original, extension, record = _continuing_extension(app)
+    value = minted_token_value(record)
+
+    admin = UserFactory(username="root", is_staff=True, is_superuser=True)
+    grant_revoke(grant=Grant.objects.get(access_request=original), user=admin, comment="incident")
+    reconcile_environment(extension.grant.target_id)
+
+    assert app.installation_token(value).revoked

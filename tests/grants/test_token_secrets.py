@@ -209,7 +209,7 @@ def test_a_permission_the_app_does_not_hold_fails_the_grant_with_githubs_answer(
     assert MintedToken.objects.count() == 0
 
 
-def test_a_write_github_never_confirmed_is_made_again_and_its_token_revoked(app):
+def test_a_write_github_never_confirmed_is_made_again_with_the_token_recorded_for_it(app):
     grant = secret_grant(token_secret(), "dave")
     app.faults.add("PUT", SECRET_PATH, status=502, times=None)
 
@@ -219,6 +219,28 @@ def test_a_write_github_never_confirmed_is_made_again_and_its_token_revoked(app)
     orphan = MintedToken.objects.get()  # recorded before the write: it will be revoked
     orphan_value = minted_token_value(orphan)
     assert Grant.objects.get(pk=grant.pk).state == Grant.State.PENDING
+
+    app.faults.clear()
+    start = len(app.requests)
+    grant_reconcile(grant=grant)
+
+    # Still fresh: written again, not a second token minted.
+    assert "POST mint" not in calls(app, start)
+    assert secret_value(app) == orphan_value
+    assert not app.installation_token(orphan_value).revoked
+    assert MintedToken.objects.get().digest == orphan.digest
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED
+
+
+def test_an_unconfirmed_token_near_its_expiry_is_replaced_and_revoked(app):
+    grant = secret_grant(token_secret(), "dave")
+    app.faults.add("PUT", SECRET_PATH, status=502, times=None)
+    grant_reconcile(grant=grant)
+    orphan = MintedToken.objects.get()
+    orphan_value = minted_token_value(orphan)
+    MintedToken.objects.filter(pk=orphan.pk).update(
+        expires_at=timezone.now() + timedelta(minutes=5)
+    )
 
     app.faults.clear()
     grant_reconcile(grant=grant)
@@ -406,7 +428,7 @@ def refusing_to_confirm_secret_writes():
 
 # Committed transactions: the refused update is a statement of its own, as in a worker.
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_that_dies_after_writing_a_token_is_followed_by_a_new_one_and_a_revocation(
+def test_a_worker_that_dies_after_writing_a_token_is_followed_by_the_same_token_written_again(
     app,
 ):
     grant = secret_grant(token_secret(), "dave")
@@ -419,8 +441,145 @@ def test_a_worker_that_dies_after_writing_a_token_is_followed_by_a_new_one_and_a
 
     grant_reconcile(grant=grant)
 
-    second_value = secret_value(app)
-    assert second_value not in (None, first_value)
-    assert app.installation_token(first_value).revoked  # the write nobody confirmed
+    # The write nobody confirmed is made again with its own (still fresh) token.
+    assert secret_value(app) == first_value
+    assert not app.installation_token(first_value).revoked
     assert MintedToken.objects.filter(erased_at__isnull=True).count() == 1
+    assert MintedToken.objects.count() == 1
     assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED
+
+# What was approved: a GitHub token secret's grant mints with the permissions its request
+# kept at filing; a later edit of the definition may narrow them, never widen them.
+
+
+def test_editing_a_github_token_secret_after_approval_does_not_widen_the_grants_tokens(app):
+    secret = token_secret(permissions={"contents": "read"})
+    grant = secret_grant(secret, "dave")
+    grant_reconcile(grant=grant)
+    assert app.installation_token(secret_value(app)).permissions == {"contents": "read"}
+
+    # An admin edits the definition while dave's approved grant is in force.
+    SecretDefinition.objects.filter(pk=secret.pk).update(
+        permissions={"contents": "write", "secrets": "write", "environments": "write"}
+    )
+    reconcile_environment(grant.target_id)
+
+    held = app.installation_token(secret_value(app))
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED
+    # What was approved was contents: read; nobody approved secrets/environments: write.
+    assert held.permissions == {"contents": "read"}, held.permissions
+
+
+def test_narrowing_a_github_token_secret_narrows_the_grants_next_token(app):
+    secret = token_secret(permissions={"contents": "write", "packages": "write"})
+    grant = secret_grant(secret, "dave")
+    grant_reconcile(grant=grant)
+    old_value = secret_value(app)
+
+    # contents drops to read, packages is removed, secrets is added (never approved).
+    SecretDefinition.objects.filter(pk=secret.pk).update(
+        permissions={"contents": "read", "secrets": "write"}
+    )
+    reconcile_environment(grant.target_id)
+
+    assert app.installation_token(secret_value(app)).permissions == {"contents": "read"}
+    assert app.installation_token(old_value).revoked
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED
+
+
+def test_a_definition_left_with_none_of_the_approved_permissions_mints_nothing(app):
+    secret = token_secret(permissions={"contents": "read"})
+    grant = secret_grant(secret, "dave")
+    SecretDefinition.objects.filter(pk=secret.pk).update(permissions={"secrets": "write"})
+    start = len(app.requests)
+
+    grant_reconcile(grant=grant)
+
+    assert "POST mint" not in calls(app, start)
+    grant.refresh_from_db()
+    assert grant.state == Grant.State.FAILED
+    assert "no longer include any of those its grant was approved for" in grant.last_error
+    assert not grant.last_error.startswith("GitHub refused")
+
+
+def test_a_secret_write_github_keeps_refusing_does_not_mint_a_live_token_every_pass(app):
+    grant = secret_grant(token_secret(permissions={"contents": "read"}), "dave")
+    grant_reconcile(grant=grant)
+    # The token nears its expiry; GitHub's secrets API then answers 502 for a while.
+    MintedToken.objects.update(expires_at=timezone.now() + timedelta(minutes=5))
+    app.faults.add("PUT", SECRET_PATH, status=502, times=None)
+
+    for _ in range(3):
+        reconcile_environment(grant.target_id)
+
+    live = [
+        r
+        for r in MintedToken.objects.filter(erased_at__isnull=True)
+        if not app.installation_token(minted_token_value(r)).revoked
+    ]
+    # The one in the secret, plus at most one waiting for GitHub to take it.
+    assert len(live) <= 2, f"{len(live)} live tokens after 3 passes"
+    assert MintedToken.objects.count() == 2  # one mint for the three refused writes
+
+
+def test_a_secret_deletion_github_refuses_does_not_keep_the_ended_grants_token_live(app):
+    """At the end the pass deletes the secret, then revokes the token. The revocation
+    needs nothing but the token (DELETE /installation/token), so a deletion GitHub does
+    not answer must not keep the token a job may already hold valid."""
+    grant = secret_grant(token_secret(permissions={"contents": "read"}), "dave")
+    grant_reconcile(grant=grant)
+    value = secret_value(app)
+    app.faults.add("DELETE", SECRET_PATH, status=502, times=None)
+
+    reconcile_environment(expire_now(grant).target_id)
+
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.APPLIED  # overdue, retried
+    assert app.installation_token(value).revoked, "the ended grant's token is still valid"
+
+    app.faults.clear()
+    reconcile_environment(grant.target_id)
+    assert secret_value(app) is None
+    assert Grant.objects.get(pk=grant.pk).state == Grant.State.REVOKED
+
+
+@contextmanager
+def refusing_to_record_tokens():
+    table = MintedToken._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_token() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'database went away'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} FOR EACH ROW "
+                "EXECUTE FUNCTION refuse_token()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'database went away'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER refuse_token ON {table}")
+                cursor.execute("DROP FUNCTION refuse_token()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_token")
+
+
+def test_a_token_the_engine_minted_but_could_not_record_is_revoked_at_once(app):
+    grant = secret_grant(token_secret(), "dave")
+
+    with refusing_to_record_tokens():
+        with pytest.raises(DatabaseError, match="database went away"):
+            grant_reconcile(grant=grant)
+
+    minted = app.state.installation_tokens
+    assert len(minted) == 1
+    assert MintedToken.objects.count() == 0
+    assert minted[0].revoked, "a minted token no row records is live on GitHub"
+    assert secret_value(app) is None  # never written

@@ -281,3 +281,64 @@ def test_a_workflow_files_token_access_for_its_run(oidc, token_policy):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["access"], body["secret"], body["run"]["id"]) == ("token", None, 4242)
+
+
+def _token_secret_policy(permissions):
+    secret = SecretDefinitionFactory(
+        name="GH_PACKAGES_TOKEN",
+        kind="github_token",
+        permissions=permissions,
+        value=None,
+    )
+    return AccessPolicyFactory(
+        name="packages",
+        repository_patterns=["acme/*"],
+        environment_patterns=["production"],
+        access_kinds=["secret"],
+        secrets=[secret],
+        approver_groups=[ApproverGroupFactory(name="release", members=["alice"])],
+        approvals_required=1,
+    )
+
+
+def test_a_github_token_secret_request_keeps_the_definitions_permissions_as_filed():
+    from audit.models import AuditEvent
+    from requests_app.models import SecretDefinition
+    from requests_app.services import access_request_create
+
+    _token_secret_policy({"packages": "write", "contents": "read"})
+
+    access_request = access_request_create(
+        requester=UserFactory(username="dave"),
+        repository="acme/api",
+        environment="production",
+        access="secret",
+        secret_name="GH_PACKAGES_TOKEN",
+        reason="Publishing the 2.4 packages",
+    )
+    SecretDefinition.objects.update(permissions={"packages": "write", "secrets": "write"})
+
+    access_request.refresh_from_db()
+    assert access_request.token_permissions == {"packages": "write", "contents": "read"}
+    created = AuditEvent.objects.get(action="request.created", target_id=str(access_request.pk))
+    assert created.detail["token_permissions"] == {"packages": "write", "contents": "read"}
+
+
+def test_a_github_token_secret_without_permissions_is_refused_at_filing():
+    from django.core.exceptions import ValidationError
+
+    from requests_app.services import access_request_create
+
+    _token_secret_policy({})
+
+    with pytest.raises(ValidationError) as refused:
+        access_request_create(
+            requester=UserFactory(username="dave"),
+            repository="acme/api",
+            environment="production",
+            access="secret",
+            secret_name="GH_PACKAGES_TOKEN",
+            reason="Publishing the 2.4 packages",
+        )
+    assert "names no permissions yet" in str(refused.value.message_dict["secret"])
+    assert not AccessRequest.objects.exists()
