@@ -583,3 +583,36 @@ def test_a_token_the_engine_minted_but_could_not_record_is_revoked_at_once(app):
     assert MintedToken.objects.count() == 0
     assert minted[0].revoked, "a minted token no row records is live on GitHub"
     assert secret_value(app) is None  # never written
+
+
+def test_an_extension_continuing_a_token_secrets_grant_keeps_the_secrets_token(app):
+    from requests_app.services import access_request_extend
+    from tests.requests_app.lifecycle import (
+        approve,
+        file_request,
+        grant_now,
+        move_expiry,
+        policy_and_approvers,
+    )
+
+    secret = token_secret()
+    _, users = policy_and_approvers(access_kinds=["secret"], secrets=[secret])
+    original = grant_now(
+        approve(file_request("dave", access="secret", secret_name=secret.name), users["alice"])
+    )
+    value = secret_value(app)
+    extension = access_request_extend(
+        original=original, requester=original.requester, reason="The release needs longer",
+        duration_minutes=45,
+    )
+    extension = grant_now(approve(extension, users["bob"]))
+    assert extension.continues_original is True
+    start = len(app.requests)
+
+    reconcile_environment(move_expiry(original).grant.target_id)
+
+    # The secret keeps its token (now the extension's): nothing written, nothing revoked.
+    assert calls(app, start) == []
+    assert secret_value(app) == value and not app.installation_token(value).revoked
+    assert current_record(value).grant_id == extension.grant.pk
+    assert Grant.objects.get(access_request=original).state == Grant.State.REVOKED
