@@ -8,6 +8,7 @@ from requests_app.models import AccessPolicy, SecretDefinition
 from requests_app.services import access_request_create
 from tests.requests_app.factories import (
     AccessPolicyFactory,
+    AccessRequestFactory,
     ApproverGroupFactory,
     SecretDefinitionFactory,
     UserFactory,
@@ -212,6 +213,22 @@ def test_the_decision_page_shows_the_permissions_approving_grants(
     page = client.get(approve).content.decode()
 
     assert "<code>contents: write, secrets: write</code>, in <code>acme/api</code> only" in page
+
+
+def test_a_github_token_secret_request_shows_the_permissions_it_records(client, platform_admin):
+    # Whatever the access kind: a request that records token permissions mints them.
+    secret = SecretDefinitionFactory(
+        name="GH_RELEASE_TOKEN", kind="github_token", permissions={"contents": "write"}
+    )
+    access_request = AccessRequestFactory(
+        access="secret", secret=secret, token_permissions={"contents": "write"}
+    )
+    change = reverse("admin:requests_app_accessrequest_change", args=[access_request.pk])
+    page = client.get(change).content.decode()
+
+    assert "<code>contents: write</code>, in <code>acme/api</code> only" in page
+    assert "Token permissions: contents: write." in page
+    assert "The policy offers" not in page  # a secret's permissions are its definition's
 
 
 def test_a_reviewer_request_shows_no_token_permissions(client, platform_admin):
