@@ -24,8 +24,10 @@ from transport import TRANSIENT_STATUSES, Airlock, Unavailable, message_of
 
 PAIR = re.compile(r"([a-z_]+)\s*:\s*([a-z]+)")
 # What a GitHub token looks like (and a dry-run placeholder): nothing that could end the
-# mask command's line early and leave the rest of the value in the log.
-TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+# mask command's line early and leave the rest of the value in the log. Installation tokens
+# are ghs_<APPID>_<JWT> since April 2026, about 520 characters (GitHub: do not rely on a
+# length); the bound only refuses what no token is.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_.-]{1,4096}")
 
 
 def parse_permissions(text: str) -> dict[str, str]:

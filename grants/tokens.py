@@ -42,8 +42,9 @@ DRY_RUN_PREFIX = "dryrun-"
 
 
 class TokenMintFailed(Exception):
-    """The grant allows the token, but it could not be minted. status: what the API answers
-    (503: no App credentials, or GitHub did not answer; 409: GitHub refused)."""
+    """The grant allows the token, but it could not be minted, or not kept. status: what
+    the API answers (503: no App credentials, or GitHub did not answer; 409: GitHub
+    refused; 500: minted but not recorded, and revoked at once)."""
 
     def __init__(self, message: str, *, status: int):
         super().__init__(message)
@@ -97,7 +98,7 @@ def token_exchange(*, job: WorkflowJob, permissions: dict | None = None) -> Exch
     if not answer.allowed or answer.grant is None or answer.grant.grant is None:
         link = request_link(repository=scope.repository, environment=scope.environment)
         raise NotAllowed(f"{answer.reason} Request token access at {link}")
-    grant = Grant.objects.select_related("access_request").get(pk=answer.grant.grant)
+    grant = Grant.objects.select_related("access_request", "target").get(pk=answer.grant.grant)
     access_request = grant.access_request
     allowed = dict(access_request.token_permissions or {})
     if not allowed:
@@ -109,7 +110,9 @@ def token_exchange(*, job: WorkflowJob, permissions: dict | None = None) -> Exch
     if refusal:
         raise NotAllowed(f"{refusal} Ask for fewer permissions, or file a request for more.")
 
-    simulated = bool(settings.AIRLOCK_DRY_RUN)
+    # The grant's own mode, fixed when it was made (as the engine keeps it): a grant
+    # simulated in dry-run never yields a real token, even once the setting is off.
+    simulated = bool(grant.target.dry_run)
     minted = (
         _simulated_token(repository=scope.repository, permissions=granted)
         if simulated
@@ -125,10 +128,34 @@ def minted_token_keep(
 ) -> Exchanged:
     """Keep a token just minted for the grant, and hand it over; unless the grant ended
     while GitHub minted it: then the token is revoked at once (or, if GitHub cannot be
-    reached now, by the engine, as a token of an ended grant) and NotAllowed says so."""
-    record, still_in_force = _record(
-        grant=grant, job=job, repository=repository, minted=minted, simulated=simulated
-    )
+    reached now, by the engine, as a token of an ended grant) and NotAllowed says so.
+
+    A token that could not be recorded is in no row: neither the grant's end nor the sweep
+    would ever find it. It is revoked at once, and TokenMintFailed (500) says so."""
+    try:
+        record, still_in_force = _record(
+            grant=grant, job=job, repository=repository, minted=minted, simulated=simulated
+        )
+    except Exception as error:
+        revoked = simulated or _revoke_quietly(minted.token)
+        fate = (
+            "it was revoked at once"
+            if revoked
+            else "GitHub could not be reached to revoke it (it expires within the hour)"
+        )
+        # The error's type, never its text: a database error may quote the row.
+        logger.error(
+            "A token minted for grant %s could not be recorded (%s); %s.",
+            grant.pk,
+            type(error).__name__,
+            fate,
+        )
+        raise TokenMintFailed(
+            f"Airlock minted the token but could not record it ({type(error).__name__}), "
+            f"so nothing was handed over and {fate}. Try again shortly; if it keeps "
+            "failing, ask a platform admin to check Airlock's database.",
+            status=500,
+        ) from None
     if not still_in_force:
         revoked = _revoke_at_once(record, minted.token, simulated=simulated)
         raise NotAllowed(

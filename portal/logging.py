@@ -44,17 +44,32 @@ _SENSITIVE_KEY_WORD = (
     + r")[A-Za-z0-9_-]*"
 )
 
+# Where a token may start: at a word boundary, or in JSON text right after an escape
+# (`\n`, `\t`, `\u001b`), whose last character is a letter or digit.
+_JSON_ESCAPED = r"(?<=\\[nrtbf])|(?<=\\u[0-9a-fA-F]{4})"
+_STARTS = r"(?:\b|" + _JSON_ESCAPED + ")"
+
 # Secrets recognisable by their shape alone, wherever they are: safe to apply to JSON text
 # too, because none of them can match a quote, nor a backslash other than that of an
 # escaped newline.
 TOKEN_PATTERNS = [
-    # GitHub personal, OAuth, user-to-server, server-to-server and refresh tokens.
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
+    # GitHub's personal (ghp_), OAuth (gho_), user-to-server (ghu_), server-to-server
+    # (ghs_) and refresh (ghr_) tokens: the old shape, 36 letters and digits after the
+    # prefix, and the stateless one installation tokens have had since April 2026,
+    # ghs_<APPID>_<JWT> (about 520 characters: digits, `_`, then base64url with two dots).
+    # The characters are those of base64url and the dot, so that the whole token goes.
+    re.compile(_STARTS + r"gh[pousr]_[A-Za-z0-9_.-]{20,}"),
+    # Fine-grained personal access tokens: github_pat_<22>_<59>.
+    re.compile(_STARTS + r"github_pat_[A-Za-z0-9_]{20,}"),
     # Airlock's own personal API tokens (requests_app.tokens: "alk_" + 43 URL-safe chars).
-    re.compile(r"\balk_[A-Za-z0-9_-]{20,}"),
+    re.compile(_STARTS + r"alk_[A-Za-z0-9_-]{20,}"),
     # A JWT (OIDC tokens, GitHub App JWTs): header and payload are base64url JSON objects.
-    re.compile(r"\beyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"),
+    # Not after a letter or digit, rather than at a word boundary: after `_` (a stateless
+    # installation token's tail, `id_token=`) a JWT is still one.
+    re.compile(
+        r"(?:(?<![A-Za-z0-9])|" + _JSON_ESCAPED + r")"
+        r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+    ),
     # PEM private keys (a GitHub App's key), whole or cut short, with real or escaped
     # newlines.
     re.compile(

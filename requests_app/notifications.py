@@ -20,6 +20,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from integrations.github.permissions import format_permissions
+
 logger = logging.getLogger(__name__)
 
 # Seconds one Slack POST may take; Slack answers in well under one.
@@ -269,6 +271,24 @@ def run_lines(access_request) -> list[str]:
         f"Ref:         {quote_inline(r.run_ref) or '-'}",
         f"Commit:      {commit}",
         f"Run:         Run {r.run_id}{attempt} {r.run_url}",
+    ]
+
+
+def token_lines(access_request) -> list[str]:
+    """What a token minted under the request's grant may do, as lines of a plain-text
+    message (none when the request records no token permissions): the words of
+    templates/requests_app/_token.html, in text. The request's own permissions, copied when
+    it was filed (a token request's from its policy, a github_token secret's from its
+    definition), not the policy's of today: approving grants exactly these."""
+    permissions = access_request.token_permissions
+    if not isinstance(permissions, dict) or not permissions:
+        return []
+    return [
+        f"Token:       {format_permissions(permissions)}, in "
+        f"{quote_inline(access_request.repository)} only",
+        "             what each token minted under the grant may do, as filed (a policy "
+        "edit since does not change it)",
+        "             each token lasts at most an hour, and is revoked when the access ends",
     ]
 
 

@@ -267,11 +267,16 @@ class AccessRequestAdmin(RequestPagesMixin, DateHierarchyAdmin):
             ),
         )
         tokens = ""
-        if obj.access == AccessKind.TOKEN and isinstance(policy.token_permissions, dict):
-            # What the approver lets a job's token do: the grant's permissions.
-            tokens = format_html(
-                " Token permissions: {}.", format_permissions(policy.token_permissions) or "none"
-            )
+        if obj.token_permissions:
+            # What the approver lets a job's token do: the request's own permissions, copied
+            # when it was filed, which the grant mints; not the policy's of today.
+            granted = obj.token_permissions
+            tokens = format_html(" Token permissions: {}.", format_permissions(granted))
+            if obj.access == AccessKind.TOKEN and policy.token_permissions != granted:
+                tokens += format_html(
+                    " (The policy offers {} now; this request keeps those it was filed with.)",
+                    format_permissions(policy.token_permissions or {}) or "none",
+                )
         return format_html(
             "Approvals required: {} (this request: {}). Approver groups: {}. "
             "Maximum duration {}, default {}. Reason at least {} characters. "

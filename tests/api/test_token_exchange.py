@@ -6,9 +6,11 @@ each token's scope; refusals say why, and the token's value reaches nothing but 
 
 import json
 import logging
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -373,6 +375,84 @@ def test_dry_run_simulates_without_github(github, oidc, policy, settings):
     assert record.dry_run is True
     event = AuditEvent.objects.get(action="token.minted")
     assert event.detail["dry_run"] is True
+
+
+def test_a_grant_made_in_dry_run_mints_no_real_token(app, oidc, policy, settings):
+    # Dry-run is the grant's, fixed when it was made (Target.dry_run), as the engine
+    # keeps it: switching the setting off does not make a simulated grant real.
+    settings.AIRLOCK_DRY_RUN = True
+    access_request = token_request(policy)
+    assert Grant.objects.get(access_request=access_request).target.dry_run
+
+    settings.AIRLOCK_DRY_RUN = False  # the evaluation is over; Airlock goes live
+    response = exchange(oidc())
+
+    assert not app.state.installation_tokens, (
+        f"a simulated grant minted a real token (HTTP {response.status_code})"
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["simulated"] is True
+    assert MintedToken.objects.get().dry_run is True
+
+
+def test_a_real_grant_is_never_simulated_once_dry_run_is_on(app, oidc, policy, settings):
+    token_request(policy)
+
+    settings.AIRLOCK_DRY_RUN = True
+    response = exchange(oidc())
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["simulated"] is False
+    assert minted_on_github(app, response.json()["token"]) == (["acme/api"], GRANTED)
+
+
+@contextmanager
+def refusing_to_record_tokens():
+    """The database refuses every new MintedToken row, as if it went away between the
+    mint and the record."""
+    table = MintedToken._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_token() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'database went away'; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} FOR EACH ROW "
+                "EXECUTE FUNCTION refuse_token()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} "
+                "BEGIN SELECT RAISE(ABORT, 'database went away'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER refuse_token ON {table}")
+                cursor.execute("DROP FUNCTION refuse_token()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_token")
+
+
+def test_a_token_the_exchange_could_not_record_is_revoked_at_once(app, oidc, policy):
+    # A token in no row is one neither the grant's end nor the sweep would ever find.
+    token_request(policy)
+
+    with refusing_to_record_tokens():
+        response = exchange(oidc())
+    assert response.status_code == 500
+
+    minted = app.state.installation_tokens
+    assert len(minted) == 1
+    assert MintedToken.objects.count() == 0
+    assert minted[0].revoked, "a minted token no row records is live on GitHub"
+    body = response.json()
+    assert "minted the token but could not record it" in body["message"]
+    assert "it was revoked at once" in body["message"]
+    assert "token" not in body and minted[0].value not in json.dumps(body)
 
 
 # --- the value goes nowhere but the answer ----------------------------------------------------

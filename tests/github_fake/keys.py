@@ -6,6 +6,7 @@ the fake holds the real private key and can read back what a client wrote.
 
 import base64
 import itertools
+import json
 import secrets
 
 from cryptography.hazmat.primitives import serialization
@@ -68,3 +69,26 @@ def new_app_private_key_pem() -> str:
 def random_token(prefix: str) -> str:
     """A token in GitHub's format: a type prefix (gho_, ghs_, ghp_) and 36 characters."""
     return prefix + secrets.token_urlsafe(27)[:36].replace("-", "a").replace("_", "b")
+
+
+def _base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def stateless_installation_token(*, app_id: int, installation_id: int, expires_at) -> str:
+    """An installation token in the format GitHub mints since April 2026: ghs_<APPID>_<JWT>,
+    about 520 characters (base64url, with `-`, `_` and two dots), not the old 40. Only its
+    shape is GitHub's: the fake knows its tokens by value, so the signature is random."""
+    header = _base64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    payload = _base64url(
+        json.dumps(
+            {
+                "iss": app_id,
+                "installation_id": installation_id,
+                "exp": int(expires_at.timestamp()),
+                "jti": secrets.token_hex(16),
+            }
+        ).encode()
+    )
+    signature = _base64url(secrets.token_bytes(256))  # an RS256 signature's length
+    return f"ghs_{app_id}_{header}.{payload}.{signature}"

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from .keys import SealedBoxKey, public_key_pem, random_token
+from .keys import SealedBoxKey, public_key_pem, random_token, stateless_installation_token
 
 APP_TOKEN = "ghp_airlocktestapptoken000000000000000"
 DEFAULT_CLIENT_ID = "airlock-test-client"
@@ -714,10 +714,13 @@ class GitHubState:
             installation, body.get("repositories"), body.get("repository_ids")
         )
         permissions = self._installation_permissions(installation, body.get("permissions"))
+        expires_at = now() + timedelta(hours=1)
         token = Token(
-            value=random_token("ghs_"),
+            value=stateless_installation_token(
+                app_id=app.id, installation_id=installation_id, expires_at=expires_at
+            ),
             kind="installation",
-            expires_at=now() + timedelta(hours=1),
+            expires_at=expires_at,
             installation_id=installation_id,
             repository_ids=repository_ids,
             permissions=permissions,

@@ -1,12 +1,25 @@
 """Logs: one JSON object per line with the request and task ids, and never a secret."""
 
+import json
 import logging
 
-from portal.logging import redact_text, request_id_var
+import pytest
+
+from portal.logging import redact_text, redact_tokens, request_id_var
 
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 FINE_GRAINED_TOKEN = "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789AB"
 INSTALLATION_TOKEN = "ghs_" + "16C7e42F292c6912E7710c838347Ae178B4a"
+# GitHub's stateless installation token, minted since April 2026: ghs_<APPID>_<JWT>, about
+# 520 characters (docs.github.com, "Generating an installation access token for a GitHub
+# App"). The shape `gh[pousr]_[A-Za-z0-9]{20,}` stopped at its second `_`, and a JWT after
+# `_` is at no word boundary: it was logged as is.
+STATELESS_INSTALLATION_TOKEN = (
+    "ghs_4242_"
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"
+    ".eyJpbnN0YWxsYXRpb25faWQiOjQyLCJhcHBfaWQiOjQyNDIsImV4cCI6MTc5MDAwMDAwMH0"
+    ".c2lnbmF0dXJlLWJ5dGVzLWhlcmUtc2lnbmF0dXJlLWJ5dGVz"
+)
 JWT = (
     "eyJhbGciOiJSUzI1NiIsImtpZCI6IjEifQ"
     ".eyJpc3MiOiJodHRwczovL3Rva2VuLmFjdGlvbnMiLCJyZXBvc2l0b3J5IjoiYWNtZS9hcGkifQ"
@@ -17,7 +30,7 @@ PRIVATE_KEY = (
     "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0\n-----END RSA PRIVATE KEY-----"
 )
 SECRET_VALUES = [
-    GITHUB_TOKEN, FINE_GRAINED_TOKEN, INSTALLATION_TOKEN, JWT,
+    GITHUB_TOKEN, FINE_GRAINED_TOKEN, INSTALLATION_TOKEN, JWT, STATELESS_INSTALLATION_TOKEN,
     "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo",  # the private key's body
     "hunter2-correct-horse", "s3cr3t-client-value", "opaque-api-token-value",
 ]
@@ -64,6 +77,45 @@ def test_tokens_in_the_message_and_its_arguments_are_masked(capture_logs):
     assert_no_secret(output)
     assert output.count("[REDACTED]") >= 5
     assert all(entry["message"] for entry in logs.lines())
+
+
+def test_a_stateless_installation_token_is_masked_in_text():
+    masked = redact_text(f"revoking {STATELESS_INSTALLATION_TOKEN} failed")
+
+    assert "eyJpbnN0YWxsYXRpb25faWQi" not in masked, masked
+    assert masked == "revoking [REDACTED] failed"
+
+
+def test_a_stateless_installation_token_is_masked_in_a_log_line(capture_logs):
+    logs = capture_logs()
+
+    logging.getLogger("integrations.github.client").info(
+        "GitHub answered %s", {"token": "x", "value": STATELESS_INSTALLATION_TOKEN}
+    )
+
+    assert "eyJpbnN0YWxsYXRpb25faWQi" not in logs.text, logs.text
+    assert_no_secret(logs.text)
+
+
+# Every GitHub token family, in its old shape and in a stateless one (base64url with dots
+# and dashes after the prefix).
+GITHUB_TOKEN_SHAPES = [
+    f"{prefix}_{body}"
+    for prefix in ("ghp", "gho", "ghu", "ghs", "ghr")
+    for body in (
+        "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+        "4242_eyJhbGciOiJSUzI1NiJ9.eyJpZCI6NDJ9.c2ln-bmF0_dXJl",
+    )
+] + [FINE_GRAINED_TOKEN, STATELESS_INSTALLATION_TOKEN]
+
+
+@pytest.mark.parametrize("token", GITHUB_TOKEN_SHAPES, ids=lambda token: token[:8])
+def test_every_github_token_shape_is_masked_whole_even_in_json_text(token):
+    assert redact_text(f"got {token}, retrying") == "got [REDACTED], retrying"
+    # The last pass runs on JSON text: the token goes, the quotes and escapes stay.
+    line = json.dumps({"message": f"a\n{token}", "detail": [token]})
+    masked = redact_tokens(line)
+    assert json.loads(masked) == {"message": "a\n[REDACTED]", "detail": ["[REDACTED]"]}
 
 
 def test_an_airlock_api_token_is_masked_wherever_it_appears(capture_logs):

@@ -5,7 +5,14 @@ import pytest
 from django.urls import reverse
 
 from requests_app.models import AccessPolicy, SecretDefinition
-from tests.requests_app.factories import AccessPolicyFactory, SecretDefinitionFactory
+from requests_app.services import access_request_create
+from tests.requests_app.factories import (
+    AccessPolicyFactory,
+    AccessRequestFactory,
+    ApproverGroupFactory,
+    SecretDefinitionFactory,
+    UserFactory,
+)
 from tests.requests_app.test_admin import policy_form
 
 pytestmark = pytest.mark.django_db
@@ -156,3 +163,88 @@ def test_refused_permissions_are_shown_back_as_typed(client, platform_admin):
     typed = '{"contents": 1}'
     response = client.post(POLICY_ADD, policy_form(access_kinds=["token"], token_permissions=typed))
     assert 'value="{&quot;contents&quot;: 1}"' in response.content.decode()
+
+
+# --- what an approver is shown: the request's permissions, not the policy's of today ---------
+
+
+@pytest.fixture
+def narrowed_after_filing():
+    """A token request filed for contents: write and secrets: write, whose policy is
+    narrowed to contents: read while it waits for its approver (root)."""
+    policy = AccessPolicyFactory(
+        name="publish",
+        repository_patterns=["acme/*"],
+        environment_patterns=["production"],
+        access_kinds=["token"],
+        token_permissions={"contents": "write", "secrets": "write"},
+        approver_groups=[ApproverGroupFactory(name="release", members=["root"])],
+        approvals_required=1,
+    )
+    access_request = access_request_create(
+        requester=UserFactory(username="dave"),
+        repository="acme/api",
+        environment="production",
+        access="token",
+        reason="Publishing the 2.4 release by hand",
+    )
+    assert access_request.token_permissions == {"contents": "write", "secrets": "write"}
+    AccessPolicy.objects.filter(pk=policy.pk).update(token_permissions={"contents": "read"})
+    return access_request
+
+
+def test_the_approver_sees_the_permissions_the_request_will_grant(
+    client, platform_admin, narrowed_after_filing
+):
+    change = reverse("admin:requests_app_accessrequest_change", args=[narrowed_after_filing.pk])
+    page = client.get(change).content.decode()
+
+    # Approving grants contents: write and secrets: write; the page must say so.
+    assert "secrets: write" in page, "the approver is shown only the policy's contents: read"
+    assert "<code>contents: write, secrets: write</code>, in <code>acme/api</code> only" in page
+    assert "Token permissions: contents: write, secrets: write." in page
+    assert "The policy offers contents: read now" in page
+
+
+def test_the_decision_page_shows_the_permissions_approving_grants(
+    client, platform_admin, narrowed_after_filing
+):
+    approve = reverse("admin:requests_app_accessrequest_approve", args=[narrowed_after_filing.pk])
+    page = client.get(approve).content.decode()
+
+    assert "<code>contents: write, secrets: write</code>, in <code>acme/api</code> only" in page
+
+
+def test_a_github_token_secret_request_shows_the_permissions_it_records(client, platform_admin):
+    # Whatever the access kind: a request that records token permissions mints them.
+    secret = SecretDefinitionFactory(
+        name="GH_RELEASE_TOKEN", kind="github_token", permissions={"contents": "write"}
+    )
+    access_request = AccessRequestFactory(
+        access="secret", secret=secret, token_permissions={"contents": "write"}
+    )
+    change = reverse("admin:requests_app_accessrequest_change", args=[access_request.pk])
+    page = client.get(change).content.decode()
+
+    assert "<code>contents: write</code>, in <code>acme/api</code> only" in page
+    assert "Token permissions: contents: write." in page
+    assert "The policy offers" not in page  # a secret's permissions are its definition's
+
+
+def test_a_reviewer_request_shows_no_token_permissions(client, platform_admin):
+    AccessPolicyFactory(
+        name="deploy",
+        repository_patterns=["acme/*"],
+        environment_patterns=["production"],
+        approver_groups=[ApproverGroupFactory(name="ops", members=["root"])],
+    )
+    access_request = access_request_create(
+        requester=UserFactory(username="dave"),
+        repository="acme/api",
+        environment="production",
+        access="reviewer",
+        reason="Deploying the hotfix by hand",
+    )
+    change = reverse("admin:requests_app_accessrequest_change", args=[access_request.pk])
+
+    assert "Token permissions" not in client.get(change).content.decode()

@@ -20,7 +20,7 @@ from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from grants.services import grant_create_for_request
 from requests_app import notifications
-from requests_app.models import AccessRequest
+from requests_app.models import AccessPolicy, AccessRequest
 from requests_app.services import (
     access_request_deny,
     access_request_extend,
@@ -221,6 +221,31 @@ def test_approvers_are_told_of_a_request_routed_to_them_with_a_link_to_decide(
     assert post["content_type"] == "application/json"
     assert f"Request #{access_request.pk} awaits your decision" in post["json"]["text"]
     assert f"<{admin_link}|Open in Airlock>" in post["json"]["text"]
+
+
+def test_messages_about_a_token_request_say_the_permissions_it_would_grant(approvers, sent):
+    AccessPolicy.objects.update(
+        access_kinds=["token"], token_permissions={"contents": "write", "secrets": "write"}
+    )
+    access_request = sent(lambda: file_request("dave", access="token"))
+
+    message = next(m for m in mail.outbox if "awaits your decision" in m.subject)
+    assert "Token:       contents: write, secrets: write, in acme/api only" in message.body
+    [(html, _)] = message.alternatives
+    assert "<code>contents: write, secrets: write</code>, in <code>acme/api</code> only" in html
+    # The policy narrowed since the filing: what the request grants is still what is said.
+    AccessPolicy.objects.update(token_permissions={"contents": "read"})
+    later = notifications.build_message("request_routed", request_id=access_request.pk)
+    assert "contents: write, secrets: write" in later.body
+    assert "contents: read" not in later.body
+
+
+def test_messages_about_a_reviewer_request_name_no_token(approvers):
+    access_request = file_request("dave")
+
+    message = notifications.build_message("request_routed", request_id=access_request.pk)
+
+    assert "Token:" not in message.body and "Token permissions" not in (message.html or "")
 
 
 def test_the_requester_hears_of_approval_and_of_the_grant_being_applied(approvers, sent, slack):

@@ -161,7 +161,12 @@ def mint(grant, value, *, expires_in=timedelta(hours=1), permissions=None):
 @pytest.fixture
 def minted(token_policy):
     """dave's token grant with a live, an expired and a revoked token."""
-    access_request = active_request("dave", access="token", policy=token_policy)
+    access_request = active_request(
+        "dave",
+        access="token",
+        policy=token_policy,
+        token_permissions=dict(token_policy.token_permissions),  # as filing records them
+    )
     grant = access_request.grant
     assert grant.kind == Grant.Kind.TOKEN
     mint(grant, LIVE, permissions={"contents": "read", "packages": "write"})
@@ -258,6 +263,17 @@ def test_approvers_see_the_token_permissions_they_would_grant(client, platform_a
     page = client.get(change).content.decode()
 
     assert "Token permissions: contents: read, packages: write." in page
+
+
+def test_the_request_page_shows_the_permissions_it_was_filed_with(client, dev, token_policy):
+    client.post(NEW, form_data())
+    access_request = AccessRequest.objects.get()
+    AccessPolicy.objects.filter(pk=token_policy.pk).update(token_permissions={"contents": "read"})
+
+    page = client.get(reverse("requests_app:detail", args=[access_request.pk])).content.decode()
+
+    assert "<code>contents: read, packages: write</code>, in <code>acme/api</code> only" in page
+    assert "a policy edit since does not change it" in page
 
 
 def test_a_workflow_files_token_access_for_its_run(oidc, token_policy):
