@@ -69,6 +69,10 @@ class AuditAction(models.TextChoices):
     TOKEN_MINTED = "token.minted"
     TOKEN_REVOKED = "token.revoked"
     TOKEN_EXPIRED = "token.expired"
+    # Slack (requests_app.slack): accounts linked and unlinked, and a click refused.
+    SLACK_LINKED = "slack.linked"
+    SLACK_UNLINKED = "slack.unlinked"
+    SLACK_DECISION_REFUSED = "slack.decision_refused"
     # A token kept for a grant moved to the extension continuing it without a gap.
     TOKEN_CARRIED_OVER = "token.carried_over"
 

@@ -200,3 +200,16 @@ def canonical_environment_pattern(value, *, field: str = "environment_patterns")
     if not _ENVIRONMENT.fullmatch(pattern):
         raise NameRefused({field: f"'{pattern}': an environment name is {ENVIRONMENT_RULE}."})
     return ascii_lower(pattern)
+
+
+SLACK_CHANNEL_RE = re.compile(r"[CGD][A-Z0-9]{2,30}")
+
+
+def validate_slack_channel(value: str) -> None:
+    """A Slack channel id as Slack's API names channels (C…, G… for private ones), not a
+    #name: names change, ids do not."""
+    if value and not SLACK_CHANNEL_RE.fullmatch(value):
+        raise ValidationError(
+            f"{value!r} is not a Slack channel id: use the id (e.g. C0123456789, in the "
+            "channel's details in Slack), not its #name."
+        )

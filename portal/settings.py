@@ -347,7 +347,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_QUEUES = (Queue("celery"), Queue("airlock.notify"))
 CELERY_TASK_ROUTES = {
     f"requests_app.tasks.{name}": {"queue": "airlock.notify"}
-    for name in ("send_notification", "send_email", "post_to_slack", "remind_expiring")
+    for name in (
+        "send_notification", "send_email", "post_to_slack", "remind_expiring", "slack_card_sync"
+    )
 }
 AIRLOCK_SWEEP_SECONDS = env_int("AIRLOCK_SWEEP_SECONDS", 15, minimum=1)
 # The grant engine (grants/): how long one GitHub call may keep retrying transient errors,
@@ -442,6 +444,13 @@ if AIRLOCK_SLACK_WEBHOOK_URL and not AIRLOCK_SLACK_WEBHOOK_URL.startswith(
     ("https://", "http://")
 ):
     raise ImproperlyConfigured("AIRLOCK_SLACK_WEBHOOK_URL must be an http(s) URL")
+# Slack approvals (requests_app.slack): the app's bot token posts and updates the request
+# cards in approver groups' channels; the signing secret authenticates Slack's calls to
+# POST /slack/interactions and /slack/commands. SLACK_API_URL is Slack's Web API (tests
+# point it at a local stand-in). Without the token, no cards are posted.
+AIRLOCK_SLACK_BOT_TOKEN = env_str("AIRLOCK_SLACK_BOT_TOKEN").strip()
+AIRLOCK_SLACK_SIGNING_SECRET = env_str("AIRLOCK_SLACK_SIGNING_SECRET").strip()
+SLACK_API_URL = env_url("SLACK_API_URL", "https://slack.com/api")
 # Requesters are reminded this many minutes before their access ends (0: never).
 AIRLOCK_EXPIRY_REMINDER_MINUTES = env_int("AIRLOCK_EXPIRY_REMINDER_MINUTES", 10, minimum=0)
 # Who hears about overdue revocations besides staff users with an email (comma-separated).

@@ -12,7 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.durations import validate_positive_duration
-from core.names import validate_github_login, validate_github_team
+from core.names import validate_github_login, validate_github_team, validate_slack_channel
 from requests_app.crypto import decrypt_value, encrypt_value
 
 
@@ -29,6 +29,14 @@ class ApproverGroup(models.Model):
     description = models.TextField(blank=True)
     # "org/team-slug": members can be synced from this GitHub team (see the grant engine).
     github_team = models.CharField(max_length=200, blank=True, validators=[validate_github_team])
+    # A Slack channel id (C…/G…): requests routed to the group are posted there as cards
+    # its members decide from (requests_app.slack).
+    slack_channel = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_slack_channel],
+        help_text="Slack channel id (e.g. C0123456789) where requests are posted as cards",
+    )
     # Team sync (from github_team): when members were last read, and why it last failed.
     synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     sync_error = models.TextField(blank=True, editable=False)
@@ -164,6 +172,11 @@ class AccessPolicy(models.Model):
     break_glass = models.BooleanField(default=False, help_text="Allow break-glass access")
     break_glass_max_duration = models.DurationField(
         default=timedelta(hours=1), validators=[validate_positive_duration]
+    )
+    slack_approvals = models.BooleanField(
+        default=True,
+        help_text="Approvers may approve and deny from the Slack card; off: the card links "
+        "to the admin instead",
     )
     workflow_requests = models.BooleanField(
         default=False,
@@ -498,3 +511,30 @@ class ApiToken(models.Model):
         from django.utils import timezone
 
         return self.expires_at <= (now or timezone.now())
+
+
+
+# Slack approvals' rows live beside these (requests_app.slack_models), kept out of this
+# module's length; imported here so that Django finds them as this app's models.
+from requests_app.slack_models import (  # noqa: E402
+    SlackCard,
+    SlackDelivery,
+    SlackLink,
+    SlackLinkCode,
+)
+
+__all__ = [
+    "AccessKind",
+    "AccessPolicy",
+    "AccessRequest",
+    "ApiToken",
+    "Approval",
+    "ApproverGroup",
+    "ApproverGroupMember",
+    "SecretDefinition",
+    "SlackCard",
+    "SlackDelivery",
+    "SlackLink",
+    "SlackLinkCode",
+    "in_force_at",
+]
