@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class RequestsAppConfig(AppConfig):
     name = "requests_app"
     verbose_name = "Access requests"
+
+    def ready(self):
+        # The Slack card follows every change of a request, wherever it was made.
+        from requests_app import signals, tasks
+
+        for signal in (signals.access_request_status_changed, signals.access_request_changed):
+            signal.connect(tasks.slack_card_sync_later, dispatch_uid=f"slack_card_{id(signal)}")

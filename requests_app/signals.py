@@ -11,3 +11,9 @@ access_request_approved = Signal()
 # The request moved from one status to another (approved, active, expired, revoked, ...).
 # Sent with sender=AccessRequest, request_id (int) and status (the new status, a string).
 access_request_status_changed = Signal()
+
+# What the request shows changed without its status changing: it was filed (routed to its
+# approvers), or it has one more approval that does not yet decide it. With the status
+# changes above, every change of a request; the Slack card follows both (requests_app.slack).
+# Sent with sender=AccessRequest, request_id (int).
+access_request_changed = Signal()

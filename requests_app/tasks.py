@@ -9,7 +9,8 @@ from celery import shared_task
 from django.conf import settings
 
 from core.durations import exponential_backoff
-from requests_app import notifications, services
+from integrations.slack import SlackError, slack_configured
+from requests_app import notifications, services, slack
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,31 @@ def post_to_slack(self, *, text: str) -> None:
         logger.warning("Slack message failed, retrying: %s", exc)
         countdown = exc.retry_after or _backoff(self.request.retries)
         raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=MAX_SEND_RETRIES)
+def slack_card_sync(self, request_id: int) -> None:
+    """Post or update the request's Slack cards (requests_app.slack). Transient errors retry
+    with backoff, or after the Retry-After Slack asked for; the decision never waits."""
+    try:
+        slack.slack_cards_sync(request_id)
+    except SlackError as exc:
+        if self.request.retries >= self.max_retries:
+            logger.error("Slack card of request #%s not synced after %d tries: %s",
+                         request_id, self.request.retries + 1, exc)
+            slack.slack_card_error_record(request_id, exc)
+            return
+        logger.warning("Slack card of request #%s failed, retrying: %s", request_id, exc)
+        countdown = exc.retry_after or _backoff(self.request.retries)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+
+
+def slack_card_sync_later(sender=None, *, request_id: int, **kwargs) -> None:
+    """The receiver of every change of a request (requests_app.signals, after the commit):
+    its card follows. A failed publish is logged; the change stands."""
+    if not slack_configured():
+        return
+    _send_later(slack_card_sync, kwargs={"request_id": request_id})
 
 
 @shared_task(acks_late=True, ignore_result=True)

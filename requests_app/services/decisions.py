@@ -11,6 +11,7 @@ from requests_app.models import AccessRequest, Approval
 from requests_app.selectors import approver_identity, request_refusal_for_decider
 from requests_app.services.transitions import (
     announce_approval,
+    announce_change,
     announce_status_change,
     copy_decision,
     lock,
@@ -63,6 +64,8 @@ def access_request_approve(*, access_request: AccessRequest, approver, comment: 
         )
         if count >= locked.approvals_required:
             mark_approved(locked, actor=approver, action=AuditAction.REQUEST_APPROVED)
+        else:
+            announce_change(locked.pk)
     copy_decision(access_request, locked)
     return access_request
 

@@ -24,6 +24,7 @@ from requests_app.selectors import (
     user_for_github_actor,
 )
 from requests_app.services.decisions import mark_approved
+from requests_app.services.transitions import announce_change
 from requests_app.services.validation import validate_restrictions, validate_target
 
 Status = AccessRequest.Status
@@ -322,6 +323,7 @@ def _file(
             notifications.notify("break_glass_used", request_id=access_request.pk)
         elif access_request.status == Status.PENDING:
             notifications.notify("request_routed", request_id=access_request.pk)
+            announce_change(access_request.pk)
     return access_request, True
 
 

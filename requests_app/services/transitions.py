@@ -93,6 +93,14 @@ def announce_status_change(request_id: int, status: str) -> None:
     )
 
 
+def announce_change(request_id: int) -> None:
+    """After the commit: the request changed without a status change (filed, or an approval
+    that does not yet decide it)."""
+    transaction.on_commit(
+        lambda: signals.access_request_changed.send(sender=AccessRequest, request_id=request_id)
+    )
+
+
 def announce_approval(request_id: int) -> None:
     transaction.on_commit(
         lambda: signals.access_request_approved.send(sender=AccessRequest, request_id=request_id)
