@@ -224,6 +224,7 @@ def _actions(r: AccessRequest) -> dict:
                 "action_id": "airlock_open",
                 "text": {"type": "plain_text", "text": label},
                 "url": admin_url(r),
+                "value": str(r.pk),
             }
         ]
     return {"type": "actions", "block_id": f"airlock_request_{r.pk}", "elements": elements}

@@ -1,0 +1,361 @@
+"""The request card in Slack: posted once per approver group's channel when a request is
+routed, updated in place (same ts) whenever the request changes, wherever it was changed;
+spoken to over real HTTP, to the local Slack (tests/slack_fake)."""
+
+import json
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from grants.reconciler import reconcile_environment
+from requests_app.models import AccessRequest
+from requests_app.services import (
+    access_request_approve,
+    access_request_cancel,
+    access_request_deny,
+    access_request_end_early,
+    access_requests_time_out_overdue,
+)
+from requests_app.slack import slack_cards_sync
+from requests_app.slack_models import SlackCard
+from requests_app.tasks import slack_card_sync
+from tests.fixtures import token_client
+from tests.requests_app.factories import ApproverGroupFactory, UserFactory, approver_setup
+from tests.requests_app.lifecycle import file_request, move_expiry
+
+pytestmark = pytest.mark.django_db
+Status = AccessRequest.Status
+OPS, SECURITY = "C0OPS", "C0SECURITY"
+HOSTILE = "Deploy <!channel> now & <https://evil.example|click here> <@U0BOSS> > done"
+
+
+@pytest.fixture
+def slack_api(slack, settings):
+    """The local Slack as the bot's Web API, with the approvers' channels."""
+    from tests.slack_fake.server import DEFAULT_TOKEN
+
+    settings.AIRLOCK_SLACK_BOT_TOKEN = DEFAULT_TOKEN
+    settings.SLACK_API_URL = slack.api_url
+    slack.add_channel(OPS)
+    slack.add_channel(SECURITY)
+    return slack
+
+
+@pytest.fixture
+def routed():
+    """A policy needing two approvals, routed to two groups with a channel each."""
+    policy, group, users = approver_setup(approvers=("alice", "bob", "carol"))
+    group.slack_channel = OPS
+    group.save()
+    other = ApproverGroupFactory(members=["erin"], slack_channel=SECURITY)
+    users["erin"] = UserFactory(username="erin")
+    policy.approver_groups.add(other)
+    return policy, users
+
+
+@pytest.fixture
+def synced(eager_celery, django_capture_on_commit_callbacks):
+    """Run an action, then what it enqueued after its commit (tasks run where sent)."""
+
+    def run(action):
+        with django_capture_on_commit_callbacks(execute=True):
+            result = action()
+        return result
+
+    return run
+
+
+def card(slack, channel=OPS):
+    [message] = slack.messages(channel)
+    return message
+
+
+def shown(message) -> str:
+    """Everything a card's blocks say, as one string."""
+    return json.dumps(message.blocks)
+
+
+def buttons(message) -> list[dict]:
+    return [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def refresh(access_request):
+    access_request.refresh_from_db()
+    return access_request
+
+
+# --- the card ----------------------------------------------------------------------------------
+
+
+def test_a_routed_request_posts_one_card_per_channel_with_its_fields_and_buttons(
+    slack_api, routed, synced
+):
+    access_request = synced(lambda: file_request("dave", duration_minutes=90))
+
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+    for channel in (OPS, SECURITY):
+        message = card(slack_api, channel)
+        text = shown(message)
+        assert f"Access request #{access_request.pk}" in text
+        assert "dave" in text and "acme/api" in text and "production" in text
+        assert "reviewer" in text and "1h 30m" in text
+        assert ">Deploying the hotfix for INC-1234 to production" in text
+        assert "*Approvals*: 0 of 2" in text
+        assert "*May still approve*: alice, bob, carol, erin" in text
+        assert [(b["action_id"], b["style"], b["value"]) for b in buttons(message)] == [
+            ("airlock_approve", "primary", str(access_request.pk)),
+            ("airlock_deny", "danger", str(access_request.pk)),
+        ]
+        assert "dave" in message.text and "pending" in message.text
+    cards = SlackCard.objects.filter(request=access_request).order_by("channel")
+    assert [(c.channel, c.ts) for c in cards] == [
+        (OPS, card(slack_api, OPS).ts), (SECURITY, card(slack_api, SECURITY).ts)
+    ]
+    assert all(c.posted_at and c.shown_digest and not c.last_error for c in cards)
+
+
+def test_a_hostile_reason_is_quoted_and_escaped(slack_api, routed, synced):
+    synced(lambda: file_request("dave", reason=HOSTILE + "\nsecond line <!here>"))
+
+    text = card(slack_api).blocks
+    [reason] = [b["text"]["text"] for b in text if "*Reason*" in b.get("text", {}).get("text", "")]
+    assert reason == (
+        "*Reason*\n>Deploy &lt;!channel&gt; now &amp; &lt;https://evil.example|click here&gt; "
+        "&lt;@U0BOSS&gt; &gt; done\n>second line &lt;!here&gt;"
+    )
+    assert "<!channel>" not in shown(card(slack_api)) and "<!here>" not in shown(card(slack_api))
+
+
+def test_a_token_request_shows_its_permissions(slack_api, synced):
+    policy, group, _ = approver_setup(
+        access_kinds=["token"], token_permissions={"contents": "write"}, approvals_required=1
+    )
+    group.slack_channel = OPS
+    group.save()
+    synced(lambda: file_request("dave", access="token"))
+    assert "*Token permissions*" in shown(card(slack_api))
+    assert "contents" in shown(card(slack_api))
+
+
+def test_slack_approvals_off_shows_no_buttons_but_the_admin_link(slack_api, routed, synced):
+    policy, _ = routed
+    policy.slack_approvals = False
+    policy.save()
+    access_request = synced(lambda: file_request("dave"))
+
+    [link] = buttons(card(slack_api))
+    assert link["action_id"] == "airlock_open"
+    assert link["url"].endswith(
+        reverse("admin:requests_app_accessrequest_change", args=[access_request.pk])
+    )
+    assert "airlock_approve" not in shown(card(slack_api))
+
+
+# --- following the request ---------------------------------------------------------------------
+
+
+def test_an_approval_in_the_admin_updates_the_same_message(
+    slack_api, routed, synced, client
+):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    ts = card(slack_api).ts
+    client.force_login(users["alice"])
+
+    synced(lambda: client.post(
+        reverse("admin:requests_app_accessrequest_approve", args=[access_request.pk]),
+        {"post": "yes", "comment": ""},
+    ))
+
+    message = card(slack_api)
+    assert message.ts == ts and len(message.edits) == 1
+    assert "*Approvals*: 1 of 2" in shown(message) and "alice" in shown(message)
+    assert "*May still approve*: bob, carol, erin" in shown(message)
+    assert buttons(message)[0]["action_id"] == "airlock_approve"  # still pending
+
+
+def test_the_deciding_approval_over_the_api_removes_the_buttons(slack_api, routed, synced):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    ts = card(slack_api, SECURITY).ts
+    url = f"/api/v1/requests/{access_request.pk}/approve"
+
+    synced(lambda: token_client(users["alice"]).post(url, {}, format="json"))
+    synced(lambda: token_client(users["erin"]).post(url, {}, format="json"))
+
+    # Approved, then (dry run, run where sent) active at once: the card says both.
+    assert refresh(access_request).status == Status.ACTIVE
+    for channel in (OPS, SECURITY):
+        message = card(slack_api, channel)
+        assert "*active* until" in shown(message)
+        assert "approved by alice, erin" in shown(message)
+        assert "airlock_approve" not in shown(message)
+        assert [b["action_id"] for b in buttons(message)] == ["airlock_open"]
+    assert card(slack_api, SECURITY).ts == ts
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+
+
+def test_a_denial_shows_who_and_their_comment(slack_api, routed, synced):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    synced(lambda: access_request_deny(
+        access_request=access_request, approver=users["bob"], comment="Not during <!here> freeze"
+    ))
+    text = shown(card(slack_api))
+    assert "*denied* by bob" in text and ">Not during &lt;!here&gt; freeze" in text
+    assert "airlock_deny" not in text
+
+
+def test_a_cancel_updates_the_card(slack_api, routed, synced):
+    access_request = synced(lambda: file_request("dave"))
+    synced(lambda: access_request_cancel(access_request=access_request,
+                                         user=access_request.requester))
+    assert "*cancelled* by dave" in shown(card(slack_api))
+    assert "airlock_approve" not in shown(card(slack_api))
+
+
+def test_a_time_out_updates_the_card(slack_api, routed, synced):
+    access_request = synced(lambda: file_request("dave"))
+    AccessRequest.objects.filter(pk=access_request.pk).update(
+        pending_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert synced(access_requests_time_out_overdue) == 1
+    assert "*timed out*" in shown(card(slack_api))
+    assert "airlock_approve" not in shown(card(slack_api))
+
+
+def test_approval_activation_and_expiry_update_the_card(slack_api, gh, synced):
+    gh.add_user("dave")
+    gh.add_environment("acme/api", "production")
+    policy, group, users = approver_setup(approvals_required=1)
+    group.slack_channel = OPS
+    group.save()
+    access_request = synced(lambda: file_request("dave"))
+
+    # The approval commits, the card says approved; the engine (run where it is sent)
+    # puts the access on GitHub, and the card says active.
+    synced(lambda: access_request_approve(access_request=access_request,
+                                          approver=users["alice"]))
+    assert refresh(access_request).status == Status.ACTIVE
+    message = card(slack_api)
+    [pending, approved] = [json.dumps(edit["blocks"]) for edit in message.edits]
+    assert "airlock_approve" in pending
+    assert "*approved* by alice" in approved and "airlock_approve" not in approved
+    assert "*active* until" in shown(message)
+
+    synced(lambda: reconcile_environment(move_expiry(access_request).grant.target_id))
+    assert refresh(access_request).status == Status.EXPIRED
+    assert "*expired* at" in shown(card(slack_api))
+    assert len(card(slack_api).edits) == 3 and len(slack_api.calls_to("chat.postMessage")) == 1
+
+
+def test_an_early_revoke_updates_the_card(slack_api, gh, synced):
+    gh.add_user("dave")
+    gh.add_environment("acme/api", "production")
+    policy, group, users = approver_setup(approvals_required=1)
+    group.slack_channel = OPS
+    group.save()
+    access_request = synced(lambda: file_request("dave"))
+    synced(lambda: access_request_approve(access_request=access_request,
+                                          approver=users["alice"]))
+    synced(lambda: access_request_end_early(
+        access_request=refresh(access_request), user=access_request.requester,
+        comment="done early",
+    ))
+    assert "*revoked* by dave" in shown(card(slack_api))
+    assert ">done early" in shown(card(slack_api))
+
+
+def test_an_unchanged_request_is_not_sent_again(slack_api, routed, synced):
+    access_request = synced(lambda: file_request("dave"))
+    slack_cards_sync(access_request.pk)
+    assert slack_api.calls_to("chat.update") == []
+
+
+def test_break_glass_and_auto_approved_requests_post_no_card(slack_api, synced):
+    _, group, _ = approver_setup(approvals_required=0)
+    group.slack_channel = OPS
+    group.save()
+    synced(lambda: file_request("dave"))
+    assert slack_api.calls_to("chat.postMessage") == []
+
+
+# --- Slack errors ------------------------------------------------------------------------------
+
+
+def test_a_429_is_retried_after_slacks_retry_after(slack_api, routed, eager_celery, caplog):
+    access_request = file_request("dave")  # its commit's callbacks are not run here
+    slack_api.faults.rate_limited("chat.postMessage", retry_after=7)
+
+    result = slack_card_sync.apply(kwargs={"request_id": access_request.pk})
+
+    assert result.state == "SUCCESS"
+    # The countdown the task asked for, as Celery reports it: Slack's Retry-After.
+    retries = [r.getMessage() for r in caplog.records if r.name == "celery.app.trace"
+               and "retry" in r.getMessage()]
+    assert len(retries) == 1 and "Retry in 7s" in retries[0]
+    # Celery ran the retry where it was sent: the card is posted once, in each channel.
+    assert [c.status for c in slack_api.calls_to("chat.postMessage")].count(200) == 2
+    assert len(slack_api.messages(OPS)) == 1 and len(slack_api.messages(SECURITY)) == 1
+
+
+def test_a_permanent_error_is_recorded_and_the_decision_stands(slack_api, routed, synced):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    slack_api.faults.slack_error("chat.update", error="message_not_found", times=None)
+
+    synced(lambda: access_request_deny(access_request=access_request, approver=users["bob"]))
+
+    assert refresh(access_request).status == Status.DENIED
+    cards = SlackCard.objects.filter(request=access_request)
+    assert {c.last_error for c in cards} == {"Slack chat_update failed: message_not_found"}
+    assert len(slack_api.calls_to("chat.update")) == 2  # tried once each: not retried
+
+
+def test_no_token_no_calls(slack_api, routed, synced, settings):
+    settings.AIRLOCK_SLACK_BOT_TOKEN = ""
+    synced(lambda: file_request("dave"))
+    assert slack_api.calls == []
+    assert not SlackCard.objects.exists()
+
+
+# --- two syncs at once -------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_syncs_at_once_post_one_card(slack_api, routed, settings, on_postgres):
+    token = settings.AIRLOCK_SLACK_BOT_TOKEN
+    settings.AIRLOCK_SLACK_BOT_TOKEN = ""  # filed without enqueuing: the two syncs race
+    access_request = file_request("dave")
+    settings.AIRLOCK_SLACK_BOT_TOKEN = token
+    slack_api.faults.slow("chat.postMessage", delay=0.3)  # the first holds its card's lock
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def sync():
+        from django.db import connection as thread_connection
+
+        try:
+            barrier.wait()
+            slack_cards_sync(access_request.pk)
+        except Exception as exc:  # reported to the assertion below
+            errors.append(exc)
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert len(slack_api.messages(OPS)) == 1 and len(slack_api.messages(SECURITY)) == 1
+    assert len(slack_api.calls_to("chat.postMessage")) == 2
+    assert SlackCard.objects.filter(request=access_request).exclude(ts="").count() == 2
+    assert connection.vendor == "postgresql"
