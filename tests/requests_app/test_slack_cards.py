@@ -34,12 +34,8 @@ HOSTILE = "Deploy <!channel> now & <https://evil.example|click here> <@U0BOSS> >
 
 
 @pytest.fixture
-def slack_api(slack, settings):
-    """The local Slack as the bot's Web API, with the approvers' channels."""
-    from tests.slack_fake.server import DEFAULT_TOKEN
-
-    settings.AIRLOCK_SLACK_BOT_TOKEN = DEFAULT_TOKEN
-    settings.SLACK_API_URL = slack.api_url
+def slack_api(slack):
+    """The local Slack (Airlock pointed at it), with the approvers' channels."""
     slack.add_channel(OPS)
     slack.add_channel(SECURITY)
     return slack

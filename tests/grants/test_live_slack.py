@@ -1,0 +1,81 @@
+"""The Slack request card as deployed: the real `celery worker` (tests/grants/test_live_stack.py's
+stack: Redis, PostgreSQL, the local GitHub) posts a routed request's card into the local Slack
+(tests/slack_fake) and updates it in place once the request is approved and in force.
+
+Needs AIRLOCK_LIVE_BROKER_URL and a PostgreSQL DATABASE_URL, like the stack's own tests.
+"""
+
+import json
+
+import pytest
+
+from requests_app.models import AccessRequest
+from requests_app.services import access_request_approve, access_request_create
+from requests_app.slack_models import SlackCard
+from tests.fixtures import SLACK_BOT_TOKEN
+from tests.grants.test_live_stack import stack, wait_for  # noqa: F401 - the stack fixture
+from tests.requests_app.factories import UserFactory, approver_setup
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+CHANNEL = "C0LIVEOPS"
+
+
+@pytest.fixture
+def slack_env(slack, settings, monkeypatch):
+    """The worker (started after this, from os.environ) and this process both speak to the
+    local Slack with the bot token."""
+    slack.add_channel(CHANNEL)
+    for name, value in (("AIRLOCK_SLACK_BOT_TOKEN", SLACK_BOT_TOKEN),
+                        ("SLACK_API_URL", slack.api_url)):
+        monkeypatch.setenv(name, value)
+        setattr(settings, name, value)
+    return slack
+
+
+@pytest.fixture
+def slack_stack(slack_env, stack):  # noqa: F811 - the stack, started with Slack's settings
+    return stack
+
+
+def test_the_worker_posts_the_card_and_updates_it_when_approved(slack_env, slack_stack, github):
+    slack = slack_env
+    github.add_user("dave")
+    github.add_environment("acme/api", "production")
+    _, group, approvers = approver_setup(approvals_required=1)
+    group.slack_channel = CHANNEL
+    group.save()
+
+    access_request = access_request_create(
+        requester=UserFactory(username="dave"),
+        repository="acme/api",
+        environment="production",
+        access="reviewer",
+        reason="Live stack: the Slack card",
+        duration_minutes=30,
+    )
+    wait_for(
+        "the card posted by the worker",
+        lambda: len(slack.messages(CHANNEL)) == 1,
+        timeout=30,
+        stack=slack_stack,
+        observe=lambda: [c.__dict__ for c in slack.calls],
+    )
+    [message] = slack.messages(CHANNEL)
+    assert "airlock_approve" in json.dumps(message.blocks)
+    card = SlackCard.objects.get(request=access_request)
+    assert card.ts == message.ts
+
+    access_request_approve(access_request=access_request, approver=approvers["alice"])
+    wait_for(
+        "the card showing the access in force",
+        lambda: "*active* until" in json.dumps(slack.message(CHANNEL, message.ts).blocks),
+        timeout=30,
+        stack=slack_stack,
+        observe=lambda: (AccessRequest.objects.get(pk=access_request.pk).status,
+                         [c.method for c in slack.calls]),
+    )
+    shown = json.dumps(slack.message(CHANNEL, message.ts).blocks)
+    assert "approved by alice" in shown and "airlock_approve" not in shown
+    assert len(slack.messages(CHANNEL)) == 1
+    assert len(slack.calls_to("chat.postMessage")) == 1
