@@ -9,5 +9,9 @@ class RequestsAppConfig(AppConfig):
         # The Slack card follows every change of a request, wherever it was made.
         from requests_app import signals, tasks
 
-        for signal in (signals.access_request_status_changed, signals.access_request_changed):
-            signal.connect(tasks.slack_card_sync_later, dispatch_uid=f"slack_card_{id(signal)}")
+        signals.access_request_status_changed.connect(
+            tasks.slack_card_sync_later, dispatch_uid="slack_card_on_status_change"
+        )
+        signals.access_request_changed.connect(
+            tasks.slack_card_sync_later, dispatch_uid="slack_card_on_change"
+        )
