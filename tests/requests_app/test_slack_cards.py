@@ -24,7 +24,12 @@ from requests_app.slack import slack_cards_sync
 from requests_app.slack_models import SlackCard
 from requests_app.tasks import slack_card_sync
 from tests.fixtures import token_client
-from tests.requests_app.factories import ApproverGroupFactory, UserFactory, approver_setup
+from tests.requests_app.factories import (
+    AccessRequestFactory,
+    ApproverGroupFactory,
+    UserFactory,
+    approver_setup,
+)
 from tests.requests_app.lifecycle import file_request, move_expiry
 
 pytestmark = pytest.mark.django_db
@@ -355,3 +360,44 @@ def test_two_syncs_at_once_post_one_card(slack_api, routed, settings, on_postgre
     assert len(slack_api.calls_to("chat.postMessage")) == 2
     assert SlackCard.objects.filter(request=access_request).exclude(ts="").count() == 2
     assert connection.vendor == "postgresql"
+
+
+def test_a_run_bound_request_shows_its_workflow_run_with_links(slack_api, routed):
+    policy, _ = routed
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    access_request = AccessRequestFactory(
+        requester=UserFactory(username="dave"), policy=policy, run_id=1234, run_attempt=2,
+        run_workflow_ref="acme/api/.github/workflows/deploy.yml@refs/heads/main",
+        run_ref="refs/heads/main", run_sha=sha,
+    )
+    SlackCard.objects.create(request=access_request, channel=OPS)
+
+    slack_cards_sync(access_request.pk)
+
+    text = shown(card(slack_api))
+    assert "*Workflow*: .github/workflows/deploy.yml" in text
+    assert "*Ref*: refs/heads/main" in text
+    assert access_request.run_commit_url.endswith(f"/acme/api/commit/{sha}")
+    assert f"*Commit*: <{access_request.run_commit_url}|0123456>" in text
+    assert access_request.run_url.endswith("/acme/api/actions/runs/1234")
+    assert f"*Run*: <{access_request.run_url}|Run 1234, attempt 2>" in text
+    assert "*Ends* when the run completes or releases it" in text
+
+
+def test_a_failed_grant_updates_the_card_with_githubs_error(slack_api, gh, synced):
+    gh.add_user("dave")
+    gh.add_environment("acme/api", "production")
+    _, group, users = approver_setup(approvals_required=1)
+    group.slack_channel = OPS
+    group.save()
+    access_request = synced(lambda: file_request("dave"))
+    gh.faults.add("PUT", "/repos/*/*/environments/*", status=422, times=None,
+                  body={"message": "Validation <!channel> failed"})
+
+    synced(lambda: access_request_approve(access_request=access_request,
+                                          approver=users["alice"]))
+
+    assert refresh(access_request).status == Status.FAILED
+    text = shown(card(slack_api))
+    assert "*failed*" in text and "&lt;!channel&gt;" in text and "<!channel>" not in text
+    gh.faults.clear()
