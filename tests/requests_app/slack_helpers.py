@@ -4,8 +4,8 @@ Web API (real HTTP) standing in for chat.postEphemeral and views.open."""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import hmac
+import itertools
 import json
 import threading
 import time
@@ -69,7 +69,8 @@ def deny_submission(request_id, comment, *, user="U0ALICE", team=TEAM, channel=C
 def command_body(text="link", *, user="U0ALICE", team=TEAM) -> bytes:
     return urlencode(
         {"command": "/airlock", "text": text, "team_id": team, "user_id": user,
-         "channel_id": CHANNEL, "response_url": "https://hooks.slack.invalid/commands/1"}
+         "channel_id": CHANNEL, "trigger_id": f"1337.{next(_triggers)}.trigger",
+         "response_url": "https://hooks.slack.invalid/commands/1"}
     ).encode()
 
 
