@@ -18,6 +18,9 @@ from tests.github_fake.keys import new_app_private_key_pem
 from tests.github_fake.server import GitHubServer
 from tests.grants.factories import approved_request
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory, strict_and_lax_policies
+from tests.slack_fake.server import DEFAULT_CHANNEL as SLACK_CHANNEL
+from tests.slack_fake.server import DEFAULT_TOKEN as SLACK_BOT_TOKEN
+from tests.slack_fake.server import SlackServer
 
 # --- the database, the cache, and what CI refuses to skip ------------------------------------
 
@@ -124,6 +127,37 @@ def github(github_server):
             " if the test means it):\n" + "\n".join(lines),
             pytrace=False,
         )
+
+
+# --- the local Slack (tests/slack_fake, README there) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def slack_server():
+    """Started once on a free loopback port."""
+    server = SlackServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def slack(slack_server, settings):
+    """The local Slack, reset before the test, with Airlock pointed at it: SLACK_API_URL,
+    AIRLOCK_SLACK_BOT_TOKEN (a xoxb- token it accepts), AIRLOCK_SLACK_SIGNING_SECRET (what
+    its builders sign with). One channel exists: slack.channel (SLACK_CHANNEL). Seed with
+    slack.add_channel(id); read slack.messages(channel), slack.message(channel, ts),
+    slack.ephemeral_for(user), slack.views, slack.calls / slack.calls_to(method); inject
+    slack.faults.rate_limited/server_error/slack_error/slow; build what Slack POSTs to
+    Airlock with slack.block_actions(...), slack.view_submission(...), slack.command(...)
+    (each a SignedRequest: .body, .headers, .post(client, path); choose timestamp= or
+    secret= to age or forge one)."""
+    slack_server.reset()
+    settings.SLACK_API_URL = slack_server.api_url
+    settings.AIRLOCK_SLACK_BOT_TOKEN = SLACK_BOT_TOKEN
+    settings.AIRLOCK_SLACK_SIGNING_SECRET = slack_server.signing_secret
+    slack_server.channel = slack_server.add_channel(SLACK_CHANNEL)
+    yield slack_server
+    slack_server.faults.clear()
 
 
 def airlock_writes_to(github, settings) -> None:

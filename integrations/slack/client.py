@@ -23,6 +23,7 @@ TRANSIENT_ERRORS = {
     "request_timeout",
 }
 TIMEOUT_SECONDS = 10
+NON_JSON = "Received a response in a non-JSON format"
 
 
 def slack_configured() -> bool:
@@ -46,13 +47,14 @@ class SlackClient:
     Slack's JSON or raising SlackError."""
 
     token: str = ""
+    timeout: float = TIMEOUT_SECONDS
 
     def __post_init__(self):
         self.token = self.token or settings.AIRLOCK_SLACK_BOT_TOKEN
         self._web = WebClient(
             token=self.token,
             base_url=settings.SLACK_API_URL.rstrip("/") + "/",
-            timeout=TIMEOUT_SECONDS,
+            timeout=self.timeout,
             retry_handlers=[],
         )
 
@@ -66,10 +68,15 @@ class SlackClient:
             response = error.response
             code = response.get("error", "") if hasattr(response, "get") else ""
             status = getattr(response, "status_code", 0)
+            if code.startswith(NON_JSON):
+                code = ""  # slack_sdk puts a non-JSON body (a proxy's 502 page) here
             retry_after = None
             if status == 429:
-                header = (getattr(response, "headers", None) or {}).get("Retry-After")
-                retry_after = int(header) if header and str(header).isdigit() else None
+                headers = {
+                    str(k).lower(): v for k, v in (getattr(response, "headers", None) or {}).items()
+                }
+                header = str(headers.get("retry-after") or "").strip()
+                retry_after = int(header) if header.isdigit() else None
             transient = status == 429 or status >= 500 or code in TRANSIENT_ERRORS
             raise SlackError(
                 f"Slack {method} failed: {code or f'HTTP {status}'}",
