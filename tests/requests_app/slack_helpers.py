@@ -1,5 +1,5 @@
-"""Signed Slack calls for the interaction and linking tests, and a small recording Slack
-Web API (real HTTP) standing in for chat.postEphemeral and views.open."""
+"""Signed Slack calls for the interaction and linking tests (any shape, malformed ones
+too), and what Airlock sent the local Slack (tests/slack_fake), read by method."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import hashlib
 import hmac
 import itertools
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
@@ -40,13 +38,16 @@ def interaction_body(payload) -> bytes:
     return urlencode({"payload": raw}).encode()
 
 
-def click(action_id: str, value, *, user="U0ALICE", channel=CHANNEL, team=TEAM) -> dict:
+def click(
+    action_id: str, value, *, user="U0ALICE", channel=CHANNEL, team=TEAM, trigger_id=None
+) -> dict:
     return {
         "type": "block_actions",
         "user": {"id": user, "team_id": team},
         "team": {"id": team},
         "channel": {"id": channel},
-        "trigger_id": f"1337.{next(_triggers)}.trigger",  # Slack's differ each click
+        # Slack's differ each click; the local Slack opens views for its own only.
+        "trigger_id": trigger_id or f"1337.{next(_triggers)}.trigger",
         "response_url": "https://hooks.slack.invalid/actions/1",
         "actions": [{"action_id": action_id, "value": str(value), "type": "button"}],
     }
@@ -74,53 +75,27 @@ def command_body(text="link", *, user="U0ALICE", team=TEAM) -> bytes:
     ).encode()
 
 
-class SlackRecorder:
-    def __init__(self):
-        self.calls: list[tuple[str, dict]] = []
-        self.lock = threading.Lock()
+class SlackCalls:
+    """What Airlock sent the local Slack (tests/slack_fake), by method."""
+
+    def __init__(self, server):
+        self.server = server
 
     def of(self, method: str) -> list[dict]:
-        with self.lock:
-            return [arguments for name, arguments in self.calls if name == method]
+        return [call.arguments for call in self.server.calls_to(method)]
 
+    @property
+    def calls(self) -> list:
+        return list(self.server.calls)
 
-def _handler(recorder: SlackRecorder):
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode()
-            if "json" in (self.headers.get("Content-Type") or ""):
-                arguments = json.loads(raw or "{}")
-            else:
-                arguments = {k: v[0] for k, v in parse_qs(raw).items()}
-            method = self.path.rstrip("/").rsplit("/", 1)[-1]
-            with recorder.lock:
-                recorder.calls.append((method, arguments))
-            answer = json.dumps({"ok": True, "ts": "1700000000.000100"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-    return Handler
+    def new_trigger_id(self) -> str:
+        return self.server.new_trigger_id()
 
 
 @pytest.fixture
-def slack_api(settings):
-    """A recording Slack Web API on localhost; settings point Airlock at it."""
-    recorder = SlackRecorder()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.SLACK_API_URL = f"http://127.0.0.1:{server.server_port}/api"
-    settings.AIRLOCK_SLACK_BOT_TOKEN = "xoxb-test"
+def slack_api(slack, settings):
+    """The local Slack (the `slack` fixture), with the approvers' channel, and the signing
+    secret these helpers sign with."""
+    slack.add_channel(CHANNEL)
     settings.AIRLOCK_SLACK_SIGNING_SECRET = SIGNING_SECRET
-    try:
-        yield recorder
-    finally:
-        server.shutdown()
-        server.server_close()
+    return SlackCalls(slack)

@@ -223,9 +223,12 @@ def test_an_unknown_request_is_told(world):
 
 def test_deny_opens_a_modal_and_its_submission_denies_with_the_comment(world):
     access_request = world["request"]
-    assert send(click("airlock_deny", access_request.pk)).status_code == 200
+    trigger = world["slack"].new_trigger_id()
+    assert send(click("airlock_deny", access_request.pk, trigger_id=trigger)).status_code == 200
     (opened,) = world["slack"].of("views.open")
-    assert opened["trigger_id"].endswith(".trigger")
+    assert opened["trigger_id"] == trigger
+    assert len(world["slack"].server.views) == 1  # the local Slack opened it
+    assert told(world) == []
     view = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
     assert view["callback_id"] == "airlock_deny"
     assert json.loads(view["private_metadata"]) == {
@@ -247,6 +250,14 @@ def test_deny_opens_a_modal_and_its_submission_denies_with_the_comment(world):
     assert denied.reason == "Not during the freeze."
 
 
+def test_when_slack_does_not_open_the_deny_form_the_clicker_is_told(world):
+    send(click("airlock_deny", world["request"].pk, trigger_id="1.expired.trigger"))
+    assert world["slack"].server.views == []
+    (text,) = told(world)
+    assert "expired_trigger_id" in text
+    unchanged(world["request"])
+
+
 def test_a_deny_without_a_comment_is_answered_with_the_fields_error(world):
     response = send(deny_submission(world["request"].pk, "   "))
     assert response.json() == {
@@ -264,7 +275,9 @@ def test_the_requesters_own_deny_click_opens_no_modal(world):
 
 
 def test_a_deny_submitted_after_the_request_was_cancelled_is_refused_in_the_modal(world):
-    send(click("airlock_deny", world["request"].pk))
+    trigger = world["slack"].new_trigger_id()
+    send(click("airlock_deny", world["request"].pk, trigger_id=trigger))
+    assert len(world["slack"].server.views) == 1
     AccessRequest.objects.filter(pk=world["request"].pk).update(status=Status.CANCELLED)
     response = send(deny_submission(world["request"].pk, "Too late."))
     body = response.json()
