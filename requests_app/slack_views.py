@@ -112,9 +112,7 @@ def _form(body: bytes) -> dict:
 
 
 def _inline_client() -> SlackClient:
-    client = SlackClient()
-    client._web.timeout = INLINE_TIMEOUT_SECONDS
-    return client
+    return SlackClient(timeout=INLINE_TIMEOUT_SECONDS)
 
 
 # --- interactions -----------------------------------------------------------------------

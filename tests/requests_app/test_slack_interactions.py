@@ -403,3 +403,17 @@ def test_the_same_click_twice_at_once_acts_once(world, on_postgres):
     assert SlackDelivery.objects.count() == 1
     assert world["request"].approvals.count() == 1
     assert AuditEvent.objects.filter(action="request.approval_added").count() == 1
+
+
+def test_a_slow_slack_holds_the_answer_no_longer_than_the_inline_timeout(world, settings):
+    # The refusal's ephemeral message waits on Slack at most INLINE_TIMEOUT_SECONDS: a
+    # slower chat.postEphemeral is given up (logged), and the click is still answered.
+    from requests_app import slack_views
+
+    world["slack"].server.faults.slow(
+        "chat.postEphemeral", delay=slack_views.INLINE_TIMEOUT_SECONDS + 2
+    )
+    response = send(click("airlock_approve", world["request"].pk, user="U0DAVE"))
+    assert response.status_code == 200
+    unchanged(world["request"])
+    assert refusals()[0].detail["slack_user"] == "U0DAVE"
