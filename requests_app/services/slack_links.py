@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -133,12 +134,19 @@ def slack_user_account(*, team_id: str, slack_user_id: str):
     return link.user if link else None
 
 
+# A signed call is accepted while its timestamp is within five minutes of now, so a replay
+# can come at most ten minutes after the first receipt: older rows guard nothing.
+DELIVERY_KEPT = timedelta(minutes=15)
+
+
 def slack_delivery_record(*, digest: str) -> bool:
     """Record a signed call as acted on; False if it already was (a replay). The insert
-    comes first and the digest is unique, so two identical calls at once act once."""
+    comes first and the digest is unique, so two identical calls at once act once. Rows
+    older than DELIVERY_KEPT are dropped on the way."""
     try:
         with transaction.atomic():
             SlackDelivery.objects.create(digest=digest)
     except IntegrityError:
         return False
+    SlackDelivery.objects.filter(received_at__lt=timezone.now() - DELIVERY_KEPT).delete()
     return True

@@ -135,6 +135,20 @@ def test_a_replayed_click_is_refused_and_acts_once(world):
     assert AuditEvent.objects.filter(action="request.approval_added").count() == 1
 
 
+def test_deliveries_older_than_any_replay_window_are_dropped(world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = SlackDelivery.objects.create(digest="0" * 64)
+    SlackDelivery.objects.filter(pk=old.pk).update(
+        received_at=timezone.now() - timedelta(minutes=16)
+    )
+    send(click("airlock_approve", world["request"].pk))
+    assert not SlackDelivery.objects.filter(pk=old.pk).exists()
+    assert SlackDelivery.objects.count() == 1
+
+
 def test_an_unlinked_slack_user_is_told_to_link_and_nothing_changes(world):
     assert send(click("airlock_approve", world["request"].pk, user="U0NOBODY")).status_code == 200
     unchanged(world["request"])
