@@ -5,14 +5,17 @@ import itertools
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from audit.models import AuditEvent
+from requests_app import slack_views
 from requests_app.models import AccessRequest, Approval
 from requests_app.slack_models import SlackDelivery, SlackLink
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
@@ -136,10 +139,6 @@ def test_a_replayed_click_is_refused_and_acts_once(world):
 
 
 def test_deliveries_older_than_any_replay_window_are_dropped(world):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     old = SlackDelivery.objects.create(digest="0" * 64)
     SlackDelivery.objects.filter(pk=old.pk).update(
         received_at=timezone.now() - timedelta(minutes=16)
@@ -422,8 +421,6 @@ def test_the_same_click_twice_at_once_acts_once(world, on_postgres):
 def test_a_slow_slack_holds_the_answer_no_longer_than_the_inline_timeout(world, settings):
     # The refusal's ephemeral message waits on Slack at most INLINE_TIMEOUT_SECONDS: a
     # slower chat.postEphemeral is given up (logged), and the click is still answered.
-    from requests_app import slack_views
-
     world["slack"].server.faults.slow(
         "chat.postEphemeral", delay=slack_views.INLINE_TIMEOUT_SECONDS + 2
     )
