@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from urllib.parse import parse_qs
 
@@ -45,6 +46,8 @@ APPROVE, DENY = "airlock_approve", "airlock_deny"
 DENY_CALLBACK = "airlock_deny"
 COMMENT_BLOCK, COMMENT_ACTION = "comment", "comment"
 COMMENT_MAX = 2000
+# Slack's ids (T…, U…, W…, C…): anything else is refused before it reaches a query.
+SLACK_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 LINK_FIRST = "Your Slack account is not linked to Airlock: run `/airlock link` first."
 
 
@@ -160,12 +163,10 @@ class Click:
             user.get("team_id", "") if isinstance(user, dict) else ""
         )
         self.channel = _id(payload.get("channel"))
-        if not isinstance(self.slack_user, str) or not isinstance(self.team, str):
-            raise Refused(400, "The payload's user or team is not a string.")
-        if not isinstance(self.channel, str):
+        if not _is_id(self.slack_user) or not _is_id(self.team):
+            raise Refused(400, "The payload names no Slack user or team id.")
+        if not _is_id(self.channel):
             self.channel = ""
-        if not self.slack_user or not self.team:
-            raise Refused(400, "The payload names no user or team.")
         self.account = slack_user_account(team_id=self.team, slack_user_id=self.slack_user)
 
     def via(self) -> dict:
@@ -195,6 +196,10 @@ class Click:
         )
         self.tell(text)
         return HttpResponse(status=200)
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, str) and SLACK_ID.fullmatch(value) is not None
 
 
 def _request_of(value) -> AccessRequest | None:
@@ -350,7 +355,9 @@ def _comment(view: dict) -> str:
     block = values.get(COMMENT_BLOCK) if isinstance(values, dict) else None
     field = block.get(COMMENT_ACTION) if isinstance(block, dict) else None
     value = field.get("value") if isinstance(field, dict) else None
-    return value.strip()[:COMMENT_MAX] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return value.replace("\x00", "").strip()[:COMMENT_MAX]
 
 
 # --- the slash command ------------------------------------------------------------------
@@ -376,7 +383,7 @@ def slack_commands(request):
     if words[:1] != ["link"]:
         return _ephemeral(USAGE)
     team, slack_user = form.get("team_id", ""), form.get("user_id", "")
-    if not team or not slack_user or len(team) > 32 or len(slack_user) > 32:
+    if not _is_id(team) or not _is_id(slack_user):
         return _ephemeral("Slack did not say who you are (team_id, user_id); try again.")
     code = slack_link_code_create(team_id=team, slack_user_id=slack_user)
     url = settings.AIRLOCK_BASE_URL.rstrip("/") + reverse("slack-link", args=[code])

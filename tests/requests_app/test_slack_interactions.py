@@ -327,6 +327,21 @@ def test_malformed_payloads_are_answered_without_a_500(world, raw):
     unchanged(world["request"])
 
 
+@pytest.mark.parametrize("user", ["U0\x00ALICE", "U0 ALICE", "U" * 33, ""])
+def test_a_user_that_is_no_slack_id_is_400(world, user):
+    response = send(click("airlock_approve", world["request"].pk, user=user))
+    assert response.status_code == 400
+    assert "Slack user" in response.content.decode()
+    unchanged(world["request"])
+
+
+def test_a_deny_comment_with_a_nul_is_kept_without_it(world):
+    response = send(deny_submission(world["request"].pk, "No\x00 way."))
+    assert response.json() == {"response_action": "clear"}
+    world["request"].refresh_from_db()
+    assert world["request"].close_comment == "No way."
+
+
 def test_a_non_numeric_value_is_told(world):
     assert send(click("airlock_approve", "12; DROP")).status_code == 200
     assert "No request" in told(world)[0]

@@ -72,6 +72,17 @@ def test_an_unsigned_or_old_command_is_401_and_makes_no_code(slack):
     assert not SlackLinkCode.objects.exists()
 
 
+@pytest.mark.parametrize("user", ["U0\x00ALICE", "", "U" * 33])
+def test_a_command_from_no_slack_id_makes_no_code(slack, user):
+    response = post_signed(URL, command_body("link", user=user))
+    if "\x00" in user:  # the portal refuses NUL in any form before the view (400)
+        assert response.status_code == 400
+    else:
+        assert response.json()["response_type"] == "ephemeral"
+        assert "did not say who you are" in response.json()["text"]
+    assert not SlackLinkCode.objects.exists()
+
+
 def test_a_replayed_command_is_refused(slack):
     body = command_body()
     headers = sign(body)
