@@ -450,6 +450,20 @@ if AIRLOCK_SLACK_WEBHOOK_URL and not AIRLOCK_SLACK_WEBHOOK_URL.startswith(
 # point it at a local stand-in). Without the token, no cards are posted.
 AIRLOCK_SLACK_BOT_TOKEN = env_str("AIRLOCK_SLACK_BOT_TOKEN").strip()
 AIRLOCK_SLACK_SIGNING_SECRET = env_str("AIRLOCK_SLACK_SIGNING_SECRET").strip()
+if AIRLOCK_SLACK_BOT_TOKEN and not AIRLOCK_SLACK_BOT_TOKEN.startswith("xoxb-"):
+    # A user token (xoxp-) would post as a person; a webhook URL belongs to
+    # AIRLOCK_SLACK_WEBHOOK_URL.
+    raise ImproperlyConfigured(
+        "AIRLOCK_SLACK_BOT_TOKEN must be the Slack app's bot token (xoxb-..., under OAuth & "
+        "Permissions), not a user token (xoxp-...) or an incoming webhook URL"
+    )
+if bool(AIRLOCK_SLACK_BOT_TOKEN) != bool(AIRLOCK_SLACK_SIGNING_SECRET):
+    # Cards whose clicks cannot be verified, or a verified command with no cards: half an
+    # integration that looks whole.
+    raise ImproperlyConfigured(
+        "AIRLOCK_SLACK_BOT_TOKEN and AIRLOCK_SLACK_SIGNING_SECRET go together; set both or "
+        "none"
+    )
 SLACK_API_URL = env_url("SLACK_API_URL", "https://slack.com/api")
 # Requesters are reminded this many minutes before their access ends (0: never).
 AIRLOCK_EXPIRY_REMINDER_MINUTES = env_int("AIRLOCK_EXPIRY_REMINDER_MINUTES", 10, minimum=0)

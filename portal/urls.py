@@ -4,7 +4,7 @@ from django.views.generic import RedirectView
 
 from grants import views as grant_views
 from grants import webhooks
-from requests_app import token_views
+from requests_app import slack_account_views, slack_views, token_views
 from requests_app import urls as request_urls
 
 urlpatterns = [
@@ -21,4 +21,13 @@ urlpatterns = [
     path(
         "account/tokens/<int:pk>/revoke/", token_views.api_token_revoke, name="api-token-revoke"
     ),
+    path("slack/interactions", slack_views.slack_interactions, name="slack-interactions"),
+    path("slack/commands", slack_views.slack_commands, name="slack-commands"),
+    path("account/slack/", slack_account_views.slack_account, name="slack-account"),
+    path(
+        "account/slack/<int:pk>/remove/",
+        slack_account_views.slack_unlink_view,
+        name="slack-unlink",
+    ),
+    path("account/slack/link/<str:code>/", slack_account_views.slack_link, name="slack-link"),
 ]

@@ -387,6 +387,7 @@ class AccessPolicyAdminForm(forms.ModelForm):
             "break_glass",
             "break_glass_max_duration",
             "workflow_requests",
+            "slack_approvals",
         ]
 
     def clean(self):

@@ -18,6 +18,7 @@ from core.names import (
     canonical_repository_pattern,
     canonical_secret_name,
     github_team_parts,
+    validate_slack_channel,
 )
 from integrations.github.permissions import permissions_refusal
 from requests_app.models import AccessKind, SecretDefinition
@@ -44,6 +45,7 @@ class GroupSpec:
     name: str
     members: list[str] | None
     github_team: str
+    slack_channel: str = ""
 
 
 @dataclass
@@ -73,6 +75,7 @@ class PolicySpec:
     break_glass: bool
     break_glass_max_duration: timedelta
     workflow_requests: bool = False
+    slack_approvals: bool = True
     # Token access only: what a minted token may do, {permission: level}.
     token_permissions: dict[str, str] = field(default_factory=dict)
 
@@ -239,6 +242,29 @@ class _Reader:
                 permissions[name] = level
         return None if refused else permissions
 
+    def slack_channel(self, items, key, path) -> str:
+        """A Slack channel id (C0123456789), "" when missing or refused. An empty value is
+        refused unless quoted (""): `slack_channel: #prod` reads as empty, since # starts a
+        YAML comment, and would silently turn the group's cards off."""
+        node = items.get(key)
+        value = self.scalar(node, f"{path}.{key}")
+        if value is None:
+            return ""
+        if node.tag == "tag:yaml.org,2002:null":
+            self.fail(
+                f"{path}.{key}", node,
+                "is empty (a #name starts a YAML comment): use the channel id, e.g. "
+                "C0123456789 from the channel's details in Slack, not its #name; write \"\" "
+                "for no channel",
+            )
+            return ""
+        try:
+            validate_slack_channel(value.strip())
+        except ValidationError as refusal:
+            self.fail(f"{path}.{key}", node, " ".join(refusal.messages))
+            return ""
+        return value.strip()
+
     def boolean(self, items, key, path, default: bool) -> bool:
         node = items.get(key)
         value = self.scalar(node, f"{path}.{key}")
@@ -263,7 +289,9 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
 
     for index, node in enumerate(reader.sequence(top.get("approver_groups"), "approver_groups")):
         path = f"approver_groups[{index}]"
-        items = reader.mapping(node, path, {"name", "members", "github_team"}, {"name"})
+        items = reader.mapping(
+            node, path, {"name", "members", "github_team", "slack_channel"}, {"name"}
+        )
         members = None
         if "members" in items:
             members = reader.strings(
@@ -278,6 +306,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                 github_team=reader.name(
                     items, "github_team", path, rule=github_team_parts, keep_as_written=True
                 ),
+                slack_channel=reader.slack_channel(items, "slack_channel", path),
             )
         )
 
@@ -362,6 +391,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
         "break_glass",
         "break_glass_max_duration",
         "workflow_requests",
+        "slack_approvals",
         "token_permissions",
     }
     for index, node in enumerate(reader.sequence(top.get("policies"), "policies")):
@@ -432,6 +462,7 @@ def parse_policy_file(text: str, *, environ=os.environ) -> PolicyDocument:
                     items, "break_glass_max_duration", path, timedelta(hours=1)
                 ),
                 workflow_requests=reader.boolean(items, "workflow_requests", path, False),
+                slack_approvals=reader.boolean(items, "slack_approvals", path, True),
                 token_permissions=token_permissions or {},
             )
         )

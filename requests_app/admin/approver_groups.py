@@ -23,13 +23,14 @@ class ApproverGroupAdmin(PlatformAdminOnly):
         "name",
         "members_column",
         "github_team",
+        "slack_channel_column",
         "sync_column",
         "policies_column",
         "updated_at",
     )
-    search_fields = ("name", "description", "members__login", "github_team")
+    search_fields = ("name", "description", "members__login", "github_team", "slack_channel")
     inlines = [ApproverGroupMemberInline]
-    fields = ("name", "description", "github_team", "synced_at", "sync_error")
+    fields = ("name", "description", "github_team", "slack_channel", "synced_at", "sync_error")
     readonly_fields = ("synced_at", "sync_error")
     actions = ["sync_from_github_team"]
 
@@ -39,6 +40,10 @@ class ApproverGroupAdmin(PlatformAdminOnly):
             **super().audit_snapshot(obj),
             "members": sorted(obj.members.values_list("login", flat=True)),
         }
+
+    @admin.display(description="Slack channel", ordering="slack_channel")
+    def slack_channel_column(self, obj):
+        return obj.slack_channel or "-"
 
     @admin.display(description="team sync")
     def sync_column(self, obj):

@@ -21,8 +21,9 @@ class AccessPolicyAdmin(PlatformAdminOnly):
         "max_duration",
         "break_glass",
         "workflow_requests",
+        "slack_approvals",
     )
-    list_filter = ("break_glass", "workflow_requests", "approvals_required")
+    list_filter = ("break_glass", "workflow_requests", "slack_approvals", "approvals_required")
     search_fields = ("name", "description")
     filter_horizontal = ("secrets", "approver_groups")
     fieldsets = (
@@ -58,6 +59,15 @@ class AccessPolicyAdmin(PlatformAdminOnly):
                 "description": "A job asks with the Action's request mode. Approvers see "
                 "its workflow, ref, commit and run; a release step or the run's end takes "
                 "the access away, and its duration stays the backstop.",
+            },
+        ),
+        (
+            "Slack",
+            {
+                "fields": ("slack_approvals",),
+                "description": "Requests are posted to the approver groups' Slack "
+                "channels as cards. On, approvers may approve and deny from the card; off, "
+                "the card links here instead.",
             },
         ),
     )

@@ -21,8 +21,12 @@ from requests_app.services.transitions import (
 Status = AccessRequest.Status
 
 
-def access_request_approve(*, access_request: AccessRequest, approver, comment: str = ""):
+def access_request_approve(
+    *, access_request: AccessRequest, approver, comment: str = "", via: dict | None = None
+):
     """Add one approval; the approval that reaches the policy's count approves the request.
+    via: where the decision was made (e.g. Slack's user, team and channel), added to the
+    audit events' detail.
 
     The row lock makes concurrent approvals queue: each sees the approvals before it, so N
     approvers at once give N approvals and exactly one transition to approved.
@@ -60,17 +64,24 @@ def access_request_approve(*, access_request: AccessRequest, approver, comment: 
             actor=approver,
             target=locked,
             reason=comment,
-            detail={"approvals": count, "approvals_required": locked.approvals_required},
+            detail={
+                "approvals": count,
+                "approvals_required": locked.approvals_required,
+                **(via or {}),
+            },
         )
         if count >= locked.approvals_required:
-            mark_approved(locked, actor=approver, action=AuditAction.REQUEST_APPROVED)
+            mark_approved(locked, actor=approver, action=AuditAction.REQUEST_APPROVED, via=via)
         else:
             announce_change(locked.pk)
     copy_decision(access_request, locked)
     return access_request
 
 
-def access_request_deny(*, access_request: AccessRequest, approver, comment: str = ""):
+def access_request_deny(
+    *, access_request: AccessRequest, approver, comment: str = "", via: dict | None = None
+):
+    """Deny a pending request; via as for access_request_approve."""
     with transaction.atomic():
         locked = lock(access_request)
         _require_pending(locked, "deny")
@@ -86,6 +97,7 @@ def access_request_deny(*, access_request: AccessRequest, approver, comment: str
             closed_by=approver,
             close_comment=comment,
             decided_at=timezone.now(),
+            detail=via,
         )
         notifications.notify("request_denied", request_id=locked.pk)
     copy_decision(access_request, locked)
@@ -144,7 +156,9 @@ def access_requests_time_out_overdue() -> int:
     return sum(access_request_time_out(access_request=r) for r in overdue.iterator())
 
 
-def mark_approved(access_request: AccessRequest, *, actor, action: str) -> None:
+def mark_approved(
+    access_request: AccessRequest, *, actor, action: str, via: dict | None = None
+) -> None:
     """pending → approved, and after the commit the grant engine is told (before anyone
     is: access_request_approved is sent ahead of the approval's message)."""
     transition(
@@ -154,6 +168,7 @@ def mark_approved(access_request: AccessRequest, *, actor, action: str) -> None:
         action=action,
         reason=access_request.reason if access_request.break_glass else "",
         decided_at=timezone.now(),
+        detail=via,
     )
     announce_approval(access_request.pk)
     if action == AuditAction.REQUEST_APPROVED:

@@ -70,7 +70,9 @@ def _assign(obj, values: dict) -> set[str]:
 
 def _apply_group(spec, report, actor) -> ApproverGroup:
     group, created = ApproverGroup.objects.get_or_create(name=spec.name)
-    changes = _assign(group, {"github_team": spec.github_team})
+    changes = _assign(
+        group, {"github_team": spec.github_team, "slack_channel": spec.slack_channel}
+    )
     if changes:
         group.save()
     if spec.members is not None:
@@ -131,6 +133,7 @@ def _apply_policy(spec, groups, secrets, report, actor) -> AccessPolicy:
             "break_glass": spec.break_glass,
             "break_glass_max_duration": spec.break_glass_max_duration,
             "workflow_requests": spec.workflow_requests,
+            "slack_approvals": spec.slack_approvals,
             "token_permissions": spec.token_permissions,
         },
     )

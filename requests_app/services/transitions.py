@@ -17,11 +17,11 @@ def lock(access_request: AccessRequest) -> AccessRequest:
 
 
 def transition(
-    access_request, *, to, actor, action, reason="", actor_label="", **fields
+    access_request, *, to, actor, action, reason="", actor_label="", detail=None, **fields
 ) -> None:
     """Compare-and-set from the status we read to `to`, and audit it in the same
     transaction. A row count other than 1 means someone else moved it first. actor_label
-    names an actor that is no user (a workflow run)."""
+    names an actor that is no user (a workflow run); detail is added to the event's."""
     updated = AccessRequest.objects.filter(
         pk=access_request.pk, status=access_request.status
     ).update(status=to, **fields)
@@ -37,7 +37,7 @@ def transition(
         actor_label=actor_label,
         target=access_request,
         reason=reason,
-        detail={"from": before, "to": to},
+        detail={"from": before, "to": to, **(detail or {})},
     )
     announce_status_change(access_request.pk, to)
 

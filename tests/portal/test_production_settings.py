@@ -199,6 +199,46 @@ def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, vari
     assert variable in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("settings", "named", "says"),
+    [
+        # A user token, or the incoming webhook's URL given as the bot token.
+        ({"AIRLOCK_SLACK_BOT_TOKEN": "xoxp-1-2-3"}, "AIRLOCK_SLACK_BOT_TOKEN", "xoxb-"),
+        (
+            {"AIRLOCK_SLACK_BOT_TOKEN": "https://hooks.slack.com/services/T0/B0/x"},
+            "AIRLOCK_SLACK_BOT_TOKEN", "not a user token (xoxp-...) or an incoming webhook",
+        ),
+        # One without the other: cards whose clicks could not be verified, or the reverse.
+        ({"AIRLOCK_SLACK_BOT_TOKEN": "xoxb-1-2-3"}, "AIRLOCK_SLACK_SIGNING_SECRET", "go together"),
+        ({"AIRLOCK_SLACK_SIGNING_SECRET": "8f74"}, "AIRLOCK_SLACK_BOT_TOKEN", "go together"),
+        ({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL", "ImproperlyConfigured"),
+    ],
+)
+def test_a_bad_slack_setting_stops_the_settings_naming_the_variable(
+    production_env, settings, named, says
+):
+    production_env.update(settings)
+    result = run_python("import django; django.setup()", production_env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert named in result.stderr
+    assert says in result.stderr
+
+
+def test_a_slack_bot_token_and_signing_secret_are_read_together(production_env):
+    production_env.update(
+        AIRLOCK_SLACK_BOT_TOKEN=" xoxb-1-2-3 ", AIRLOCK_SLACK_SIGNING_SECRET="8f742231b10e"
+    )
+    values = read_settings(
+        production_env, "AIRLOCK_SLACK_BOT_TOKEN", "AIRLOCK_SLACK_SIGNING_SECRET", "SLACK_API_URL"
+    )
+    assert values == {
+        "AIRLOCK_SLACK_BOT_TOKEN": "xoxb-1-2-3",
+        "AIRLOCK_SLACK_SIGNING_SECRET": "8f742231b10e",
+        "SLACK_API_URL": "https://slack.com/api",
+    }
+
+
 def test_the_documented_deployment_shares_one_redis_cache_and_the_default_needs_none(
     production_env,
 ):

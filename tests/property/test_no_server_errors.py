@@ -12,6 +12,8 @@
   pagination) get the same, in the parameters their own links and forms use.
 - The GitHub webhook: real payloads with fields replaced by arbitrary JSON, and bodies that
   are no payload at all, signed with the secret so that they get past the signature check.
+- The Slack endpoints: interaction payloads and slash commands of arbitrary shapes, signed
+  with the signing secret so that they get past the signature check.
 - The REST API is fuzzed from its own schema by tests/api/test_schemathesis.py.
 
 test_every_url_pattern_is_fuzzed_or_said_to_take_no_input keeps this complete: a URL
@@ -34,7 +36,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from allauth.account.models import EmailAddress
@@ -59,6 +61,8 @@ from hypothesis import strategies as st
 from grants.minted import minted_token_record
 from grants.models import DeploymentGate, MintedToken, OrgSecretTarget, WorkflowRunDelivery
 from integrations.github.tokens import InstallationToken
+from requests_app.services.slack_links import code_digest
+from requests_app.slack_models import SlackLink, SlackLinkCode
 from requests_app.tokens import api_token_create
 from tests.api.conftest import active_request
 from tests.property.html_forms import Form, read_page
@@ -84,6 +88,9 @@ FUZZ = settings(
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+SLACK_ROUTES = {"slack/interactions", "slack/commands"}
+SLACK_CODE = "fuzz-slack-link-code"
+SLACK_SECRET = "fuzz-slack-signing-secret"
 
 # --- what to type -------------------------------------------------------------------------------
 
@@ -208,6 +215,14 @@ def world(settings):
         ),
     )
     api_token_create(user=dev, name="laptop")  # so that the tokens page offers to revoke it
+    # A Slack link (the account's Slack page offers to remove it) and a code to link another.
+    SlackLink.objects.create(user=dev, team_id="T0FUZZ", slack_user_id="U0DEV")
+    SlackLinkCode.objects.create(
+        digest=code_digest(SLACK_CODE),
+        team_id="T0FUZZ",
+        slack_user_id="U0NEW",
+        expires_at=timezone.now() + timedelta(minutes=10),
+    )
     # A row for every model the admin shows, so that each change and delete page exists.
     Group.objects.create(name="auditors")
     EmailAddress.objects.create(user=dev, email="dev@example.com", primary=True, verified=True)
@@ -298,6 +313,9 @@ PORTAL = [
     ),
     Surface("account/tokens/", "form", "dev", _url("api-tokens")),
     Surface("account/tokens/<int:pk>/revoke/", "form", "dev", _url("api-tokens")),
+    Surface("account/slack/", "form", "dev", _url("slack-account")),
+    Surface("account/slack/<int:pk>/remove/", "form", "dev", _url("slack-account")),
+    Surface("account/slack/link/<str:code>/", "form", "dev", _url("slack-link", SLACK_CODE)),
     Surface("api/schema/", "query", "dev", _url("api:schema")),
     Surface("api/docs/", "query", "dev", _url("api:docs")),
 ]
@@ -459,7 +477,7 @@ def api_schema_routes(client) -> set[str]:
 
 def test_every_url_pattern_is_fuzzed_or_said_to_take_no_input(client, world):
     fuzzed = {surface.route for surface in PORTAL + SIGN_IN + admin_surfaces()}
-    fuzzed |= api_schema_routes(client) | {WEBHOOK_ROUTE}
+    fuzzed |= api_schema_routes(client) | {WEBHOOK_ROUTE} | SLACK_ROUTES
     served = set(url_patterns())
     unaccounted = sorted(
         route
@@ -686,3 +704,71 @@ def test_no_signed_delivery_of_anything_else_fails(client, signed_webhook):
             event="deployment_protection_rule", body=value.encode(), delivery="d-1"
         )(example_)
     example_()
+
+
+# --- Slack ----------------------------------------------------------------------------------
+
+_slack_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+
+
+def _slack_post(client, route: str, body: bytes):
+    timestamp = str(int(timezone.now().timestamp()))
+    base = b"v0:" + timestamp.encode() + b":" + body
+    signature = "v0=" + hmac.new(SLACK_SECRET.encode(), base, hashlib.sha256).hexdigest()
+    headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": signature}
+    with transaction.atomic():
+        response = client.post(
+            "/" + route,
+            data=body,
+            content_type="application/x-www-form-urlencoded",
+            headers=headers,
+        )
+        transaction.set_rollback(True)
+    assert response.status_code < 500, (route, body[:500])
+
+
+@pytest.fixture
+def signed_slack(settings):
+    settings.AIRLOCK_SLACK_SIGNING_SECRET = SLACK_SECRET
+    settings.SLACK_API_URL = "http://127.0.0.1:9/api"  # nothing listens: a refusal is logged
+
+
+@settings(FUZZ, max_examples=60)
+@given(
+    kind=st.sampled_from(["block_actions", "view_submission"]) | _slack_json,
+    actions=_slack_json
+    | st.lists(
+        st.fixed_dictionaries(
+            {
+                "action_id": st.sampled_from(["airlock_approve", "airlock_deny"]),
+                "value": _slack_json,
+            }
+        ),
+        max_size=2,
+    ),
+    rest=st.dictionaries(
+        st.sampled_from(["user", "team", "channel", "view", "trigger_id"]), _slack_json
+    ),
+    raw=st.none() | st.binary(max_size=200),
+)
+def test_no_signed_slack_interaction_fails(client, world, signed_slack, kind, actions, rest, raw):
+    payload = {"type": kind, "actions": actions, "user": {"id": "U0DEV"}, **rest}
+    body = raw if raw is not None else urlencode({"payload": json.dumps(payload)}).encode()
+    _slack_post(client, "slack/interactions", body)
+
+
+@settings(FUZZ, max_examples=40)
+@given(
+    form=st.dictionaries(
+        st.sampled_from(["text", "team_id", "user_id", "command"]) | st.text(max_size=8),
+        st.text(max_size=40),
+    ),
+    raw=st.none() | st.binary(max_size=200),
+)
+def test_no_signed_slack_command_fails(client, world, signed_slack, form, raw):
+    _slack_post(client, "slack/commands", raw if raw is not None else urlencode(form).encode())

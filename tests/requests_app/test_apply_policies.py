@@ -227,3 +227,40 @@ def test_a_bad_token_permission_refuses_the_file_naming_its_line(tmp_path):
     )
     assert not AccessPolicy.objects.exists()
     assert not SecretDefinition.objects.exists()
+
+
+def test_slack_channel_and_slack_approvals_are_applied_and_their_changes_reported(
+    policy_file,
+):
+    apply(policy_file)
+    assert ApproverGroup.objects.get().slack_channel == ""
+    assert AccessPolicy.objects.get().slack_approvals is True
+    policy_file.write_text(
+        POLICY_FILE.replace(
+            "github_team: acme/sre", "github_team: acme/sre\n    slack_channel: C0123456789"
+        ).replace("break_glass: false", "break_glass: false\n    slack_approvals: false")
+    )
+
+    output = apply(policy_file)
+
+    assert "changed  approver group prod-approvers (slack_channel)" in output
+    assert "changed  policy production (slack_approvals)" in output
+    assert ApproverGroup.objects.get().slack_channel == "C0123456789"
+    assert AccessPolicy.objects.get().slack_approvals is False
+    assert "0 created, 0 changed, 4 unchanged" in apply(policy_file)
+
+
+def test_a_channel_name_refuses_the_file_naming_its_line(policy_file):
+    policy_file.write_text(
+        POLICY_FILE.replace(
+            "github_team: acme/sre", 'github_team: acme/sre\n    slack_channel: "#sre"'
+        )
+    )
+
+    with pytest.raises(CommandError) as refused:
+        apply(policy_file)
+
+    assert "approver_groups[0].slack_channel, line 5: '#sre' is not a Slack channel id" in str(
+        refused.value
+    )
+    assert not ApproverGroup.objects.exists()

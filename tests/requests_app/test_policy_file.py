@@ -157,3 +157,69 @@ def test_only_a_github_token_secret_has_permissions():
     assert "secrets[0].permissions, line 4: only a github_token secret has permissions" in (
         refusal(text)
     )
+
+
+SLACK_POLICY = """\
+approver_groups:
+  - name: approvers
+    members: [alice]
+    {channel}
+policies:
+  - name: staging
+    repositories: [acme/api]
+    environments: [staging]
+    access: [reviewer]
+    approver_groups: [approvers]
+    {slack_approvals}
+"""
+
+
+def slack_policy(channel="slack_channel: C0123456789", slack_approvals=""):
+    return SLACK_POLICY.format(channel=channel, slack_approvals=slack_approvals)
+
+
+def test_a_groups_slack_channel_and_a_policys_slack_approvals_read():
+    document = parse_policy_file(
+        slack_policy(slack_approvals="slack_approvals: false"), environ={}
+    )
+    assert document.groups[0].slack_channel == "C0123456789"
+    assert document.policies[0].slack_approvals is False
+
+
+def test_slack_approvals_default_to_on_and_the_channel_to_none():
+    document = parse_policy_file(slack_policy(channel=""), environ={})
+    assert document.groups[0].slack_channel == ""
+    assert document.policies[0].slack_approvals is True
+
+
+def test_a_quoted_empty_channel_means_none():
+    document = parse_policy_file(slack_policy(channel='slack_channel: ""'), environ={})
+    assert document.groups[0].slack_channel == ""
+
+
+def test_a_channel_name_is_refused_asking_for_the_id_with_its_line():
+    message = refusal(slack_policy(channel='slack_channel: "#prod-approvals"'))
+    assert "approver_groups[0].slack_channel, line 4: '#prod-approvals' is not a Slack" in message
+    assert "use the id (e.g. C0123456789" in message
+    assert "not its #name" in message
+
+
+def test_an_unquoted_hash_name_reads_as_a_comment_and_is_refused_not_emptied():
+    # YAML reads `slack_channel: #prod` as an empty value followed by a comment.
+    message = refusal(slack_policy(channel="slack_channel: #prod"))
+    assert "approver_groups[0].slack_channel, line 4: is empty" in message
+    assert "use the channel id" in message
+
+
+def test_a_bare_name_or_a_list_of_channels_is_refused():
+    assert "'general' is not a Slack channel id" in refusal(
+        slack_policy(channel="slack_channel: general")
+    )
+    assert "slack_channel, line 4: expected a single value" in refusal(
+        slack_policy(channel="slack_channel: [C0123456789]")
+    )
+
+
+def test_slack_approvals_must_be_true_or_false():
+    message = refusal(slack_policy(slack_approvals="slack_approvals: sometimes"))
+    assert "policies[0].slack_approvals, line 11: must be true or false" in message
