@@ -1,6 +1,7 @@
 """The Slack request card as deployed: the real `celery worker` (tests/grants/test_live_stack.py's
 stack: Redis, PostgreSQL, the local GitHub) posts a routed request's card into the local Slack
-(tests/slack_fake) and updates it in place once the request is approved and in force.
+(tests/slack_fake); a signed click on its Approve button (POST /slack/interactions) approves
+it, and the worker updates the card in place once the request is approved and in force.
 
 Needs AIRLOCK_LIVE_BROKER_URL and a PostgreSQL DATABASE_URL, like the stack's own tests.
 """
@@ -10,8 +11,8 @@ import json
 import pytest
 
 from requests_app.models import AccessRequest
-from requests_app.services import access_request_approve, access_request_create
-from requests_app.slack_models import SlackCard
+from requests_app.services import access_request_create
+from requests_app.slack_models import SlackCard, SlackLink
 from tests.fixtures import SLACK_BOT_TOKEN
 from tests.grants.test_live_stack import stack, wait_for  # noqa: F401 - the stack fixture
 from tests.requests_app.factories import UserFactory, approver_setup
@@ -27,6 +28,7 @@ def slack_env(slack, settings, monkeypatch):
     local Slack with the bot token."""
     slack.add_channel(CHANNEL)
     for name, value in (("AIRLOCK_SLACK_BOT_TOKEN", SLACK_BOT_TOKEN),
+                        ("AIRLOCK_SLACK_SIGNING_SECRET", slack.signing_secret),
                         ("SLACK_API_URL", slack.api_url)):
         monkeypatch.setenv(name, value)
         setattr(settings, name, value)
@@ -38,7 +40,9 @@ def slack_stack(slack_env, stack):  # noqa: F811 - the stack, started with Slack
     return stack
 
 
-def test_the_worker_posts_the_card_and_updates_it_when_approved(slack_env, slack_stack, github):
+def test_the_worker_posts_the_card_and_a_signed_click_on_it_approves_and_updates_it(
+    slack_env, slack_stack, github, client
+):
     slack = slack_env
     github.add_user("dave")
     github.add_environment("acme/api", "production")
@@ -66,7 +70,14 @@ def test_the_worker_posts_the_card_and_updates_it_when_approved(slack_env, slack
     card = SlackCard.objects.get(request=access_request)
     assert card.ts == message.ts
 
-    access_request_approve(access_request=access_request, approver=approvers["alice"])
+    # Alice, linked, clicks Approve on the card: POST /slack/interactions, signed.
+    SlackLink.objects.create(user=approvers["alice"], team_id=slack.team_id,
+                             slack_user_id="U0ALICE")
+    [approve] = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]
+                 if e["action_id"] == "airlock_approve"]
+    clicked = slack.block_actions(user="U0ALICE", action_id=approve["action_id"],
+                                  value=approve["value"], channel=CHANNEL, ts=message.ts)
+    assert clicked.post(client, "/slack/interactions").status_code == 200
     wait_for(
         "the card showing the access in force",
         lambda: "*active* until" in json.dumps(slack.message(CHANNEL, message.ts).blocks),
