@@ -21,7 +21,7 @@ from requests_app.services import (
     access_requests_time_out_overdue,
 )
 from requests_app.slack import slack_cards_sync
-from requests_app.slack_models import SlackCard
+from requests_app.slack_models import SlackCard, SlackLink
 from requests_app.tasks import slack_card_sync
 from tests.fixtures import token_client
 from tests.requests_app.factories import (
@@ -77,7 +77,7 @@ def card(slack, channel=OPS):
 
 def shown(message) -> str:
     """Everything a card's blocks say, as one string."""
-    return json.dumps(message.blocks)
+    return json.dumps(message.blocks, ensure_ascii=False)
 
 
 def buttons(message) -> list[dict]:
@@ -401,3 +401,19 @@ def test_a_failed_grant_updates_the_card_with_githubs_error(slack_api, gh, synce
     text = shown(card(slack_api))
     assert "*failed*" in text and "&lt;!channel&gt;" in text and "<!channel>" not in text
     gh.faults.clear()
+
+
+def test_a_signed_click_in_slack_updates_the_same_card(slack_api, routed, synced, client):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    message = card(slack_api)
+    SlackLink.objects.create(user=users["alice"], team_id=slack_api.team_id,
+                             slack_user_id="U0ALICE")
+    clicked = slack_api.block_actions(user="U0ALICE", action_id="airlock_approve",
+                                      value=str(access_request.pk), channel=OPS, ts=message.ts)
+
+    assert synced(lambda: clicked.post(client, "/slack/interactions")).status_code == 200
+
+    after = card(slack_api)
+    assert after.ts == message.ts and "*Approvals*: 1 of 2" in shown(after)
+    assert "• alice," in shown(after) and "*May still approve*: bob, carol, erin" in shown(after)
