@@ -1,6 +1,7 @@
 """Review of issue 16 (Slack decisions and linking): findings, each as a test.
 
-test_a_timestamp_too_large_for_a_float_is_401_not_500 fails today (the finding);
+test_a_timestamp_too_large_for_a_float_is_401_not_500 and
+test_the_access_log_does_not_carry_the_raw_link_code fail today (findings);
 test_repro_phished_link_lets_the_requester_approve_their_own_request_as_an_approver passes
 today: it is the exact reproduction of a design weakness, asserting the attack works."""
 
@@ -70,3 +71,18 @@ def test_repro_phished_link_lets_the_requester_approve_their_own_request_as_an_a
     access_request.refresh_from_db()
     assert access_request.status == AccessRequest.Status.APPROVED
     assert Approval.objects.get(request=access_request).approver == users["alice"]
+
+
+def test_the_access_log_does_not_carry_the_raw_link_code(slack_api, settings, caplog):  # noqa: F811
+    # Only a digest of a code is stored; the access log keeps the path, which is the code.
+    settings.AIRLOCK_BASE_URL = "https://airlock.example.com"
+    answer = post_signed("/slack/commands", command_body("link", user="U0ALICE"))
+    (path,) = re.findall(
+        r"https://airlock\.example\.com(/account/slack/link/[^/\s]+/)", answer.json()["text"]
+    )
+    raw = path.rstrip("/").rsplit("/", 1)[-1]
+    with caplog.at_level("INFO", logger="portal.access"):
+        Client().get(path)  # signed out: 302 to the sign-in page
+    assert caplog.records, "the access log wrote no line"
+    assert not any(raw in record.getMessage() for record in caplog.records)
+    assert not any(raw in str(getattr(record, "path", "")) for record in caplog.records)
