@@ -49,19 +49,36 @@ class RequestIdMiddleware:
     @staticmethod
     def _log_access(request, response, started):
         user = getattr(request, "user", None)
+        path = logged_path(request)
         access_log.info(
             "%s %s %s",
             request.method,
-            request.path,
+            path,
             response.status_code,
             extra={
                 "method": request.method,
-                "path": request.path,  # never the query string: it can carry codes
+                "path": path,  # never the query string, nor a code in the path
                 "status_code": response.status_code,
                 "duration_ms": round((time.monotonic() - started) * 1000, 1),
                 "user": user.get_username() if user and user.is_authenticated else None,
             },
         )
+
+
+# URL parameters that carry a secret (a one-time code in a link): logged masked.
+SECRET_URL_KWARGS = ("code", "token")
+
+
+def logged_path(request) -> str:
+    """The request's path as the access log writes it: a one-time code or token in the path
+    (Slack's account link, /account/slack/link/<code>/) is masked."""
+    path = request.path
+    match = getattr(request, "resolver_match", None)
+    for name in SECRET_URL_KWARGS:
+        value = (match.kwargs.get(name) if match is not None else None) or ""
+        if isinstance(value, str) and len(value) >= 8:
+            path = path.replace(value, "[REDACTED]")
+    return path
 
 
 def _forget_request_id(**kwargs):

@@ -89,7 +89,14 @@ def verified_body(request) -> bytes:
         raise Refused(413, f"Body over {MAX_BODY_BYTES} bytes.")
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
-    if not timestamp.isascii() or not timestamp.isdigit() or not signature:
+    # Ten digits until the year 2286; a longer number is no timestamp (and would overflow
+    # the arithmetic below).
+    if (
+        not timestamp.isascii()
+        or not timestamp.isdigit()
+        or len(timestamp) > 12
+        or not signature
+    ):
         logger.warning("Slack call without a timestamp or signature refused")
         raise Refused(401, "Missing X-Slack-Signature or X-Slack-Request-Timestamp.")
     if abs(time.time() - int(timestamp)) > MAX_AGE_SECONDS:

@@ -52,7 +52,8 @@ def slack_link_code_find(raw: str) -> SlackLinkCode | None:
 def slack_link_confirm(*, raw_code: str, user) -> SlackLink:
     """Link the code's Slack user to `user`, and use the code up. Refused (WrongState) for
     an unknown, used or expired code; (NotAllowed) when that Slack user is linked to another
-    account. A link this account already had in that workspace is replaced."""
+    account, or when this account is linked to another Slack user in that workspace (never
+    replaced silently: remove it first)."""
     with transaction.atomic():
         code = (
             SlackLinkCode.objects.select_for_update().filter(digest=code_digest(raw_code)).first()
@@ -71,19 +72,26 @@ def slack_link_confirm(*, raw_code: str, user) -> SlackLink:
                 f"Slack user {code.slack_user_id} is already linked to another Airlock account. "
                 "Its owner must remove that link (on their account's Slack page) first."
             )
-        code.used_at = timezone.now()
-        code.save(update_fields=["used_at"])
         same = SlackLink.objects.filter(
             team_id=code.team_id, slack_user_id=code.slack_user_id, user=user
         ).first()
         if same is not None:
+            code.used_at = timezone.now()
+            code.save(update_fields=["used_at"])
             return same
-        replaced = list(
-            SlackLink.objects.select_for_update()
-            .filter(team_id=code.team_id, user=user)
-            .values_list("slack_user_id", flat=True)
+        # Never replaced silently: a link someone else made (and got this account's owner
+        # to confirm) would otherwise take over their Slack decisions unnoticed.
+        current = (
+            SlackLink.objects.select_for_update().filter(team_id=code.team_id, user=user).first()
         )
-        SlackLink.objects.filter(team_id=code.team_id, user=user).delete()
+        if current is not None:
+            raise NotAllowed(
+                f"This account is already linked to Slack user {current.slack_user_id} in "
+                "this workspace. Remove that link on your account's Slack page first, then "
+                "open this link again."
+            )
+        code.used_at = timezone.now()
+        code.save(update_fields=["used_at"])
         try:
             with transaction.atomic():
                 link = SlackLink.objects.create(
@@ -97,11 +105,7 @@ def slack_link_confirm(*, raw_code: str, user) -> SlackLink:
             action=AuditAction.SLACK_LINKED,
             actor=user,
             target=link,
-            detail={
-                "slack_team": link.team_id,
-                "slack_user": link.slack_user_id,
-                "replaced": replaced,
-            },
+            detail={"slack_team": link.team_id, "slack_user": link.slack_user_id},
         )
     return link
 

@@ -161,13 +161,18 @@ def test_a_slack_user_linked_to_another_account_is_refused(slack):
     assert SlackLinkCode.objects.filter(used_at__isnull=True).count() == 1
 
 
-def test_a_new_slack_user_in_the_same_workspace_replaces_the_accounts_link(slack):
+def test_a_link_is_never_replaced_silently_by_another_slack_user(slack):
+    # Someone who gets alice to confirm their link must not take over her existing one
+    # unnoticed: she removes hers first.
     alice = signed_in("alice")
     alice.post(link_path(user="U0ALICE"))
-    alice.post(link_path(user="U0ALICE2"))
-    assert list(SlackLink.objects.values_list("slack_user_id", flat=True)) == ["U0ALICE2"]
-    latest = AuditEvent.objects.filter(action="slack.linked").order_by("-id").first()
-    assert latest.detail["replaced"] == ["U0ALICE"]
+    refused = alice.post(link_path(user="U0MALLORY"))
+    assert refused.status_code == 409
+    assert "already linked to Slack user U0ALICE" in refused.content.decode()
+    assert list(SlackLink.objects.values_list("slack_user_id", flat=True)) == ["U0ALICE"]
+    assert AuditEvent.objects.filter(action="slack.linked").count() == 1
+    # The code stays unused: after removing her link she may still confirm it.
+    assert SlackLinkCode.objects.filter(used_at__isnull=True).count() == 1
 
 
 def test_the_account_page_shows_the_links_and_removes_one(slack):
