@@ -43,8 +43,8 @@ class SlackError(Exception):
 
 @dataclass
 class SlackClient:
-    """chat.postMessage, chat.update, chat.postEphemeral and views.open, each answering
-    Slack's JSON or raising SlackError."""
+    """chat.postMessage, chat.update, chat.postEphemeral, views.open and users.info, each
+    answering Slack's JSON or raising SlackError."""
 
     token: str = ""
     timeout: float = TIMEOUT_SECONDS
@@ -102,3 +102,9 @@ class SlackClient:
     def open_view(self, *, trigger_id: str, view: dict) -> dict:
         """views.open: a modal in answer to a click (trigger_id lives three seconds)."""
         return self._call("views_open", trigger_id=trigger_id, view=view)
+
+    def user_info(self, user: str) -> dict:
+        """users.info (scope users:read): the answer's `user` has `name`, `real_name`,
+        `deleted`, `is_bot` and `profile` (`real_name`, `display_name`). An unknown id is
+        SlackError "user_not_found" (not transient)."""
+        return self._call("users_info", user=user)

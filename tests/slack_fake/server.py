@@ -1,6 +1,7 @@
 """The local Slack: a ThreadingHTTPServer on loopback answering the Web API methods Airlock
-calls (chat.postMessage, chat.update, chat.postEphemeral, views.open) as Slack does, with
-faults, and builders for what Slack POSTs to Airlock (signed interactions and commands).
+calls (chat.postMessage, chat.update, chat.postEphemeral, views.open, users.info) as Slack
+does, with faults, and builders for what Slack POSTs to Airlock (signed interactions and
+commands).
 
 Every call is recorded (state.calls) before a fault may delay or replace its answer.
 """
@@ -24,19 +25,20 @@ API_PREFIX = "/api"
 DEFAULT_TOKEN = "xoxb-local-airlock-bot"
 DEFAULT_SECRET = "local-slack-signing-secret"
 DEFAULT_CHANNEL = "C0AIRLOCK"  # the channel the `slack` fixture adds
+READS = {"users.info"}  # methods answered to a GET as well (slack_sdk GETs these)
 
 
 class SlackFaults(Faults):
-    """The GitHub stand-in's faults (method "POST", glob over "/chat.update" etc.), with
-    Slack's own answers."""
+    """The GitHub stand-in's faults (any HTTP verb: slack_sdk GETs users.info; a glob over
+    "/chat.update" etc.), with Slack's own answers."""
 
     def server_error(self, method: str = "**", *, status: int = 503, times: int | None = 1):
-        return self.add("POST", "/" + method, status, times=times, body="upstream error")
+        return self.add("*", "/" + method, status, times=times, body="upstream error")
 
     def rate_limited(self, method: str = "**", *, retry_after: int = 30, times: int | None = 1):
         """HTTP 429 with Retry-After, as Slack answers a method's rate limit."""
         return self.add(
-            "POST",
+            "*",
             "/" + method,
             429,
             times=times,
@@ -46,11 +48,11 @@ class SlackFaults(Faults):
 
     def slack_error(self, method: str = "**", error: str = "ratelimited", times: int | None = 1):
         """HTTP 200 with {"ok": false, "error": error}."""
-        return self.add("POST", "/" + method, 200, times=times, body={"ok": False, "error": error})
+        return self.add("*", "/" + method, 200, times=times, body={"ok": False, "error": error})
 
     def slow(self, method: str = "**", *, delay: float, times: int | None = 1) -> Fault:
         """Hold the call `delay` seconds, then answer it (a timeout for a shorter client)."""
-        return self.timeout("POST", "/" + method, delay=delay, times=times)
+        return self.timeout("*", "/" + method, delay=delay, times=times)
 
 
 class SlackServer:
@@ -151,11 +153,13 @@ class SlackServer:
     # -- one call --------------------------------------------------------------------------
 
     def handle(self, handler: _Handler) -> tuple[int, dict | str, dict]:
-        path = urlsplit(handler.path).path
+        url = urlsplit(handler.path)
+        path = url.path
         method = path[len(API_PREFIX) + 1 :] if path.startswith(API_PREFIX + "/") else path[1:]
         length = int(handler.headers.get("content-length") or 0)
         raw = handler.rfile.read(length) if length else b""
-        arguments = _arguments(handler.headers.get("content-type") or "", raw)
+        arguments = dict(parse_qsl(url.query, keep_blank_values=True))  # GET's arguments
+        arguments.update(_arguments(handler.headers.get("content-type") or "", raw))
         token = _bearer(handler.headers.get("authorization") or "") or arguments.pop("token", "")
         call = Call(method=method, arguments=arguments, at=time.time(), token=token)
         with self.state.lock:
@@ -165,7 +169,7 @@ class SlackServer:
             self._stopping.wait(fault.delay)
         if fault and fault.status is not None:
             status, body, headers = fault.status, fault.body, dict(fault.headers)
-        elif handler.command != "POST":
+        elif handler.command != "POST" and not (handler.command == "GET" and method in READS):
             status, body, headers = 405, {"ok": False, "error": "method_not_allowed"}, {}
         else:
             status, body, headers = 200, self.answer(method, token, arguments), {}
@@ -292,11 +296,22 @@ def _views_open(state: SlackState, arguments: dict) -> dict:
     return {"ok": True, "view": opened}
 
 
+def _users_info(state: SlackState, arguments: dict) -> dict:
+    user_id = arguments.get("user") or ""
+    if not user_id:
+        return _error("invalid_arguments", response_metadata={"messages": ["user"]})
+    user = state.users.get(user_id)
+    if user is None:
+        return _error("user_not_found")
+    return {"ok": True, "user": json.loads(json.dumps(user))}  # a copy
+
+
 _METHODS = {
     "chat.postMessage": _post_message,
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
     "views.open": _views_open,
+    "users.info": _users_info,
 }
 
 

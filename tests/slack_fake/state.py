@@ -1,5 +1,6 @@
-"""What the local Slack remembers: channels, messages by ts, ephemeral messages, opened views,
-issued trigger_ids, and every Web API call. One lock guards it all (the server is threaded)."""
+"""What the local Slack remembers: channels, users, messages by ts, ephemeral messages, opened
+views, issued trigger_ids, and every Web API call. One lock guards it all (the server is
+threaded)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class SlackState:
             self.bot_user_id = "U0AIRLOCKBOT"
             self.tokens: set[str] = set()
             self.channels: dict[str, dict[str, Message]] = {}
+            self.users: dict[str, dict] = {}  # user id -> users.info's `user`
             self.ephemeral: dict[str, list[dict]] = {}  # user id -> messages
             self.views: list[dict] = []
             self.trigger_ids: dict[str, float] = {}  # trigger_id -> issued at
@@ -99,6 +101,36 @@ class SlackState:
         with self.lock:
             self.channels.setdefault(channel_id, {})
         return channel_id
+
+    def add_user(
+        self,
+        user_id: str,
+        name: str,
+        real_name: str = "",
+        display_name: str = "",
+        *,
+        deleted: bool = False,
+        is_bot: bool = False,
+    ) -> str:
+        """A user users.info knows, answered in Slack's shape (name = the handle)."""
+        with self.lock:
+            self.users[user_id] = {
+                "id": user_id,
+                "team_id": self.team_id,
+                "name": name,
+                "deleted": deleted,
+                "real_name": real_name,
+                "is_bot": is_bot,
+                "is_app_user": False,
+                "profile": {
+                    "real_name": real_name,
+                    "real_name_normalized": real_name,
+                    "display_name": display_name,
+                    "display_name_normalized": display_name,
+                    "team": self.team_id,
+                },
+            }
+        return user_id
 
     def new_trigger_id(self) -> str:
         """A trigger_id views.open accepts once (Slack's live three seconds; these until

@@ -264,6 +264,62 @@ def test_unreachable_slack_is_transient(slack, settings):
     assert raised.value.transient is True
 
 
+# --- users.info -------------------------------------------------------------------------------
+
+
+def test_users_info_answers_an_added_user_in_slacks_shape(slack):
+    slack.add_user("U0MALLORY", "mallory", "Mallory Doe", "mal")
+    user = SlackClient().user_info("U0MALLORY")["user"]
+    assert (user["id"], user["team_id"], user["name"]) == ("U0MALLORY", slack.team_id, "mallory")
+    assert (user["real_name"], user["deleted"], user["is_bot"]) == ("Mallory Doe", False, False)
+    assert user["profile"] | {"real_name": "Mallory Doe", "display_name": "mal"} == user["profile"]
+    [call] = slack.calls_to("users.info")
+    assert call.arguments == {"user": "U0MALLORY"} and call.token == "xoxb-local-airlock-bot"
+
+
+def test_users_info_by_form_post_and_for_deleted_and_bot_users(slack):
+    slack.add_user("U0GONE", "gone", "Gone Person", deleted=True)
+    slack.add_user("B0BOT", "robot", is_bot=True)
+    gone = raw(slack, "users.info", form={"user": "U0GONE"}).json()["user"]
+    assert (gone["deleted"], gone["is_bot"]) == (True, False)
+    bot = raw(slack, "users.info", form={"user": "B0BOT"}).json()["user"]
+    assert (bot["deleted"], bot["is_bot"]) == (False, True)
+
+
+def test_users_info_for_an_unknown_user_is_user_not_found_and_not_transient(slack):
+    with pytest.raises(SlackError, match="user_not_found") as raised:
+        SlackClient().user_info("U0NOBODY")
+    assert raised.value.transient is False
+    assert raw(slack, "users.info", form={}).json()["error"] == "invalid_arguments"
+    assert raw(slack, "users.info", token="", form={"user": "U0NOBODY"}).json() == {
+        "ok": False,
+        "error": "not_authed",
+    }
+
+
+def test_faults_reach_users_info_although_slack_sdk_gets_it(slack):
+    slack.add_user("U0ALICE", "alice", "Alice")
+    slack.faults.server_error("users.info")
+    with pytest.raises(SlackError, match="HTTP 503") as raised:
+        SlackClient().user_info("U0ALICE")
+    assert raised.value.transient is True
+    slack.faults.slow("users.*", delay=1.0)
+    with pytest.raises(SlackError, match="could not be reached"):
+        SlackClient(timeout=0.2).user_info("U0ALICE")
+    assert SlackClient().user_info("U0ALICE")["user"]["name"] == "alice"  # faults used up
+
+
+def test_only_reads_answer_a_get(slack):
+    answer = requests.get(
+        f"{slack.api_url}/chat.postMessage",
+        params={"channel": slack.channel, "text": "t"},
+        headers={"Authorization": "Bearer xoxb-local-airlock-bot"},
+        timeout=5,
+    )
+    assert (answer.status_code, answer.json()["error"]) == (405, "method_not_allowed")
+    assert slack.messages(slack.channel) == []
+
+
 # --- what Slack POSTs to Airlock --------------------------------------------------------------
 
 
