@@ -206,3 +206,115 @@ def test_removing_is_post_only(slack):
 
 def test_the_api_tokens_page_links_to_the_slack_page(slack):
     assert 'href="/account/slack/"' in signed_in("alice").get("/account/tokens/").content.decode()
+
+
+# --- the page names the Slack user (users.info), so a phished link reads as someone else's ----
+
+
+def test_the_page_names_the_slack_user_from_slack(slack):
+    slack.server.add_user("U0MALLORY", "mallory", "Mallory Doe", "mal")
+    path = link_path(user="U0MALLORY")
+    page = signed_in("alice").get(path)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "You are linking the Slack user <strong>Mallory Doe (@mal)</strong>" in text
+    assert "to your account <strong>alice</strong>" in text
+    assert "U0MALLORY" in text and TEAM in text and "mallory" in text  # ids and handle below
+    assert "Slack could not say" not in text
+    [call] = slack.server.calls_to("users.info")
+    assert call.arguments["user"] == "U0MALLORY"
+
+
+def test_without_a_display_name_the_handle_is_the_username(slack):
+    slack.server.add_user("U0BOB", "bob", "")
+    page = signed_in("alice").get(link_path(user="U0BOB"))
+    assert "the Slack user <strong>@bob</strong>" in page.content.decode()
+
+
+def test_a_hostile_slack_name_is_escaped(slack):
+    slack.server.add_user("U0EVIL", "evil", "<script>alert(1)</script>", "<b>x</b>\u202eecila")
+    page = signed_in("alice").get(link_path(user="U0EVIL"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "<script>alert(1)" not in text and "<b>x</b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "\u202e" not in text  # a right-to-left override could make a name read as another
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda faults: faults.server_error("users.info"),
+        lambda faults: faults.slack_error("users.info", "missing_scope"),
+        lambda faults: faults.rate_limited("users.info"),
+    ],
+    ids=["503", "missing_scope", "429"],
+)
+def test_when_slack_cannot_say_the_page_still_renders_and_warns_plainly(slack, fault):
+    slack.server.add_user("U0ALICE", "alice", "Alice Liddell")
+    path = link_path()
+    fault(slack.server.faults)
+    page = signed_in("alice").get(path)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Slack could not say who this Slack user is" in text
+    assert "Do not confirm unless you ran" in text
+    assert "Alice Liddell" not in text and "U0ALICE" in text
+    assert 'type="submit"' in text  # they may still confirm a link they just made
+
+
+def test_a_slow_slack_costs_the_page_its_short_timeout_only(slack, monkeypatch):
+    from requests_app import slack_account_views
+
+    monkeypatch.setattr(slack_account_views, "LOOKUP_TIMEOUT_SECONDS", 0.2)
+    slack.server.add_user("U0ALICE", "alice", "Alice Liddell")
+    path = link_path()
+    slack.server.faults.slow("users.info", delay=2.0)
+    page = signed_in("alice").get(path)
+    assert page.status_code == 200
+    assert "Slack could not say who this Slack user is" in page.content.decode()
+
+
+def test_an_unknown_slack_user_and_no_slack_token_also_warn(slack, settings):
+    path = link_path()  # U0ALICE, whom the local Slack does not know: user_not_found
+    assert "Slack could not say" in signed_in("alice").get(path).content.decode()
+    settings.AIRLOCK_SLACK_BOT_TOKEN = ""
+    calls = len(slack.server.calls_to("users.info"))
+    assert "Slack could not say" in signed_in("bob").get(path).content.decode()
+    assert len(slack.server.calls_to("users.info")) == calls  # not asked without a token
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [({"deleted": True}, "deactivated"), ({"is_bot": True}, "a bot")],
+)
+def test_a_deleted_or_bot_slack_user_is_refused(slack, options, why):
+    slack.server.add_user("U0ODD", "odd", "Odd One", **options)
+    path = link_path(user="U0ODD")
+    alice = signed_in("alice")
+    page = alice.get(path)
+    assert page.status_code == 409
+    assert why in page.content.decode() and 'type="submit"' not in page.content.decode()
+    refused = alice.post(path)
+    assert refused.status_code == 409
+    assert why in refused.content.decode()
+    assert not SlackLink.objects.exists()
+    assert SlackLinkCode.objects.get().used_at is None
+
+
+def test_a_user_deactivated_after_the_page_opened_is_refused_on_confirm(slack):
+    slack.server.add_user("U0ALICE", "alice", "Alice Liddell")
+    path = link_path()
+    alice = signed_in("alice")
+    assert alice.get(path).status_code == 200
+    slack.server.add_user("U0ALICE", "alice", "Alice Liddell", deleted=True)
+    assert alice.post(path).status_code == 409
+    assert not SlackLink.objects.exists()
+
+
+def test_confirming_names_the_slack_user_in_the_message(slack):
+    slack.server.add_user("U0ALICE", "alice", "Alice Liddell", "alice.l")
+    alice = signed_in("alice")
+    response = alice.post(link_path(), follow=True)
+    assert "Alice Liddell (@alice.l)" in response.content.decode()
+    assert SlackLink.objects.get().slack_user_id == "U0ALICE"
