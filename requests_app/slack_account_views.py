@@ -55,7 +55,7 @@ def _person_refusal(code: SlackLinkCode, person: SlackPerson | None) -> str | No
 
 
 def _named(person: SlackPerson | None) -> str:
-    """"Real Name (@handle)", or the one of them Slack has; "" when Slack cannot say."""
+    """Real Name (@handle), or the one of the two Slack has; "" when Slack cannot say."""
     if person is None:
         return ""
     handle = f"@{person.handle}" if person.handle else ""
