@@ -21,9 +21,10 @@ def manifest() -> dict:
     return yaml.safe_load(found)
 
 
-def test_the_manifest_asks_for_the_two_scopes_airlock_uses_and_nothing_more():
+def test_the_manifest_asks_for_the_three_scopes_airlock_uses_and_nothing_more():
+    # users:read: the link page names the Slack user (users.info)
     scopes = manifest()["oauth_config"]["scopes"]
-    assert scopes == {"bot": ["chat:write", "commands"]}
+    assert scopes == {"bot": ["chat:write", "commands", "users:read"]}
 
 
 def test_the_manifest_sends_clicks_and_the_command_to_airlocks_endpoints_over_https():
