@@ -2,9 +2,11 @@
 CI's refusals, the local GitHub, Celery, accounts, policies and API clients."""
 
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -342,3 +344,41 @@ def active_request(
     )
     access_request.refresh_from_db()
     return access_request
+
+
+@contextmanager
+def database_refuses(model, *, on: str, when: str = "", reason: str = "the worker died"):
+    """A trigger that makes the database refuse `on` ("INSERT" or "UPDATE") of `model`'s
+    rows (those matching `when`, an SQL condition on NEW, e.g. "NEW.erased_at IS NOT NULL"),
+    as if the worker died right there: the crash tests' way to lose an outcome without
+    patching Airlock's own code. Works on SQLite and PostgreSQL."""
+    assert on in ("INSERT", "UPDATE")
+    table = model._meta.db_table
+    name = f"refuse_{on.lower()}_{table}"[:60]
+    message = reason.replace("'", "")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN "
+                f"RAISE EXCEPTION '{message}'; END $$ LANGUAGE plpgsql"
+            )
+            condition = f"WHEN ({when}) " if when else ""
+            cursor.execute(
+                f"CREATE TRIGGER {name} BEFORE {on} ON {table} FOR EACH ROW "
+                f"{condition}EXECUTE FUNCTION {name}()"
+            )
+        else:
+            condition = f"WHEN {when} " if when else ""
+            cursor.execute(
+                f"CREATE TRIGGER {name} BEFORE {on} ON {table} {condition}"
+                f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER {name} ON {table}")
+                cursor.execute(f"DROP FUNCTION {name}()")
+            else:
+                cursor.execute(f"DROP TRIGGER {name}")

@@ -6,11 +6,9 @@ each token's scope; refusals say why, and the token's value reaches nothing but 
 
 import json
 import logging
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -24,6 +22,7 @@ from integrations.github.tokens import AppTokenClient
 from requests_app.models import AccessRequest
 from tests.api.conftest import active_request, oidc_client, token_client
 from tests.api.test_workflow_requests import RUN, run_token, signed_in_with_github
+from tests.fixtures import database_refuses
 from tests.github_fake.keys import new_app_private_key_pem
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory
 
@@ -406,35 +405,10 @@ def test_a_real_grant_is_never_simulated_once_dry_run_is_on(app, oidc, policy, s
     assert minted_on_github(app, response.json()["token"]) == (["acme/api"], GRANTED)
 
 
-@contextmanager
 def refusing_to_record_tokens():
     """The database refuses every new MintedToken row, as if it went away between the
     mint and the record."""
-    table = MintedToken._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE FUNCTION refuse_token() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'database went away'; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} FOR EACH ROW "
-                "EXECUTE FUNCTION refuse_token()"
-            )
-        else:
-            cursor.execute(
-                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} "
-                "BEGIN SELECT RAISE(ABORT, 'database went away'); END"
-            )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"DROP TRIGGER refuse_token ON {table}")
-                cursor.execute("DROP FUNCTION refuse_token()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_token")
+    return database_refuses(MintedToken, on="INSERT", reason="database went away")
 
 
 def test_a_token_the_exchange_could_not_record_is_revoked_at_once(app, oidc, policy):

@@ -1,11 +1,10 @@
 """Reviewer grants on the faithful local GitHub: added when applied, removed when they end,
 and nothing else about the environment changed."""
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -13,6 +12,7 @@ from grants.models import Grant, Target
 from grants.reconciler import reconcile_environment
 from grants.services import grant_apply_request, grant_reconcile, grant_revoke
 from requests_app.models import AccessRequest
+from tests.fixtures import database_refuses
 from tests.grants.factories import approved_request, expire_now, reviewer_grant
 from tests.requests_app.factories import UserFactory
 
@@ -28,35 +28,14 @@ PROTECTED = {
 }
 
 
-@contextmanager
 def refusing_to_apply_grants():
     """A trigger that makes the database refuse any grant's move to applied."""
-    table = Grant._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE FUNCTION refuse_applied() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'worker died after the PUT'; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                f"CREATE TRIGGER refuse_applied BEFORE UPDATE ON {table} FOR EACH ROW "
-                "WHEN (NEW.state = 'applied') EXECUTE FUNCTION refuse_applied()"
-            )
-        else:
-            cursor.execute(
-                f"CREATE TRIGGER refuse_applied BEFORE UPDATE ON {table} "
-                "WHEN NEW.state = 'applied' "
-                "BEGIN SELECT RAISE(ABORT, 'worker died after the PUT'); END"
-            )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"DROP TRIGGER refuse_applied ON {table}")
-                cursor.execute("DROP FUNCTION refuse_applied()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_applied")
+    return database_refuses(
+        Grant,
+        on="UPDATE",
+        when="NEW.state = 'applied'",
+        reason="worker died after the PUT",
+    )
 
 
 def environment_calls(github, method):

@@ -3,11 +3,10 @@ minted for one revoked on the local GitHub when it ends (expiry, giving back, an
 revocation, the run's end), before the grant is recorded as revoked; an expired token is
 erased without a call; GitHub's failures and a worker's crash leave it to the retry."""
 
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -17,6 +16,7 @@ from grants.reconciler import reconcile_environment
 from grants.services import RunEnd, grant_reconcile, grant_revoke, grants_sweep, run_access_end
 from integrations.github.tokens import InstallationToken
 from requests_app.models import AccessRequest
+from tests.fixtures import database_refuses
 from tests.grants.factories import (
     exchange_mint,
     expire_now,
@@ -317,36 +317,15 @@ def test_the_sweep_marks_a_token_grant_overdue_one_interval_after_it_was_due(
 # -- a worker that crashes ----------------------------------------------------------------------
 
 
-@contextmanager
 def refusing_to_erase_tokens():
     """A trigger that makes the database refuse any token's erasure: the worker's outcome
     is lost after GitHub revoked the token, as if it died right after the DELETE."""
-    table = MintedToken._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE FUNCTION refuse_erase() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'worker died after the DELETE'; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                f"CREATE TRIGGER refuse_erase BEFORE UPDATE ON {table} FOR EACH ROW "
-                "WHEN (NEW.erased_at IS NOT NULL) EXECUTE FUNCTION refuse_erase()"
-            )
-        else:
-            cursor.execute(
-                f"CREATE TRIGGER refuse_erase BEFORE UPDATE ON {table} "
-                "WHEN NEW.erased_at IS NOT NULL "
-                "BEGIN SELECT RAISE(ABORT, 'worker died after the DELETE'); END"
-            )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"DROP TRIGGER refuse_erase ON {table}")
-                cursor.execute("DROP FUNCTION refuse_erase()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_erase")
+    return database_refuses(
+        MintedToken,
+        on="UPDATE",
+        when="NEW.erased_at IS NOT NULL",
+        reason="worker died after the DELETE",
+    )
 
 
 def test_a_worker_that_dies_after_github_revoked_is_followed_by_a_revocation_github_no_longer_needs(

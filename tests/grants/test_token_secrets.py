@@ -5,12 +5,11 @@ alone while fresh, and deleted and revoked at the end. The tests count the calls
 for each step (docs/reconciler.md "GitHub token secrets")."""
 
 import json
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -21,6 +20,7 @@ from grants.reconciler import reconcile_environment
 from grants.services import grant_reconcile, grants_sweep
 from requests_app.models import AccessRequest, SecretDefinition
 from requests_app.services import access_request_create
+from tests.fixtures import database_refuses
 from tests.grants.factories import expire_now, register_token_app, secret_grant
 from tests.requests_app.factories import SecretDefinitionFactory, UserFactory, approver_setup
 
@@ -394,36 +394,15 @@ def test_the_token_minted_for_a_grant_github_then_refused_is_revoked(app):
     assert [r.status for r in app.requests if r.path == REVOKE_PATH] == [204]
 
 
-@contextmanager
 def refusing_to_confirm_secret_writes():
     """A trigger that makes the database refuse to record a secret's write as confirmed:
     the outcome is lost after GitHub took the PUT, as if the worker died right after it."""
-    table = EnvironmentSecret._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE FUNCTION refuse_confirm() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'worker died after the PUT'; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                f"CREATE TRIGGER refuse_confirm BEFORE UPDATE ON {table} FOR EACH ROW "
-                "WHEN (NEW.written_at IS NOT NULL) EXECUTE FUNCTION refuse_confirm()"
-            )
-        else:
-            cursor.execute(
-                f"CREATE TRIGGER refuse_confirm BEFORE UPDATE ON {table} "
-                "WHEN NEW.written_at IS NOT NULL "
-                "BEGIN SELECT RAISE(ABORT, 'worker died after the PUT'); END"
-            )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"DROP TRIGGER refuse_confirm ON {table}")
-                cursor.execute("DROP FUNCTION refuse_confirm()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_confirm")
+    return database_refuses(
+        EnvironmentSecret,
+        on="UPDATE",
+        when="NEW.written_at IS NOT NULL",
+        reason="worker died after the PUT",
+    )
 
 
 # Committed transactions: the refused update is a statement of its own, as in a worker.
@@ -542,33 +521,8 @@ def test_a_secret_deletion_github_refuses_does_not_keep_the_ended_grants_token_l
     assert Grant.objects.get(pk=grant.pk).state == Grant.State.REVOKED
 
 
-@contextmanager
 def refusing_to_record_tokens():
-    table = MintedToken._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE FUNCTION refuse_token() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'database went away'; END $$ LANGUAGE plpgsql"
-            )
-            cursor.execute(
-                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} FOR EACH ROW "
-                "EXECUTE FUNCTION refuse_token()"
-            )
-        else:
-            cursor.execute(
-                f"CREATE TRIGGER refuse_token BEFORE INSERT ON {table} "
-                "BEGIN SELECT RAISE(ABORT, 'database went away'); END"
-            )
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"DROP TRIGGER refuse_token ON {table}")
-                cursor.execute("DROP FUNCTION refuse_token()")
-            else:
-                cursor.execute("DROP TRIGGER refuse_token")
+    return database_refuses(MintedToken, on="INSERT", reason="database went away")
 
 
 def test_a_token_the_engine_minted_but_could_not_record_is_revoked_at_once(app):
