@@ -2,6 +2,7 @@
 CI's refusals, the local GitHub, Celery, accounts, policies and API clients."""
 
 import os
+import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -382,3 +383,23 @@ def database_refuses(model, *, on: str, when: str = "", reason: str = "the worke
                 cursor.execute(f"DROP FUNCTION {name}()")
             else:
                 cursor.execute(f"DROP TRIGGER {name}")
+
+
+def at_once(call, times: int = 2, timeout: float = 30) -> list:
+    """Run `call()` in `times` threads at once (each with its own database connection,
+    closed after) and return what each answered, in the order they finished: the
+    concurrency tests' one way to send the same thing twice at the same moment."""
+    answers = []
+
+    def worker():
+        try:
+            answers.append(call())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return answers

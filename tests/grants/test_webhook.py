@@ -7,12 +7,10 @@ the App's installation tokens and records the callbacks it receives.
 
 import hashlib
 import hmac
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -31,6 +29,7 @@ from requests_app.services import (
 )
 from tests.api.conftest import active_request
 from tests.api.test_workflow_requests import signed_in_with_github
+from tests.fixtures import at_once
 from tests.github_fake.keys import new_app_private_key_pem
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
 
@@ -737,19 +736,7 @@ def test_two_workers_posting_the_same_gate_at_once_post_once(app, on_postgres):
     gate = DeploymentGate.objects.get()
     # Slow, but within the client's timeout (1 s in these tests), so one POST is made.
     app.faults.timeout("POST", "/repos/*/*/actions/runs/*/deployment_protection_rule", delay=0.5)
-    outcomes = []
-
-    def post():
-        try:
-            outcomes.append(gates.deployment_gate_post(gate_id=gate.pk))
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=post) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
+    outcomes = at_once(lambda: gates.deployment_gate_post(gate_id=gate.pk))
     assert sorted(outcomes) == ["busy", "posted"]
     assert reviews(app) == [(7001, "approved")]
 
@@ -758,23 +745,14 @@ def test_two_workers_posting_the_same_gate_at_once_post_once(app, on_postgres):
 def test_the_same_delivery_twice_at_once_opens_one_gate(app, on_postgres):
     active_request("dave")
     body = payload(app)
-    answers = []
 
     def post():
-        try:
-            raw, headers = app.webhook_delivery(
-                "deployment_protection_rule", body, SECRET, "same-delivery"
-            )
-            answers.append(post_raw(raw, headers).status_code)
-        finally:
-            connection.close()
+        raw, headers = app.webhook_delivery(
+            "deployment_protection_rule", body, SECRET, "same-delivery"
+        )
+        return post_raw(raw, headers).status_code
 
-    workers = [threading.Thread(target=post) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
-    assert sorted(answers) == [200, 202]
+    assert sorted(at_once(post)) == [200, 202]
     assert DeploymentGate.objects.count() == 1
 
 
@@ -782,20 +760,11 @@ def test_the_same_delivery_twice_at_once_opens_one_gate(app, on_postgres):
 def test_the_same_event_under_two_delivery_ids_at_once_is_acted_on_once(app, on_postgres):
     active_request("dave")
     body = payload(app)
-    answers = []
 
     def post():
-        try:
-            raw, headers = app.webhook_delivery("deployment_protection_rule", body, SECRET)
-            answers.append(post_raw(raw, headers).status_code)
-        finally:
-            connection.close()
+        raw, headers = app.webhook_delivery("deployment_protection_rule", body, SECRET)
+        return post_raw(raw, headers).status_code
 
-    workers = [threading.Thread(target=post) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
-    assert sorted(answers) == [200, 202]
+    assert sorted(at_once(post)) == [200, 202]
     assert DeploymentGate.objects.count() == 1
     assert reviews(app) == [(7001, "approved")]

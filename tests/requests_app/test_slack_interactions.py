@@ -3,12 +3,10 @@ Approve and Deny (and the deny modal's comment), through the same services as th
 
 import itertools
 import json
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -18,6 +16,7 @@ from audit.models import AuditEvent
 from requests_app import slack_views
 from requests_app.models import AccessRequest, Approval
 from requests_app.slack_models import SlackDelivery, SlackLink
+from tests.fixtures import at_once
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
 from tests.requests_app.slack_helpers import (
     CHANNEL,
@@ -414,19 +413,7 @@ def test_odd_payload_shapes_are_answered_without_a_500(world, kind, user, action
 def test_the_same_click_twice_at_once_acts_once(world, on_postgres):
     body = interaction_body(click("airlock_approve", world["request"].pk))
     headers = sign(body)
-    answers = []
-
-    def post():
-        try:
-            answers.append(post_signed(URL, body, headers=headers).status_code)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=post) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=30)
+    answers = at_once(lambda: post_signed(URL, body, headers=headers).status_code)
     assert sorted(answers) == [200, 409]
     assert SlackDelivery.objects.count() == 1
     assert world["request"].approvals.count() == 1
