@@ -225,6 +225,28 @@ def github_app(gh, settings):
     return install
 
 
+# The deployment protection rule's webhook secret in the tests that drive the App's gates.
+GATES_WEBHOOK_SECRET = "webhook-s3cret"
+
+
+@pytest.fixture
+def gates_app(gh, settings, eager_celery):
+    """Airlock's GitHub App, installed on acme, answering deployment protection rules (the
+    grant engine keeps its token): the webhook secret is GATES_WEBHOOK_SECRET, dave and
+    acme/api's production environment exist, and gh.installation is the installation id."""
+    key = new_app_private_key_pem()
+    installation = gh.register_app(GITHUB_APP_ID, key, account="acme")
+    settings.GITHUB_APP_ID = str(GITHUB_APP_ID)
+    settings.GITHUB_APP_PRIVATE_KEY = key
+    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
+    settings.AIRLOCK_GITHUB_WEBHOOK_SECRET = GATES_WEBHOOK_SECRET
+    settings.AIRLOCK_BASE_URL = "https://airlock.test"
+    gh.add_user("dave")
+    gh.add_environment("acme/api", "production")
+    gh.installation = installation
+    return gh
+
+
 @pytest.fixture
 def local_github(github, settings):
     """The local GitHub as the property tests drive it: empty, and faster retries still."""

@@ -20,8 +20,7 @@ from tests.api.test_workflow_requests import (
     run_token,
     signed_in_with_github,
 )
-from tests.github_fake.keys import new_app_private_key_pem
-from tests.grants.test_webhook import SECRET, _on_commit, deliver, payload, reviews
+from tests.grants.test_webhook import _on_commit, deliver, payload, reviews
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
 
 pytestmark = pytest.mark.django_db
@@ -266,19 +265,9 @@ def test_release_from_a_token_without_a_run_is_refused(oidc, dave):
 
 
 @pytest.fixture
-def app(gh, settings, eager_celery):
+def app(gates_app):
     """Airlock's GitHub App on acme, as tests/grants/test_webhook.py sets it up."""
-    key = new_app_private_key_pem()
-    installation = gh.register_app(4242, key, account="acme")
-    settings.GITHUB_APP_ID = "4242"
-    settings.GITHUB_APP_PRIVATE_KEY = key
-    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
-    settings.AIRLOCK_GITHUB_WEBHOOK_SECRET = SECRET
-    settings.AIRLOCK_BASE_URL = "https://airlock.test"
-    gh.add_user("dave")
-    gh.add_environment("acme/api", "production")
-    gh.installation = installation
-    return gh
+    return gates_app
 
 
 def dave_of(app) -> str:

@@ -29,31 +29,20 @@ from requests_app.services import (
 )
 from tests.api.conftest import active_request
 from tests.api.test_workflow_requests import signed_in_with_github
-from tests.fixtures import at_once
-from tests.github_fake.keys import new_app_private_key_pem
+from tests.fixtures import GATES_WEBHOOK_SECRET, at_once
 from tests.requests_app.factories import AccessRequestFactory, UserFactory, approver_setup
 
 pytestmark = pytest.mark.django_db
 
-SECRET = "webhook-s3cret"
+SECRET = GATES_WEBHOOK_SECRET
 WEBHOOK = "/github/webhook"
 CALLBACK = "/repos/acme/api/actions/runs/{}/deployment_protection_rule"
 
 
 @pytest.fixture
-def app(gh, settings, eager_celery):
+def app(gates_app):
     """Airlock's GitHub App, installed on acme; the grant engine keeps its token."""
-    key = new_app_private_key_pem()
-    installation = gh.register_app(4242, key, account="acme")
-    settings.GITHUB_APP_ID = "4242"
-    settings.GITHUB_APP_PRIVATE_KEY = key
-    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
-    settings.AIRLOCK_GITHUB_WEBHOOK_SECRET = SECRET
-    settings.AIRLOCK_BASE_URL = "https://airlock.test"
-    gh.add_user("dave")
-    gh.add_environment("acme/api", "production")
-    gh.installation = installation
-    return gh
+    return gates_app
 
 
 def payload(gh, run_id=7001, login="dave", **fields):
