@@ -8,20 +8,15 @@ from grants.models import MintedToken
 from tests.api.action_runner import run_action
 from tests.api.test_action_request import RUN_CLAIMS
 from tests.api.test_token_exchange import APP_HOLDS, GRANTED, minted_on_github, token_request
-from tests.github_fake.keys import new_app_private_key_pem
 from tests.requests_app.factories import AccessPolicyFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def app(gh, settings):
-    key = new_app_private_key_pem()
-    installation = gh.register_app(4242, key, account="acme", permissions=APP_HOLDS)
-    settings.GITHUB_APP_ID = "4242"
-    settings.GITHUB_APP_PRIVATE_KEY = key
-    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
-    return gh
+def app(github_app):
+    github_app(permissions=APP_HOLDS)
+    return github_app.github
 
 
 @pytest.fixture

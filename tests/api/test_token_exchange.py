@@ -23,7 +23,6 @@ from requests_app.models import AccessRequest
 from tests.api.conftest import active_request, oidc_client, token_client
 from tests.api.test_workflow_requests import RUN, run_token, signed_in_with_github
 from tests.fixtures import database_refuses
-from tests.github_fake.keys import new_app_private_key_pem
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,16 +34,12 @@ APP_HOLDS = {"contents": "write", "packages": "write", "metadata": "read"}
 
 
 @pytest.fixture
-def app(gh, settings):
+def app(github_app, settings):
     """Airlock's GitHub App installed on acme (holding APP_HOLDS), acme/api on it."""
-    key = new_app_private_key_pem()
-    installation = gh.register_app(4242, key, account="acme", permissions=APP_HOLDS)
-    settings.GITHUB_APP_ID = "4242"
-    settings.GITHUB_APP_PRIVATE_KEY = key
-    settings.GITHUB_APP_INSTALLATION_ID = str(installation)
+    github_app(permissions=APP_HOLDS)
     settings.AIRLOCK_BASE_URL = "https://airlock.test"
-    gh.add_repo("acme/web")
-    return gh
+    github_app.github.add_repo("acme/web")
+    return github_app.github
 
 
 @pytest.fixture
