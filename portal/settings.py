@@ -1,5 +1,6 @@
 """Airlock settings: one module, every value read from the environment (see README)."""
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -465,6 +466,50 @@ if bool(AIRLOCK_SLACK_BOT_TOKEN) != bool(AIRLOCK_SLACK_SIGNING_SECRET):
         "none"
     )
 SLACK_API_URL = env_url("SLACK_API_URL", "https://slack.com/api")
+# Audit forwarding (audit/forwarding.py, README "Audit forwarding"): the audit log streamed
+# to a SIEM by the worker and beat, at least once and in seq order, each sink with its own
+# cursor in the database. An HTTP sink (JSON Lines, or Splunk HEC events) and a syslog sink
+# (RFC 5424 over TCP or TLS, octet-counted); either, both or neither.
+AIRLOCK_AUDIT_STREAM_URL = env_str("AIRLOCK_AUDIT_STREAM_URL").strip()
+if AIRLOCK_AUDIT_STREAM_URL and not AIRLOCK_AUDIT_STREAM_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(
+        f"AIRLOCK_AUDIT_STREAM_URL must be an http(s) URL, got {AIRLOCK_AUDIT_STREAM_URL!r}"
+    )
+AIRLOCK_AUDIT_STREAM_TOKEN = env_str("AIRLOCK_AUDIT_STREAM_TOKEN").strip()
+AIRLOCK_AUDIT_STREAM_FORMAT = env_str("AIRLOCK_AUDIT_STREAM_FORMAT", "json-lines").strip()
+if AIRLOCK_AUDIT_STREAM_FORMAT not in ("json-lines", "splunk-hec"):
+    raise ImproperlyConfigured(
+        "AIRLOCK_AUDIT_STREAM_FORMAT must be json-lines or splunk-hec, got "
+        f"{AIRLOCK_AUDIT_STREAM_FORMAT!r}"
+    )
+AIRLOCK_AUDIT_SYSLOG_URL = env_str("AIRLOCK_AUDIT_SYSLOG_URL").strip()
+if AIRLOCK_AUDIT_SYSLOG_URL and not re.fullmatch(
+    r"(tcp|tls)://[^\s/:]+:[0-9]{1,5}", AIRLOCK_AUDIT_SYSLOG_URL
+):
+    raise ImproperlyConfigured(
+        "AIRLOCK_AUDIT_SYSLOG_URL must be tcp://host:port or tls://host:port, got "
+        f"{AIRLOCK_AUDIT_SYSLOG_URL!r}"
+    )
+# The CA bundle a tls:// syslog receiver's certificate is checked against (default: the
+# system's).
+AIRLOCK_AUDIT_SYSLOG_CA_FILE = env_str("AIRLOCK_AUDIT_SYSLOG_CA_FILE").strip()
+if AIRLOCK_AUDIT_SYSLOG_CA_FILE and not Path(AIRLOCK_AUDIT_SYSLOG_CA_FILE).is_file():
+    raise ImproperlyConfigured(
+        f"AIRLOCK_AUDIT_SYSLOG_CA_FILE names no file: {AIRLOCK_AUDIT_SYSLOG_CA_FILE!r}"
+    )
+# How often beat starts a delivery round, how many events go in one batch, how long a sink
+# may take to accept one, and after how many minutes of an unaccepted backlog platform
+# admins are told.
+AIRLOCK_AUDIT_FORWARD_SECONDS = env_int("AIRLOCK_AUDIT_FORWARD_SECONDS", 5, minimum=1)
+AIRLOCK_AUDIT_FORWARD_BATCH = env_int("AIRLOCK_AUDIT_FORWARD_BATCH", 500, minimum=1)
+if AIRLOCK_AUDIT_FORWARD_BATCH > 10000:
+    raise ImproperlyConfigured(
+        f"AIRLOCK_AUDIT_FORWARD_BATCH must be at most 10000, got {AIRLOCK_AUDIT_FORWARD_BATCH}"
+    )
+AIRLOCK_AUDIT_FORWARD_TIMEOUT_SECONDS = env_int(
+    "AIRLOCK_AUDIT_FORWARD_TIMEOUT_SECONDS", 10, minimum=1
+)
+AIRLOCK_AUDIT_FORWARD_ALERT_MINUTES = env_int("AIRLOCK_AUDIT_FORWARD_ALERT_MINUTES", 15, minimum=1)
 # Requesters are reminded this many minutes before their access ends (0: never).
 AIRLOCK_EXPIRY_REMINDER_MINUTES = env_int("AIRLOCK_EXPIRY_REMINDER_MINUTES", 10, minimum=0)
 # Who hears about overdue revocations besides staff users with an email (comma-separated).
