@@ -484,7 +484,7 @@ if AIRLOCK_AUDIT_STREAM_FORMAT not in ("json-lines", "splunk-hec"):
     )
 AIRLOCK_AUDIT_SYSLOG_URL = env_str("AIRLOCK_AUDIT_SYSLOG_URL").strip()
 if AIRLOCK_AUDIT_SYSLOG_URL and not re.fullmatch(
-    r"(tcp|tls)://[^\s/:]+:[0-9]{1,5}", AIRLOCK_AUDIT_SYSLOG_URL
+    r"(tcp|tls)://([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}", AIRLOCK_AUDIT_SYSLOG_URL
 ):
     raise ImproperlyConfigured(
         "AIRLOCK_AUDIT_SYSLOG_URL must be tcp://host:port or tls://host:port, got "
