@@ -37,6 +37,14 @@ def beat_schedule() -> dict[str, dict]:
             "description": "Compares every managed target on GitHub with its desired state, "
             "repairs what Airlock manages and audits the drift.",
         },
+        "airlock: slack cards": {
+            "task": "requests_app.tasks.slack_cards_sweep",
+            "every": sweep,
+            "expire_seconds": max(2 * sweep, 10),
+            "description": "Posts or updates the Slack cards of requests whose card may "
+            "not show them as they are (a message the worker never received); a card that "
+            "is up to date costs no Slack call. Nothing without AIRLOCK_SLACK_BOT_TOKEN.",
+        },
         "airlock: expiry reminders": {
             "task": "requests_app.tasks.remind_expiring",
             "every": 60,

@@ -10,6 +10,7 @@ import logging
 from datetime import UTC
 
 from django.db import transaction
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -275,19 +276,25 @@ def slack_cards_sync(request_id: int, *, client: SlackClient | None = None) -> N
     retry = None
     for card_id in card_ids:
         try:
-            _card_sync(card_id, message=message, digest=digest, client=client)
+            _card_sync(card_id, message=message, digest=digest, status=access_request.status,
+                       client=client)
         except SlackError as error:
             retry = retry or error
     if retry is not None:
         raise retry
 
 
-def _card_sync(card_id: int, *, message: dict, digest: str, client: SlackClient) -> None:
+def _card_sync(
+    card_id: int, *, message: dict, digest: str, status: str, client: SlackClient
+) -> None:
     # The row lock makes two syncs at once queue: the second sees the first's ts and digest,
     # so a card is posted once, and an update is never overtaken by an older one.
     with transaction.atomic():
         card = SlackCard.objects.select_for_update().get(pk=card_id)
         if card.ts and card.shown_digest == digest:
+            if card.shown_status != status:
+                card.shown_status = status
+                card.save(update_fields=["shown_status"])
             return
         now = timezone.now()
         try:
@@ -307,8 +314,35 @@ def _card_sync(card_id: int, *, message: dict, digest: str, client: SlackClient)
             card.save(update_fields=["last_error"])
             return
         card.shown_digest = digest
+        card.shown_status = status
         card.last_error = ""
-        card.save(update_fields=["ts", "posted_at", "updated_at", "shown_digest", "last_error"])
+        card.save(update_fields=["ts", "posted_at", "updated_at", "shown_digest", "shown_status",
+                                 "last_error"])
+
+
+def slack_cards_due(*, limit: int = 500) -> list[int]:
+    """The requests whose cards may not show them as they are, oldest first: every pending
+    request routed to a group with a channel (its card may never have been posted, or its
+    approvals moved on), every approved or active one with a card (an extension moves its
+    end), and every card whose request changed status since it was shown.
+
+    The after-commit task posts and updates cards at once; the sweep catches what a lost
+    message missed (a broker outage, a worker killed before it ran): a lost message costs at
+    most one sweep. A card that already shows its request costs no Slack call."""
+    routed = AccessRequest.objects.filter(
+        status=AccessRequest.Status.PENDING,
+        policy__approver_groups__slack_channel__gt="",
+    ).values_list("pk", flat=True)
+    carded = (
+        SlackCard.objects.filter(
+            Q(request__status__in=AccessRequest.OPEN_STATUSES)
+            | ~Q(shown_status=F("request__status"))
+        )
+        .values_list("request_id", flat=True)
+        .distinct()
+    )
+    due = sorted(set(routed.distinct()[:limit]) | set(carded[:limit]))
+    return due[:limit]
 
 
 def slack_card_error_record(request_id: int, error: SlackError) -> None:

@@ -66,6 +66,9 @@ class SlackCard(models.Model):
     updated_at = models.DateTimeField(null=True, blank=True)
     # What was last shown (a digest of the blocks), so an unchanged request is not sent again.
     shown_digest = models.CharField(max_length=64, blank=True)
+    # The request's status when the card was last shown: the sweep (slack_cards_due) looks
+    # again at every card whose request moved on since, in case the message was lost.
+    shown_status = models.CharField(max_length=20, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:

@@ -119,6 +119,23 @@ def slack_card_sync_later(sender=None, *, request_id: int, **kwargs) -> None:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def slack_cards_sweep() -> None:
+    """Bring every card that may be stale up to date (slack.slack_cards_due): what a lost
+    after-commit message missed. Slack's errors are logged and left to the next sweep; a
+    429 ends this one early, as Slack asked."""
+    if not slack_configured():
+        return
+    for request_id in slack.slack_cards_due():
+        try:
+            slack.slack_cards_sync(request_id)
+        except SlackError as exc:
+            logger.warning("Slack card of request #%s not synced by the sweep: %s",
+                           request_id, exc)
+            if exc.retry_after:
+                return
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def remind_expiring() -> None:
     sent = services.access_requests_remind_expiring()
     if sent:

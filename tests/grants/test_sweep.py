@@ -158,6 +158,8 @@ def test_the_beat_schedule_is_installed_idempotently_from_code(settings):
         # The deployment gates' sweep runs at the same interval: the same bound on a lost
         # message.
         "updated airlock: deployment gates: interval, expire_seconds",
+        # So does the Slack cards' sweep.
+        "updated airlock: slack cards: interval, expire_seconds",
     ]
 
 

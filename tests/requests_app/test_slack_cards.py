@@ -20,9 +20,9 @@ from requests_app.services import (
     access_request_end_early,
     access_requests_time_out_overdue,
 )
-from requests_app.slack import slack_cards_sync
+from requests_app.slack import slack_cards_due, slack_cards_sync
 from requests_app.slack_models import SlackCard, SlackLink
-from requests_app.tasks import slack_card_sync
+from requests_app.tasks import slack_card_sync, slack_cards_sweep
 from tests.fixtures import token_client
 from tests.requests_app.factories import (
     AccessRequestFactory,
@@ -417,3 +417,65 @@ def test_a_signed_click_in_slack_updates_the_same_card(slack_api, routed, synced
     after = card(slack_api)
     assert after.ts == message.ts and "*Approvals*: 1 of 2" in shown(after)
     assert "• alice," in shown(after) and "*May still approve*: bob, carol, erin" in shown(after)
+
+
+# --- the sweep: what a lost message missed ----------------------------------------------------
+
+
+def test_the_sweep_posts_the_card_of_a_request_whose_message_was_lost(slack_api, routed):
+    # No on-commit callbacks run here: the message the filing sent never reached a worker.
+    access_request = file_request("dave")
+    assert slack_api.messages(OPS) == []
+
+    slack_cards_sweep()
+
+    assert f"Access request #{access_request.pk}" in shown(card(slack_api, OPS))
+    assert len(slack_api.calls_to("chat.postMessage")) == 2  # both groups' channels
+
+
+def test_the_sweep_updates_a_card_the_decision_message_never_reached(
+    slack_api, routed, synced
+):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    ts = card(slack_api).ts
+    access_request_deny(access_request=access_request, approver=users["alice"],
+                        comment="Not during the freeze")  # its message lost
+
+    slack_cards_sweep()
+
+    message = card(slack_api)
+    assert message.ts == ts and "*denied* by alice" in shown(message)
+    assert "airlock_approve" not in shown(message) and "airlock_deny" not in shown(message)
+    assert set(SlackCard.objects.values_list("shown_status", flat=True)) == {Status.DENIED}
+
+
+def test_a_sweep_over_cards_that_show_their_requests_calls_slack_for_nothing(
+    slack_api, routed, synced
+):
+    _, users = routed
+    pending = synced(lambda: file_request("dave"))
+    closed = synced(lambda: file_request("frank"))
+    synced(lambda: access_request_cancel(access_request=closed, user=closed.requester))
+    calls = len(slack_api.calls)
+
+    slack_cards_sweep()
+
+    assert len(slack_api.calls) == calls
+    # The closed request's cards show it as it is: the sweep no longer even looks at them.
+    assert slack_cards_due() == [pending.pk]
+
+
+def test_the_sweep_leaves_the_rest_to_the_next_one_when_slack_says_wait(
+    slack_api, routed, caplog
+):
+    first, second = file_request("dave"), file_request("frank")
+    slack_api.faults.rate_limited("chat.postMessage", retry_after=30)
+
+    slack_cards_sweep()
+
+    assert f"Slack card of request #{first.pk} not synced by the sweep" in caplog.text
+    assert not SlackCard.objects.filter(request=second).exists()  # not even tried
+    slack_cards_sweep()
+    assert len(slack_api.messages(OPS)) == 2 and len(slack_api.messages(SECURITY)) == 2
+    assert not SlackCard.objects.filter(ts="").exists()
