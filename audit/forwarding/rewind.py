@@ -24,8 +24,8 @@ def audit_sink_rewind(*, sink: Sink, from_seq: int, actor=None, actor_label: str
     newest = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first() or 0
     if from_seq < 1 or from_seq > newest + 1:
         raise ForwardingRewindError(
-            f"--from-seq must be between 1 and {newest + 1} (the newest event is seq {newest}), "
-            f"got {from_seq}"
+            f"the seq to deliver from must be between 1 and {newest + 1} (the newest event is "
+            f"seq {newest}), got {from_seq}"
         )
     row = sink_row(sink)
     with transaction.atomic():

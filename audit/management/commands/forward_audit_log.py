@@ -54,7 +54,7 @@ class Command(BaseCommand):
                     sink=sinks[name], from_seq=from_seq, actor_label=options["actor"]
                 )
             except ForwardingRewindError as error:
-                raise CommandError(str(error)) from None
+                raise CommandError(f"--from-seq: {error}") from None
             self.stdout.write(f"{name}: delivers from seq {row.cursor + 1}")
         if not sinks:
             self.stdout.write(
