@@ -36,17 +36,17 @@ def test_a_second_worker_does_not_deliver_a_sink_while_the_first_is_sending(
 ):
     writer_database()
     AuditEventFactory.create_batch(3)
-    arrived, release = siem_http.hold_next()
+    hold = siem_http.hold_next()
     first_results = []
     first = in_thread(
         lambda: audit_forward(sink=configured_sinks()[0]), writer_database, first_results
     )
-    assert arrived.wait(30), "the first worker's batch never reached the collector"
+    assert hold.arrived.wait(30), "the first worker's batch never reached the collector"
 
     second = audit_forward(sink=configured_sinks()[0])
 
     assert second.outcome == Outcome.LEASED and second.delivered == 0
-    release.set()
+    hold.release.set()
     first.join(30)
     (first_report,) = first_results
     assert first_report.outcome == Outcome.CAUGHT_UP and first_report.delivered == 3
@@ -58,12 +58,12 @@ def test_a_second_worker_does_not_deliver_a_sink_while_the_first_is_sending(
 def test_the_log_is_written_while_a_batch_is_in_flight(siem_http, writer_database):
     writer_database()
     AuditEventFactory.create_batch(2)
-    arrived, release = siem_http.hold_next()
+    hold = siem_http.hold_next()
     delivery_results, writer_results = [], []
     delivery = in_thread(
         lambda: audit_forward(sink=configured_sinks()[0]), writer_database, delivery_results
     )
-    assert arrived.wait(30)
+    assert hold.arrived.wait(30)
 
     # Delivery holds no transaction and no lock across the POST: this write commits while
     # the batch is still unanswered.
@@ -73,8 +73,8 @@ def test_the_log_is_written_while_a_batch_is_in_flight(siem_http, writer_databas
         writer_results,
     )
     writer.join(30)
-    finished_while_held = not writer.is_alive() and not release.is_set()
-    release.set()
+    finished_while_held = not writer.is_alive() and not hold.release.is_set()
+    hold.release.set()
     delivery.join(30)
 
     assert finished_while_held and writer_results == [3]

@@ -20,6 +20,13 @@ class ReceivedPost:
 
 
 @dataclass
+class Hold:
+    arrived: threading.Event
+    release: threading.Event
+    kept: threading.Event
+
+
+@dataclass
 class _Fault:
     kind: str  # "status", "stall", "hang_up", "hold"
     remaining: int
@@ -27,8 +34,7 @@ class _Fault:
     seconds: float = 0.0
     # The batch was kept although the sender never hears so: the next try duplicates it.
     kept: bool = False
-    arrived: threading.Event | None = None
-    release: threading.Event | None = None
+    hold: "Hold | None" = None
 
 
 @dataclass
@@ -61,8 +67,8 @@ class HttpReceiver:
         self._stop.set()  # wakes stalled handlers
         with self._lock:
             for fault in self._faults:
-                if fault.release is not None:
-                    fault.release.set()
+                if fault.hold is not None:
+                    fault.hold.release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
@@ -83,13 +89,12 @@ class HttpReceiver:
         kept, the batch was taken in although the sender cannot know it."""
         self._add(_Fault("hang_up", count, kept=kept))
 
-    def hold_next(self) -> tuple[threading.Event, threading.Event]:
-        """Keep the next POST waiting, then accept it: returns (arrived, release); the
-        POST is answered once release is set."""
-        fault = _Fault("hold", 1)
-        fault.arrived, fault.release = threading.Event(), threading.Event()
-        self._add(fault)
-        return fault.arrived, fault.release
+    def hold_next(self) -> "Hold":
+        """Keep the next POST waiting, then accept it: hold.arrived is set when it came,
+        it is kept and answered once hold.release is set, and hold.kept is set then."""
+        hold = Hold(threading.Event(), threading.Event(), threading.Event())
+        self._add(_Fault("hold", 1, hold=hold))
+        return hold
 
     def _add(self, fault: _Fault) -> None:
         with self._lock:
@@ -171,19 +176,24 @@ class HttpReceiver:
                     self.close_connection = True
                     return
                 if fault is not None and fault.kind == "hold":
-                    fault.arrived.set()
-                    fault.release.wait(30)
+                    fault.hold.arrived.set()
+                    fault.hold.release.wait(30)
                 with receiver._lock:
                     receiver.accepted.append(body)
+                if fault is not None and fault.kind == "hold":
+                    fault.hold.kept.set()
                 self._answer(post, 200, HEC_SUCCESS if receiver.hec else None)
 
             def _answer(self, post, status, payload):
                 data = json.dumps(payload).encode() if payload is not None else b""
                 post.status = status
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # the sender is gone (killed, or timed out): nobody to tell
+                    self.close_connection = True
 
         return Handler
