@@ -227,6 +227,15 @@ def test_an_unreachable_collector_is_an_error_naming_it(siem_http, settings):
     assert sink_state().target == "http://127.0.0.1:9/collect"
 
 
+def test_a_round_whose_time_budget_is_spent_leaves_the_rest_to_the_next(siem_http):
+    AuditEventFactory.create_batch(2)
+
+    (report,) = audit_forward_all(budget_seconds=0)
+
+    assert report.outcome == Outcome.BUDGET_SPENT and siem_http.posts == []
+    assert sink_state().lease_owner == ""  # let go, so the next round can start
+
+
 def test_a_live_lease_of_another_worker_keeps_this_one_off_the_sink(siem_http):
     AuditEventFactory.create_batch(2)
     sink = http_sink()

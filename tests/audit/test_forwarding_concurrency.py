@@ -7,7 +7,7 @@ import threading
 import pytest
 from django.db import connections
 
-from audit.forwarding import audit_forward, configured_sinks
+from audit.forwarding import audit_forward, audit_sink_rewind, configured_sinks
 from audit.forwarding.delivery import Outcome
 from audit.models import AuditEvent, AuditSink
 from audit.services import log_event
@@ -82,3 +82,26 @@ def test_the_log_is_written_while_a_batch_is_in_flight(siem_http, writer_databas
     # The event written meanwhile went out in the same round, after the held batch.
     assert delivery_results[0].delivered == 3
     assert [record["seq"] for record in siem_http.records()] == [1, 2, 3]
+
+
+def test_a_rewind_while_a_batch_is_in_flight_stands_over_that_batch(siem_http, writer_database):
+    writer_database()
+    AuditEventFactory.create_batch(3)
+    audit_forward(sink=configured_sinks()[0])  # 1-3 accepted
+    AuditEventFactory.create_batch(2)  # 4-5
+    hold = siem_http.hold_next()
+    results = []
+    delivery = in_thread(
+        lambda: audit_forward(sink=configured_sinks()[0]), writer_database, results
+    )
+    assert hold.arrived.wait(30)
+
+    audit_sink_rewind(sink=configured_sinks()[0], from_seq=2)  # its own event is seq 6
+    hold.release.set()
+    delivery.join(30)
+
+    # The holder advances the cursor only from the value it read (3): the rewind wins.
+    assert results[0].outcome == Outcome.INTERRUPTED
+    assert AuditSink.objects.get(name="http").cursor == 1
+    audit_forward(sink=configured_sinks()[0])
+    assert [record["seq"] for record in siem_http.records()] == [1, 2, 3, 4, 5, 2, 3, 4, 5, 6]
