@@ -65,7 +65,10 @@ def test_every_event_arrives_in_seq_order_in_bounded_batches_and_the_chain_verif
     (report,) = audit_forward_all(batch_size=5)
 
     assert (report.outcome, report.delivered, report.batches, report.cursor) == (
-        Outcome.CAUGHT_UP, 12, 3, 12,
+        Outcome.CAUGHT_UP,
+        12,
+        3,
+        12,
     )
     assert lines_per_post(siem_http) == [5, 5, 2]
     assert_chain_verifies_from(siem_http.records())

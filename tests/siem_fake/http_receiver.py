@@ -118,9 +118,7 @@ class HttpReceiver:
             return [hec_event["event"] for hec_event in self.hec_events()]
         with self._lock:
             bodies = list(self.accepted)
-        return [
-            json.loads(line) for body in bodies for line in body.decode("utf-8").splitlines()
-        ]
+        return [json.loads(line) for body in bodies for line in body.decode("utf-8").splitlines()]
 
     def hec_events(self) -> list[dict]:
         """The HEC event objects of the accepted batches (time, source, sourcetype, event),
