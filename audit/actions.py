@@ -83,6 +83,8 @@ class AuditAction(models.TextChoices):
     # The log itself (audit).
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_UNKEYED_SEALED = "audit.unkeyed_sealed"
+    # A forwarding sink's cursor set back or forward by hand (forward_audit_log --from-seq).
+    AUDIT_FORWARDING_REWOUND = "audit.forwarding_rewound"
 
 
 class AdminVerb(models.TextChoices):

@@ -1,5 +1,5 @@
-"""The audit log's tables: the events themselves, append-only and hash-chained, and the
-chain's head (docs/audit-log.md)."""
+"""The audit log's tables: the events themselves, append-only and hash-chained, the
+chain's head (docs/audit-log.md), and each forwarding sink's cursor (audit/forwarding.py)."""
 
 import hashlib
 import json
@@ -145,3 +145,50 @@ class AuditChainHead(models.Model):
 
     def __str__(self):
         return f"audit chain head at seq {self.seq}"
+
+
+class AuditSink(models.Model):
+    """One place the audit log is forwarded to ("http", "syslog"), and how far it got.
+
+    cursor is the highest seq the sink accepted: audit.forwarding sends seq > cursor, in
+    order, and advances it only after the sink accepted the batch (at least once, never
+    skipping). The lease is taken by compare-and-set so two workers never deliver to the
+    same sink at once, and no transaction is held open across the network call.
+    """
+
+    name = models.CharField(max_length=20, editable=False)
+    # Where it sends to, safe to show (integrations.siem.Sink.target: no token).
+    target = models.CharField(max_length=500, blank=True, editable=False)
+    # 0: nothing accepted yet, so a new sink starts from the first event.
+    cursor = models.PositiveBigIntegerField(default=0, editable=False)
+    lease_owner = models.CharField(max_length=200, blank=True, editable=False)
+    leased_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Consecutive failed batches; the next try waits until next_attempt_at (backoff).
+    failures = models.PositiveIntegerField(default=0, editable=False)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When platform admins were told the backlog got old; cleared once it caught up.
+    alerted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # audit.forwarding sends one sink's batches in order under one name: a second
+            # row for the same name would deliver the log twice with separate cursors.
+            models.UniqueConstraint(fields=["name"], name="audit_sink_unique_name"),
+            # The lease is held or free as a whole: audit.forwarding's compare-and-set takes
+            # a lease when leased_until is empty or past, and checks lease_owner to keep it.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(lease_owner="", leased_until__isnull=True)
+                    | (~models.Q(lease_owner="") & models.Q(leased_until__isnull=False))
+                ),
+                name="audit_sink_lease_whole",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name} sink at seq {self.cursor}"

@@ -52,6 +52,13 @@ def beat_schedule() -> dict[str, dict]:
             "description": "Tells requesters whose access ends within "
             "AIRLOCK_EXPIRY_REMINDER_MINUTES, once per request.",
         },
+        "airlock: audit forwarding": {
+            "task": "audit.tasks.forward_audit_log",
+            "every": settings.AIRLOCK_AUDIT_FORWARD_SECONDS,
+            "expire_seconds": max(2 * settings.AIRLOCK_AUDIT_FORWARD_SECONDS, 10),
+            "description": "Sends the audit events each configured SIEM sink has not "
+            "accepted yet, in seq order (nothing when no sink is configured).",
+        },
         "airlock: approver team sync": {
             "task": "requests_app.tasks.sync_approver_groups",
             "every": settings.AIRLOCK_TEAM_SYNC_SECONDS,

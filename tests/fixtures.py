@@ -21,6 +21,7 @@ from tests.github_fake.keys import new_app_private_key_pem
 from tests.github_fake.server import GitHubServer
 from tests.grants.factories import approved_request
 from tests.requests_app.factories import AccessPolicyFactory, UserFactory, strict_and_lax_policies
+from tests.siem_fake.http_receiver import HttpReceiver
 from tests.slack_fake.server import DEFAULT_CHANNEL as SLACK_CHANNEL
 from tests.slack_fake.server import DEFAULT_TOKEN as SLACK_BOT_TOKEN
 from tests.slack_fake.server import SlackServer
@@ -253,6 +254,23 @@ def local_github(github, settings):
     airlock_writes_to(github, settings)
     fast_retries(settings, attempts=3, base_seconds=0.01, cap_seconds=0.05)
     return github
+
+
+# --- audit forwarding: a local SIEM HTTP collector (tests/siem_fake/http_receiver.py) -----------
+
+
+@pytest.fixture
+def siem_http(settings):
+    """A local HTTP collector, with Airlock's HTTP sink pointed at it (JSON Lines, no token,
+    a 1-second timeout) and no syslog sink. Read siem_http.records(); inject
+    siem_http.fail_next/stall_next/hang_up_next; set siem_http.token or .hec as needed."""
+    with HttpReceiver() as receiver:
+        settings.AIRLOCK_AUDIT_STREAM_URL = receiver.url
+        settings.AIRLOCK_AUDIT_STREAM_TOKEN = ""
+        settings.AIRLOCK_AUDIT_STREAM_FORMAT = "json-lines"
+        settings.AIRLOCK_AUDIT_SYSLOG_URL = ""
+        settings.AIRLOCK_AUDIT_FORWARD_TIMEOUT_SECONDS = 1
+        yield receiver
 
 
 # --- Celery -------------------------------------------------------------------------------------

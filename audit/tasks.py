@@ -1,0 +1,31 @@
+"""Celery tasks of the audit app: the audit forwarding round, started by beat."""
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from audit.forwarding import audit_forward_all
+
+logger = logging.getLogger(__name__)
+
+
+# acks_late: a worker that dies mid-round leaves the message for another (the cursor makes
+# the repeat send only what was not accepted). expires: a round nobody started in time is
+# superseded by the next one, so a worker back after an outage runs one, not a backlog.
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    expires=max(2 * settings.AIRLOCK_AUDIT_FORWARD_SECONDS, 10),
+)
+def forward_audit_log() -> None:
+    for report in audit_forward_all():
+        if report.delivered or report.error:
+            logger.info(
+                "Audit forwarding to %s: %d event(s) accepted, cursor %d, %s%s",
+                report.sink,
+                report.delivered,
+                report.cursor,
+                report.outcome,
+                f": {report.error}" if report.error else "",
+            )
