@@ -3,7 +3,7 @@ TLS (RFC 5425) connection with octet-counting framing (RFC 6587 section 3.4.1).
 
 The message
 -----------
-``<PRI>1 TIMESTAMP HOSTNAME airlock - MSGID [airlock@32473 seq=".." hash=".." prev_hash=".."] BOM{json}``
+``<PRI>1 TIMESTAMP HOSTNAME airlock - MSGID [airlock@32473 seq="" hash="" prev_hash=""] BOM{json}``
 
 - PRI: facility authpriv (10), severity notice (5), so ``<85>``. Access decisions are
   security/authorization messages, and authpriv is the facility receivers already route
@@ -58,6 +58,7 @@ verification); nothing secret is in them, since a syslog URL carries no credenti
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import ssl
@@ -121,8 +122,6 @@ class SyslogSink:
         deadline = time.monotonic() + self.timeout
         try:
             self._deliver(payload, deadline)
-        except SinkError:
-            raise
         except ssl.SSLCertVerificationError as error:
             raise SinkError(
                 f"syslog receiver {self.address}: TLS certificate refused: "
@@ -150,6 +149,12 @@ class SyslogSink:
                 "was sent"
             ) from error
         except OSError as error:
+            if error.errno in (errno.ENOTCONN, errno.ECONNABORTED):
+                # A reset that came in before shutdown(): the connection is already gone.
+                raise SinkError(
+                    f"syslog receiver {self.address}: connection reset before the whole "
+                    "batch was read"
+                ) from error
             raise SinkError(
                 f"syslog receiver {self.address}: {error.strerror or error}"
             ) from error
