@@ -6,10 +6,10 @@ The message
 ``<PRI>1 TIMESTAMP HOSTNAME airlock - MSGID [airlock@32473 seq="" hash="" prev_hash=""] BOM{json}``
 
 - PRI: facility authpriv (10), severity notice (5), so ``<85>``. Access decisions are
-  security/authorization messages, and authpriv is the facility receivers already route
-  to a restricted file or index (rsyslog's stock rules send ``authpriv.*`` to
-  /var/log/secure); facility 13 ("log audit") has no keyword in many receivers' rule
-  languages. Notice, "normal but significant": every event is expected, none is noise.
+  security/authorization messages, and authpriv is the one that receivers' stock
+  configurations already keep apart and readable only by root (``authpriv.*`` to
+  /var/log/secure or auth.log), which suits a log naming who got access to what.
+  Notice, "normal but significant": every event is expected, none is noise.
 - TIMESTAMP: the event's created_at in UTC with a Z, to the microsecond (RFC 5424 allows up
   to 6 digits), so the message is dated when the decision was made, not when forwarded.
 - HOSTNAME: this machine's fully qualified name, or ``-`` when it is not printable
@@ -38,10 +38,14 @@ gives: it connects (and for tls:// completes a TLS 1.2+ handshake with the recei
 certificate verified against the system CAs or AIRLOCK_AUDIT_SYSLOG_CA_FILE and its name
 checked), writes every frame, then closes its sending side (a TCP FIN; for tls:// first a
 TLS close_notify) and waits, within the timeout, for the receiver to close its side. A
-receiver only sees that end after it has read every byte before it, and rsyslog and
-syslog-ng close a connection when its sender does. A receiver that closes or dies before
-reading everything discards unread data, and its TCP stack answers with a reset, which
-send() reports. So a return means the receiving process read the whole batch.
+receiver only sees that end after it has read every byte before it, and that is when
+syslog receivers close: rsyslog's imtcp and imptcp end a session when they read its end
+("closed by remote peer"). For tls://, the receiver's close_notify counts, and so does a
+plain TCP close without one: some receivers, syslog-ng among them, do not answer
+close_notify, and RFC 5425 section 4.4 lets a side end the session with a TCP close.
+A receiver that closes or dies before reading everything discards unread data, and its
+TCP stack answers with a reset, which send() reports. So a return means the receiving
+process read the whole batch off the connection.
 
 What it does not guarantee:
 - Delivery is at least once. A batch whose confirmation did not arrive (a timeout, a
@@ -50,7 +54,8 @@ What it does not guarantee:
 - A receiver that read the data and then lost it (it crashed before writing it to disk, its
   own queue overflowed, it truncated a long message) cannot be detected by any TCP syslog
   sender; that needs an application-level acknowledgement such as RELP, which this sink
-  does not speak.
+  does not speak. Nor can one that closed its side early while the end of the batch was
+  still in flight, if its close reaches us before the reset its stack then sends.
 
 Errors are SinkError naming host:port and what failed (refused, reset, timed out, TLS
 verification); nothing secret is in them, since a syslog URL carries no credentials.
