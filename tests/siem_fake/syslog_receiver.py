@@ -2,9 +2,12 @@
 octet-counted frames (RFC 6587 section 3.4.1: MSG-LEN SP SYSLOG-MSG) and keeps each
 SYSLOG-MSG, with the faults a SIEM's collector shows.
 
-It behaves like rsyslog's imtcp and syslog-ng's network source: it never writes, it reads
-until the sender closes its side, then closes its own (for TLS after answering the
-sender's close_notify). Faults apply to the next connections, `times` of them:
+It behaves as rsyslog's imtcp does: it never writes, it reads until the sender closes its
+side, then closes its own (for TLS after answering the sender's close_notify, unless
+answers_close_notify is False). messages() and records() read what it kept with a
+third-party RFC 5424 parser (syslog-rfc5424-parser), not with Airlock's code.
+
+Faults apply to the next connections, `times` of them:
 - stop(): nothing listens, connections are refused; start() listens on the same port again.
 - drop_after(k): read k frames of the batch, then drop the connection unread (an abortive
   close: the reset a receiver's TCP stack sends when it discards unread data).
@@ -15,13 +18,17 @@ sender's close_notify). Faults apply to the next connections, `times` of them:
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import struct
 import threading
 from dataclasses import dataclass
 
+from syslog_rfc5424_parser import SyslogMessage
+
 MAX_FRAME = 1 << 20  # longer than any test sends; a bigger MSG-LEN is a framing error
+BOM = "\ufeff"
 
 
 class FramingError(Exception):
@@ -61,6 +68,29 @@ class SyslogReceiver:
         "localhost" to match a certificate)."""
         scheme = "tls" if self.tls_context else "tcp"
         return f"{scheme}://{host or self.host}:{self.port}"
+
+    # --- what it received ------------------------------------------------------------------
+
+    def messages(self) -> list[SyslogMessage]:
+        """Every frame kept, parsed as RFC 5424 (ParseError on one that is not)."""
+        return [SyslogMessage.parse(frame.decode("utf-8")) for frame in list(self.frames)]
+
+    def records(self) -> list[dict]:
+        """Each message's MSG, which must be the UTF-8 BOM and then JSON, as the JSON."""
+        records = []
+        for message in self.messages():
+            if not (message.msg or "").startswith(BOM):
+                raise ValueError(f"MSG does not start with the UTF-8 BOM: {message.msg!r}")
+            records.append(json.loads(message.msg[len(BOM) :]))
+        return records
+
+    def unique_records(self) -> list[dict]:
+        """records() without repeats of a seq, as a receiver de-duplicates at-least-once
+        delivery: the first copy of each seq, in arrival order."""
+        seen: dict[int, dict] = {}
+        for record in self.records():
+            seen.setdefault(record["seq"], record)
+        return list(seen.values())
 
     # --- life -----------------------------------------------------------------------------
 
