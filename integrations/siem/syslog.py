@@ -165,30 +165,29 @@ class SyslogSink:
             ) from error
 
     def _deliver(self, payload: bytes, deadline: float) -> None:
-        raw = socket.create_connection((self.host, self.port), timeout=_remaining(deadline))
+        conn = socket.create_connection((self.host, self.port), timeout=_remaining(deadline))
         try:
-            if self._tls_context is None:
-                _bounded(raw, deadline).sendall(payload)
-                _bounded(raw, deadline).shutdown(socket.SHUT_WR)
-                _await_close(raw, deadline)
-                return
-            tls = self._tls_context.wrap_socket(raw, server_hostname=self.host)
-            _bounded(tls, deadline).sendall(payload)
-            try:
-                # Sends close_notify and waits for the receiver's. Many receivers
-                # (syslog-ng among them) answer close_notify by closing the TCP connection
-                # without one of their own: an orderly EOF, as good as a close_notify.
-                raw = _bounded(tls, deadline).unwrap()
-            except ssl.SSLEOFError:
-                return
-            except ssl.SSLSyscallError as error:
-                if error.errno in (None, 0):  # EOF reported as a syscall error of 0
+            if self._tls_context is not None:
+                # The TLS socket takes over the connection (and closes it if the handshake
+                # fails), so conn is whichever socket holds it now.
+                conn = self._tls_context.wrap_socket(conn, server_hostname=self.host)
+            _bounded(conn, deadline).sendall(payload)
+            if isinstance(conn, ssl.SSLSocket):
+                try:
+                    # Sends close_notify and waits for the receiver's.
+                    conn = _bounded(conn, deadline).unwrap()
+                except ssl.SSLEOFError:
+                    # It closed the TCP connection instead of answering close_notify,
+                    # which RFC 5425 allows (syslog-ng does): an orderly end all the same.
                     return
-                raise
-            _bounded(raw, deadline).shutdown(socket.SHUT_WR)
-            _await_close(raw, deadline)
+                except ssl.SSLSyscallError as error:
+                    if error.errno in (None, 0):  # the same EOF, as some builds report it
+                        return
+                    raise
+            _bounded(conn, deadline).shutdown(socket.SHUT_WR)
+            _await_close(conn, deadline)
         finally:
-            raw.close()
+            conn.close()
 
 
 def format_message(record: dict, hostname: str = NILVALUE) -> bytes:
