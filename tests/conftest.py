@@ -1,3 +1,4 @@
-"""Registers the shared fixtures (tests/fixtures.py) for the whole suite."""
+"""Registers the shared fixtures (tests/fixtures.py, the local syslog receiver's) for the
+whole suite."""
 
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.siem_fake.syslog_fixtures"]
