@@ -62,7 +62,9 @@ def test_the_worker_posts_the_card_and_a_signed_click_on_it_approves_and_updates
     )
     wait_for(
         "the card posted by the worker",
-        lambda: len(slack.messages(CHANNEL)) == 1,
+        # Slack has the message a moment before the worker commits its ts on the card.
+        lambda: len(slack.messages(CHANNEL)) == 1
+        and SlackCard.objects.filter(request=access_request).exclude(ts="").exists(),
         timeout=30,
         stack=slack_stack,
         observe=lambda: [c.__dict__ for c in slack.calls],
