@@ -9,6 +9,11 @@ from audit.forwarding import audit_forward_all
 
 logger = logging.getLogger(__name__)
 
+# One round's delivery time per sink: a backlog is worked off over several rounds, so that a
+# worker slot is never held for long (the sweeps share the workers), and the next round
+# (every AIRLOCK_AUDIT_FORWARD_SECONDS, skipped while this one holds the lease) carries on.
+ROUND_BUDGET_SECONDS = 20.0
+
 
 # acks_late: a worker that dies mid-round leaves the message for another (the cursor makes
 # the repeat send only what was not accepted). expires: a round nobody started in time is
@@ -19,7 +24,7 @@ logger = logging.getLogger(__name__)
     expires=max(2 * settings.AIRLOCK_AUDIT_FORWARD_SECONDS, 10),
 )
 def forward_audit_log() -> None:
-    for report in audit_forward_all():
+    for report in audit_forward_all(budget_seconds=ROUND_BUDGET_SECONDS):
         if report.delivered or report.error:
             logger.info(
                 "Audit forwarding to %s: %d event(s) accepted, cursor %d, %s%s",

@@ -353,6 +353,8 @@ CELERY_TASK_ROUTES = {
         "slack_cards_sweep"
     )
 }
+# Audit forwarding can spend a round's budget on a slow SIEM: it waits behind the engine too.
+CELERY_TASK_ROUTES["audit.tasks.forward_audit_log"] = {"queue": "airlock.notify"}
 AIRLOCK_SWEEP_SECONDS = env_int("AIRLOCK_SWEEP_SECONDS", 15, minimum=1)
 # The grant engine (grants/): how long one GitHub call may keep retrying transient errors,
 # the backoff between tries, the reconciler's per-target lease, and how often a grant that
