@@ -31,7 +31,7 @@ from integrations.github.errors import (
     TransientGitHubError,
     classify,
 )
-from integrations.github.remembered import Remembered, recall, remember
+from integrations.github.remembered import Remembered, forget, recall, remember
 from integrations.github.retry import RetryPolicy
 
 # What a conditional GET's attempt answers when GitHub said 304 Not Modified.
@@ -142,9 +142,14 @@ class GitHubClient:
         (RememberedRead.kind)."""
         url = _absolute_url(path, parameters)
         known = recall(kind, url)
-        answer = self._call(
-            operation, lambda: self._conditional_get(path, parameters, known), family=family
-        )
+        try:
+            answer = self._call(
+                operation, lambda: self._conditional_get(path, parameters, known), family=family
+            )
+        except NotFoundError:
+            if known is not None:
+                forget(kind, url)  # gone: nothing to keep for it
+            raise
         if answer is NOT_MODIFIED:
             self.unchanged_reads += 1
             return known.parsed

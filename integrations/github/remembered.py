@@ -25,6 +25,12 @@ def recall(kind: str, url: str) -> Remembered | None:
     return Remembered(etag=row[0], parsed=row[1]) if row else None
 
 
+def forget(kind: str, url: str) -> None:
+    from integrations.github.models import RememberedRead
+
+    RememberedRead.objects.filter(kind=kind, url=url).delete()
+
+
 def remember(kind: str, url: str, *, etag: str, parsed: object) -> None:
     """Keep this answer (the ETag and what was parsed from the same answer, together, so a
     304 can never stand for another answer than the one its ETag names)."""

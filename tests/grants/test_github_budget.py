@@ -125,6 +125,27 @@ def test_a_change_on_github_between_two_reconciles_is_seen_and_repaired(gh, esta
     assert again.take()[0] == 0
 
 
+def test_a_secret_deleted_by_hand_is_seen_and_written_again(gh, estate):
+    reconcile()
+    staging = gh.state.environment_of(gh.state.repo("acme/api"), "staging")
+    gh.state.delete_secret(staging.secrets, "DEPLOY_TOKEN")
+    calls = Calls(gh)
+
+    reconcile()
+
+    used, asked = calls.take()
+    assert gh.environment_secret_value("acme/api", "staging", "DEPLOY_TOKEN") == "s3cret-value"
+    assert sorted(r for r in asked if r[2] != 304) == [
+        ("GET", "/repos/acme/api/environments/staging/secrets/DEPLOY_TOKEN", 404),
+        ("PUT", "/repos/acme/api/environments/staging/secrets/DEPLOY_TOKEN", 201),
+    ]
+    # The public key had not changed: asked conditionally, answered 304.
+    assert ("GET", "/repos/acme/api/environments/staging/secrets/public-key", 304) in asked
+    assert used == 2
+    drift = AuditEvent.objects.get(action="target.drift")
+    assert drift.detail == {"secret": "DEPLOY_TOKEN", "expected": "present", "found": "absent"}
+
+
 def test_the_hourly_drift_check_with_nothing_changed_costs_nothing(gh, estate):
     target_id = estate[0].target_id
     reconcile_environment(target_id, check=True)  # learns the ETag after the grant's write
