@@ -174,7 +174,8 @@ class GitHubClient:
             payload = {"message": "GitHub's answer is not JSON"}
             status = status if status >= 400 else 502
         if status >= 300:
-            raise requester.createException(status, answer_headers, payload)
+            message = payload if isinstance(payload, dict) else {"message": str(payload)}
+            raise requester.createException(status, answer_headers, message)
         return answer_headers.get("etag", ""), payload
 
     # -- users and repositories --------------------------------------------------------------

@@ -4,6 +4,7 @@ changed costs no rate-limited call; a change on GitHub is still seen (its ETag c
 a grant's lifecycle costs one read and one write each way, with no user lookup for a login
 whose id Airlock already knows."""
 
+import io
 import threading
 
 import pytest
@@ -65,8 +66,10 @@ def estate(gh):
     return grants
 
 
-def reconcile():
-    call_command("reconcile", stdout=open("/dev/null", "w"))  # noqa: SIM115
+def reconcile() -> str:
+    out = io.StringIO()
+    call_command("reconcile", stdout=out)
+    return out.getvalue()
 
 
 def test_a_second_reconcile_with_nothing_changed_costs_no_rate_limited_call(gh, estate):
@@ -74,7 +77,7 @@ def test_a_second_reconcile_with_nothing_changed_costs_no_rate_limited_call(gh, 
     reconcile()
     first, _ = calls.take()
 
-    reconcile()
+    summary = reconcile()
     second, asked = calls.take()
 
     # One conditional GET per thing the drift check reads: the three environments'
@@ -91,6 +94,10 @@ def test_a_second_reconcile_with_nothing_changed_costs_no_rate_limited_call(gh, 
         ]
     )
     assert not AuditEvent.objects.filter(action="target.drift").exists()
+    assert "acme/api:staging: 0 applied, 0 revoked, 0 failed, 2 read(s) (2 unchanged, free)" in (
+        summary
+    )
+    assert summary.count("1 read(s) (1 unchanged, free), 0 write(s)") == 3
     # What makes it last past a worker restart: the ETags and answers are in the database.
     assert RememberedRead.objects.count() >= 5
 
