@@ -40,8 +40,9 @@ _registry = CollectorRegistry()
 
 GITHUB_REQUESTS = Counter(
     "airlock_github_requests",
-    "GitHub REST requests, each attempt counted, by endpoint family and answer (2xx, the "
-    "error status, or timeout / connection_error when GitHub did not answer).",
+    "GitHub REST requests, each attempt counted, by endpoint family and answer (2xx, 304 for "
+    "a conditional read GitHub answered not modified, the error status, or timeout / "
+    "connection_error when GitHub did not answer).",
     ["family", "status"],
     registry=_registry,
 )

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "csp",
     "audit",
+    "integrations.github.apps.GitHubIntegrationConfig",
     "requests_app",
     "grants",
 ]

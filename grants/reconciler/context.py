@@ -16,6 +16,8 @@ class ReconcileResult:
     # A pass that started after the reconcile was asked for has already done its work.
     skipped: bool = False
     github_reads: int = 0
+    # Of the reads, those GitHub answered 304 Not Modified: free against the rate limit.
+    github_unchanged: int = 0
     github_writes: int = 0
     applied: list[int] = field(default_factory=list)
     revoked: list[int] = field(default_factory=list)
@@ -30,7 +32,10 @@ class ReconcileResult:
         if self.skipped:
             return f"{self.target}: already reconciled since this was asked for"
         parts = [f"{len(getattr(self, n))} {n}" for n in ("applied", "revoked", "failed")]
-        parts.append(f"{self.github_reads} read(s), {self.github_writes} write(s)")
+        reads = f"{self.github_reads} read(s)"
+        if self.github_unchanged:
+            reads += f" ({self.github_unchanged} unchanged, free)"
+        parts.append(f"{reads}, {self.github_writes} write(s)")
         if self.retrying:
             parts.append(f"{len(self.retrying)} to retry")
         if self.drift:

@@ -179,14 +179,15 @@ def reconcile_reviewers(ctx: PassContext, grants: list[Grant]) -> None:
 
 
 def _resolve_user_id(ctx: PassContext, grant: Grant) -> None:
-    """Fill in github_user_id, once per grant (GET /users/{login} unless the requester
-    signed in with GitHub, which already told us their id)."""
+    """Fill in github_user_id, once per grant: the id the requester signed in with GitHub
+    with, or else the one GitHub answered for the login before (ids never change, so a
+    login is looked up once, not once per grant), or else GET /users/{login}."""
     if grant.github_user_id is not None:
         return
     if ctx.target.dry_run:
         user_id = dry_run_id(grant.login)
     else:
-        user_id = _social_account_id(grant)
+        user_id = _social_account_id(grant) or ctx.gh.known_user_id(grant.login)
         if user_id is None:
             user_id = ctx.gh.user_id(grant.login)
             ctx.result.github_reads += 1

@@ -83,8 +83,11 @@ def reconcile_under_lease(
                 check=check,
                 cache=cache,
             )
-            with metrics.reconcile_pass(target_kind=target_kind, errors=result.errors):
-                one_pass(ctx)
+            try:
+                with metrics.reconcile_pass(target_kind=target_kind, errors=result.errors):
+                    one_pass(ctx)
+            finally:
+                result.github_unchanged += ctx.gh.unchanged_reads
             check = False
             if lease.release_if_unchanged():
                 break

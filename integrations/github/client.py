@@ -1,17 +1,24 @@
 """The grant engine's GitHub client: every call in the engine's terms (an environment's
-protection, a secret, a repository on an organization secret), retried and counted."""
+protection, a secret, a repository on an organization secret), retried and counted.
+
+The reads the drift check and the team sync repeat are conditional: each sends the ETag of
+the last answer (remembered.py) and takes the remembered answer on a 304, which GitHub does
+not count against the hourly rate limit."""
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import random
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
+from django.conf import settings
 from github import GithubException
 from nacl.public import PublicKey, SealedBox
 
@@ -24,7 +31,13 @@ from integrations.github.errors import (
     TransientGitHubError,
     classify,
 )
+from integrations.github.remembered import Remembered, forget, recall, remember
 from integrations.github.retry import RetryPolicy
+
+# What a conditional GET's attempt answers when GitHub said 304 Not Modified.
+NOT_MODIFIED = object()
+# Logins and numeric ids (GET /users/{login}) are remembered for good: GitHub ids never change.
+USER_ID = "user_id"
 
 # The HTTP calls of the whole package log under this name (app.AppInstallationClient's too).
 logger = logging.getLogger(__name__)
@@ -40,6 +53,8 @@ class GitHubClient:
     dry_run = False
     # Whose hourly quota its answers report (airlock_github_rate_limit_remaining).
     rate_limit_client = "engine"
+    # Conditional reads GitHub answered 304: the remembered answer stood, at no cost.
+    unchanged_reads: int = field(default=0, init=False)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -64,7 +79,7 @@ class GitHubClient:
                 self._count(family, "timeout" if timed_out else "connection_error")
                 error = TransientGitHubError(f"{type(exc).__name__}: {exc}", operation=operation)
             else:
-                self._count(family, "2xx")
+                self._count(family, "304" if answer is NOT_MODIFIED else "2xx")
                 return answer
             if isinstance(error, PermanentGitHubError):
                 raise error
@@ -111,12 +126,75 @@ class GitHubClient:
         )
         return payload
 
+    def _read(
+        self,
+        operation: str,
+        path: str,
+        *,
+        kind: str,
+        parse: Callable[[object], object],
+        family: str,
+        parameters: dict | None = None,
+    ):
+        """A conditional GET: If-None-Match with the ETag of the last answer to this URL,
+        and on 304 what was parsed from that answer; otherwise parse the new answer (parse
+        returns JSON) and remember it with its ETag. kind names what parse returns
+        (RememberedRead.kind)."""
+        url = _absolute_url(path, parameters)
+        known = recall(kind, url)
+        try:
+            answer = self._call(
+                operation, lambda: self._conditional_get(path, parameters, known), family=family
+            )
+        except NotFoundError:
+            if known is not None:
+                forget(kind, url)  # gone: nothing to keep for it
+            raise
+        if answer is NOT_MODIFIED:
+            self.unchanged_reads += 1
+            return known.parsed
+        etag, payload = answer
+        parsed = parse(payload)
+        if etag:
+            remember(kind, url, etag=etag, parsed=parsed)
+        return parsed
+
+    def _conditional_get(self, path: str, parameters: dict | None, known: Remembered | None):
+        # PyGithub's requestJsonAndCheck hides the status, so a 304 (no body) could not be
+        # told from an empty answer: requestJson gives the status, and GitHub's errors are
+        # raised as PyGithub raises them, for classify().
+        requester = engine_github().requester
+        headers = {"If-None-Match": known.etag} if known is not None and known.etag else {}
+        status, answer_headers, body = requester.requestJson("GET", path, parameters, headers)
+        if status == 304 and headers:
+            return NOT_MODIFIED
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = {"message": "GitHub's answer is not JSON"}
+            status = status if status >= 400 else 502
+        if status >= 300:
+            message = payload if isinstance(payload, dict) else {"message": str(payload)}
+            raise requester.createException(status, answer_headers, message)
+        return answer_headers.get("etag", ""), payload
+
     # -- users and repositories --------------------------------------------------------------
 
+    def known_user_id(self, login: str) -> int | None:
+        """The numeric id a GET /users/{login} answered before, without asking again: the
+        id of an account never changes."""
+        known = recall(USER_ID, _absolute_url(_user_path(login)))
+        return known.parsed if known is not None else None
+
     def user_id(self, login: str) -> int:
-        """GET /users/{login}: the numeric id the environment API wants."""
-        return self._call(
-            f"GET user {login}", lambda: engine_github().get_user(login).id, family="users"
+        """GET /users/{login}: the numeric id the environment API wants (remembered, see
+        known_user_id)."""
+        return self._read(
+            f"GET user {login}",
+            _user_path(login),
+            kind=USER_ID,
+            parse=lambda payload: int(payload["id"]),
+            family="users",
         )
 
     def repository_id(self, repository: str) -> int:
@@ -157,12 +235,14 @@ class GitHubClient:
     def get_environment(self, repository: str, environment: str) -> EnvironmentProtection:
         """One GET of the environment. NotFoundError when the repository or environment is
         missing (Airlock never creates environments: a typo must not make a new one)."""
-        payload = self._call(
+        protection = self._read(
             f"GET environment {repository}:{environment}",
-            lambda: engine_github().get_repo(repository).get_environment(environment).raw_data,
+            repository_path(repository, "environments", environment),
+            kind="environment_protection",
+            parse=lambda payload: EnvironmentProtection.from_github(payload).as_json(),
             family="environments",
         )
-        return EnvironmentProtection.from_github(payload)
+        return EnvironmentProtection.from_json(protection)
 
     def put_environment(
         self, repository: str, environment: str, protection: EnvironmentProtection
@@ -186,11 +266,11 @@ class GitHubClient:
 
     def environment_secret_exists(self, repository: str, environment: str, name: str) -> bool:
         try:
-            self._call(
+            self._read(
                 f"GET environment secret {name} of {repository}:{environment}",
-                lambda: self._request(
-                    "GET", repository_path(repository, "environments", environment, "secrets", name)
-                ),
+                repository_path(repository, "environments", environment, "secrets", name),
+                kind="environment_secret_present",
+                parse=lambda payload: True,
                 family="environment_secrets",
             )
         except NotFoundError:
@@ -202,12 +282,11 @@ class GitHubClient:
     ) -> None:
         """Seal the value to the environment's public key (libsodium sealed box) and store
         it: one GET of the key and one PUT. GitHub never sees the value in clear."""
-        key = self._call(
+        key = self._read(
             f"GET public key of {repository}:{environment}",
-            lambda: self._request(
-                "GET",
-                repository_path(repository, "environments", environment, "secrets", "public-key"),
-            ),
+            repository_path(repository, "environments", environment, "secrets", "public-key"),
+            kind="environment_public_key",
+            parse=lambda payload: {"key": payload["key"], "key_id": payload["key_id"]},
             family="environment_secrets",
         )
         box = SealedBox(PublicKey(base64.b64decode(key["key"])))
@@ -253,18 +332,19 @@ class GitHubClient:
         ids: list[int] = []
         page = 1
         while True:
-            payload = self._call(
+            answer = self._read(
                 f"GET repositories of organization secret {org}/{name}",
-                lambda page=page: self._request(
-                    "GET",
-                    api_path("orgs", org, "actions", "secrets", name, "repositories"),
-                    parameters={"per_page": 100, "page": page},
-                ),
+                api_path("orgs", org, "actions", "secrets", name, "repositories"),
+                parameters={"per_page": PAGE, "page": page},
+                kind="org_secret_repository_ids",
+                parse=lambda payload: {
+                    "ids": [int(r["id"]) for r in payload.get("repositories") or []],
+                    "total_count": int(payload.get("total_count", 0)),
+                },
                 family="organization_secrets",
             )
-            batch = [int(r["id"]) for r in payload.get("repositories") or []]
-            ids.extend(batch)
-            if len(batch) < 100 or len(ids) >= int(payload.get("total_count", 0)):
+            ids.extend(answer["ids"])
+            if len(answer["ids"]) < PAGE or len(ids) >= answer["total_count"]:
                 return ids
             page += 1
 
@@ -291,12 +371,37 @@ class GitHubClient:
     # -- teams (approver groups synced from a team: requests_app.services.approver_groups)
 
     def team_member_logins(self, org: str, team_slug: str) -> list[str]:
-        """The logins of a team's members, page by page (PyGithub follows the Link
-        header; it is lazy about the team, so this is GET .../teams/{slug}/members only).
-        NotFoundError when the team does not exist or the credentials may not see it."""
+        """The logins of a team's members: GET .../teams/{slug}/members, 100 a page, each
+        page a conditional read. NotFoundError when the team does not exist or the
+        credentials may not see it."""
+        logins: list[str] = []
+        page = 1
+        while True:
+            batch = self._read(
+                f"GET members of team {org}/{team_slug}",
+                api_path("orgs", org, "teams", team_slug, "members"),
+                parameters={"per_page": PAGE, "page": page},
+                kind="team_member_logins",
+                parse=lambda payload: [member["login"] for member in payload or []],
+                family="teams",
+            )
+            logins.extend(batch)
+            if len(batch) < PAGE:
+                return logins
+            page += 1
 
-        def read():
-            team = engine_github().get_organization(org).get_team_by_slug(team_slug)
-            return [member.login for member in team.get_members()]
 
-        return self._call(f"GET members of team {org}/{team_slug}", read, family="teams")
+# GitHub's largest page: fewer calls per list.
+PAGE = 100
+
+
+def _user_path(login: str) -> str:
+    # Logins are case-insensitive on GitHub: one remembered answer per account.
+    return api_path("users", login.lower())
+
+
+def _absolute_url(path: str, parameters: dict | None = None) -> str:
+    """What a remembered answer is filed under: the API's URL, so another GITHUB_API_URL
+    never answers from this one's memory, and the query in a stable order."""
+    query = urllib.parse.urlencode(sorted((parameters or {}).items()))
+    return settings.GITHUB_API_URL.rstrip("/") + path + (f"?{query}" if query else "")

@@ -11,6 +11,7 @@ class DryRunGitHub:
     reconciler on the target), so a demo grant is "added" and later "removed"."""
 
     dry_run = True  # logins and repositories get stand-in ids (grants.reconciler.runner.dry_run_id)
+    unchanged_reads = 0  # it never asks GitHub, conditionally or not
 
     def __init__(self, simulated: dict | None = None, heartbeat=None):
         self.simulated = simulated if simulated is not None else {}

@@ -9,6 +9,7 @@ into GitHub's error bodies.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import math
@@ -114,23 +115,62 @@ def dispatch(call: Call) -> Reply:
         if match and candidate.method == call.method:
             break
     else:
+        call.state.count_rate_limited_call()
         return Reply(404, shapes.error("Not Found", 404))
     params = {name: unquote(value) for name, value in match.groupdict().items()}
+    counted = not candidate.template.startswith("/_fake/")
+    if counted:
+        call.state.count_rate_limited_call()  # before the handler: GET /rate_limit sees it
     try:
         _authenticate(call, candidate)
+        reply = None
         if candidate.is_rest and call.method in {"PUT", "POST", "PATCH"}:
-            refusal = _validate_body(call, candidate)
-            if refusal:
-                return refusal
-        with call.state.lock:
-            reply = candidate.handler(call, **params)
+            reply = _validate_body(call, candidate)
+        if reply is None:
+            with call.state.lock:
+                reply = candidate.handler(call, **params)
     except GitHubError as refusal:
         reply = Reply(
             refusal.status, shapes.error(refusal.message, refusal.status, **refusal.extra)
         )
+    if candidate.is_rest and call.method == "GET" and reply.status == 200:
+        reply = _conditional(call, reply)
+    # GitHub does not count a 304 against the rate limit when the request was authorised
+    # ("Best practices for using the REST API", conditional requests); every other answer
+    # counts, refusals included.
+    if counted and reply.status == 304 and call.token is not None:
+        call.state.count_rate_limited_call(-1)
     if candidate.is_rest:
         reply.headers.update(_rest_headers(call))
     return reply
+
+
+def _conditional(call: Call, reply: Reply) -> Reply:
+    """Tag a GET's answer with an ETag, and answer 304 with no body when If-None-Match names
+    it. GitHub's ETags are weak validators of the representation and are specific to the
+    token that asked (GitHub support: "It's currently expected for ETags to be auth token
+    specific"), so an App's hourly new installation token gets 200s again; the fake hashes
+    the token with the body to behave alike."""
+    credential = call.token.value if call.token is not None else ""
+    representation = json.dumps(
+        {"token": credential, "body": reply.body, "link": reply.headers.get("link")},
+        sort_keys=True,
+        default=str,
+    )
+    etag = f'W/"{hashlib.sha256(representation.encode()).hexdigest()[:40]}"'
+    reply.headers["etag"] = etag
+    if _none_match(call.headers.get("if-none-match", ""), etag):
+        # RFC 9110 15.4.5: a 304 carries the ETag (and the other headers a 200 would), no body.
+        return Reply(304, None, {"etag": etag})
+    return reply
+
+
+def _none_match(header: str, etag: str) -> bool:
+    """If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" and "x" match; * matches any."""
+    if header.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in header.split(",") if tag.strip())
 
 
 def _authenticate(call: Call, candidate: Route) -> None:

@@ -30,7 +30,14 @@ from .oidc import OidcIssuer
 from .state import GitHubState, RecordedRequest
 
 API_PREFIX = "/api/v3"
-_LOGGED_HEADERS = ("authorization", "accept", "content-type", "user-agent", "x-github-api-version")
+_LOGGED_HEADERS = (
+    "authorization",
+    "accept",
+    "content-type",
+    "user-agent",
+    "x-github-api-version",
+    "if-none-match",
+)
 
 
 class GitHubServer:
@@ -264,6 +271,7 @@ class GitHubServer:
             self._stopping.wait(fault.delay)
         if fault and fault.status is not None:
             reply = routes.Reply(fault.status, fault.body, dict(fault.headers))
+            self.state.count_rate_limited_call()
         else:
             reply = routes.dispatch(call)
         record.status = reply.status

@@ -958,8 +958,18 @@ class GitHubState:
     @_locked
     def record_request(self, request: RecordedRequest) -> RecordedRequest:
         self._requests.append(request)
-        self.rate_limit_used += 1
         return request
+
+    @_locked
+    def count_rate_limited_call(self, calls: int = 1) -> None:
+        """Count answers against the hourly limit: every answer but an authorised 304 (a
+        request is counted as it arrives, and given back when it ends in such a 304)."""
+        self.rate_limit_used += calls
+
+    @property
+    def rate_limited_calls(self) -> int:
+        """Answers counted against the rate limit since the reset (x-ratelimit-used)."""
+        return self.rate_limit_used
 
     @_locked
     def record_schema_violation(self, violation: SchemaViolation) -> None:

@@ -949,6 +949,94 @@ def test_primary_rate_limit_has_githubs_headers(github, api):
     assert int(response.headers["x-ratelimit-reset"]) >= int(time.time()) + 29
 
 
+# -- conditional requests ---------------------------------------------------------------------
+
+
+def test_a_get_carries_an_etag_and_if_none_match_with_it_is_a_free_304(github, api):
+    seed_production(github)
+    path = "/repos/acme/api/environments/production"
+    first = call(api, "GET", path)
+    etag = first.headers["etag"]
+    assert etag.startswith('W/"') and etag.endswith('"')
+    used = github.rate_limited_calls
+
+    again = call(api, "GET", path, headers={"If-None-Match": etag})
+
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert github.rate_limited_calls == used  # GitHub does not count an authorised 304
+    assert again.headers["x-ratelimit-remaining"] == first.headers["x-ratelimit-remaining"]
+    assert int(again.headers["x-ratelimit-remaining"]) == 5000 - github.rate_limited_calls
+    assert github.requests[-1].headers["if-none-match"] == etag
+    assert github.requests[-1].status == 304
+
+
+def test_if_none_match_compares_weakly_and_takes_a_list(github, api):
+    github.add_repo("acme/api")
+    etag = call(api, "GET", "/repos/acme/api").headers["etag"]
+    strong = etag.removeprefix("W/")
+    for header in (strong, f'"other", {etag}', "*"):
+        answer = call(api, "GET", "/repos/acme/api", headers={"If-None-Match": header})
+        assert answer.status_code == 304, header
+    stale = call(api, "GET", "/repos/acme/api", headers={"If-None-Match": '"other"'})
+    assert stale.status_code == 200
+
+
+def test_the_etag_changes_when_the_resource_changes(github, api):
+    github.add_user("alice")
+    seed_production(github)
+    path = "/repos/acme/api/environments/production"
+    etag = call(api, "GET", path).headers["etag"]
+    call(api, "PUT", path, json={"wait_timer": 5})
+    used = github.rate_limited_calls
+
+    changed = call(api, "GET", path, headers={"If-None-Match": etag})
+
+    assert changed.status_code == 200
+    assert changed.json()["protection_rules"][0]["wait_timer"] == 5
+    assert changed.headers["etag"] != etag
+    assert github.rate_limited_calls == used + 1
+
+
+def test_etags_are_specific_to_the_token_as_on_github(github, api):
+    github.add_repo("acme/api")
+    github.add_token("ghp_other")
+    etag = call(api, "GET", "/repos/acme/api").headers["etag"]
+    other = requests.get(
+        f"{github.api_url}/repos/acme/api",
+        headers={"Authorization": "token ghp_other", "If-None-Match": etag},
+        timeout=5,
+    )
+    assert other.status_code == 200
+    assert other.headers["etag"] != etag
+
+
+def test_each_page_of_a_list_has_its_own_etag(github, api):
+    github.add_team("acme", "sre", [f"user{i}" for i in range(3)])
+    path = "/orgs/acme/teams/sre/members"
+    first = call(api, "GET", path, params={"per_page": 2})
+    second = call(api, "GET", path, params={"per_page": 2, "page": 2})
+    assert first.headers["etag"] != second.headers["etag"]
+    answer = call(
+        api, "GET", path, params={"per_page": 2}, headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert answer.status_code == 304
+    github.set_team_members("acme", "sre", ["user0", "user1"])
+    answer = call(
+        api, "GET", path, params={"per_page": 2}, headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert answer.status_code == 200  # the Link header changed: there is no page 2 now
+
+
+def test_a_refusal_and_a_fault_count_against_the_rate_limit(github, api):
+    assert call(api, "GET", "/repos/acme/nothing").status_code == 404
+    github.add_repo("acme/api")
+    github.faults.add("GET", "/repos/acme/api", status=502, times=1)
+    assert call(api, "GET", "/repos/acme/api").status_code == 502
+    assert github.rate_limited_calls == 2
+
+
 def test_a_delay_longer_than_the_client_timeout_is_a_timeout(github, api):
     github.add_repo("acme/api")
     github.faults.timeout("GET", "/repos/acme/api", delay=0.5)

@@ -206,3 +206,23 @@ def test_who_started_a_rerun_is_asked_of_github_under_its_own_family(gh, scrape)
         assert delta(
             after, before, "airlock_github_requests_total", family="workflow_runs", status=status
         ) == 1, status
+
+
+def test_a_read_github_answers_not_modified_is_counted_as_a_304(gh, scrape):
+    gh.add_environment("acme/api", "production")
+    client = GitHubClient()
+    client.get_environment("acme/api", "production")
+    before = scrape()
+
+    client.get_environment("acme/api", "production")
+
+    after = scrape()
+    assert gh.requests[-1].status == 304
+    assert client.unchanged_reads == 1
+    assert delta(after, before, "airlock_github_requests_total", family="environments",
+                 status="304") == 1
+    assert delta(after, before, "airlock_github_requests_total", family="environments",
+                 status="2xx") == 0
+    assert value(after, "airlock_github_rate_limit_remaining", client="engine") == (
+        5000 - gh.rate_limited_calls
+    )

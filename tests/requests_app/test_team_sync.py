@@ -63,6 +63,46 @@ def test_a_team_larger_than_one_page_is_read_whole(gh, group):
     assert group.member_logins() == sorted(logins)
 
 
+def test_syncing_an_unchanged_team_again_costs_no_rate_limited_call(gh, group):
+    approver_group_sync(group=set_team(group))
+    used, seen = gh.rate_limited_calls, len(gh.requests)
+
+    again = approver_group_sync(group=group)
+
+    assert again.synced and again.added == again.removed == []
+    assert gh.rate_limited_calls == used  # a 304: GitHub does not count it
+    [asked] = gh.requests[seen:]
+    assert (asked.path, asked.status) == ("/orgs/acme/teams/sre/members", 304)
+    assert asked.headers["if-none-match"]
+
+
+def test_a_change_to_the_team_between_two_syncs_is_seen(gh, group):
+    approver_group_sync(group=set_team(group))
+    gh.set_team_members("acme", "sre", ["bob", "dave"])
+    used = gh.rate_limited_calls
+
+    report = approver_group_sync(group=group)
+
+    assert gh.rate_limited_calls == used + 1
+    assert (report.added, report.removed) == (["dave"], ["alice"])
+    assert group.member_logins() == ["bob", "dave"]
+
+
+def test_a_team_of_several_pages_is_read_conditionally_page_by_page(gh, group):
+    logins = [f"dev{n:03}" for n in range(150)]
+    gh.add_team("acme", "big", members=logins)
+    approver_group_sync(group=set_team(group, "acme/big"))
+    assert gh.rate_limited_calls == 2  # 100 a page
+    gh.set_team_members("acme", "big", logins[:120])
+
+    approver_group_sync(group=group)
+
+    # The first page is as it was (304, free); the second changed.
+    assert [r.status for r in gh.requests[-2:]] == [304, 200]
+    assert gh.rate_limited_calls == 3
+    assert group.member_logins() == logins[:120]
+
+
 def test_someone_who_left_the_team_cannot_approve_from_the_sync_on(gh, group, client):
     set_team(group)
     approver_group_sync(group=group)
