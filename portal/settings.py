@@ -350,7 +350,7 @@ CELERY_TASK_ROUTES = {
     f"requests_app.tasks.{name}": {"queue": "airlock.notify"}
     for name in (
         "send_notification", "send_email", "post_to_slack", "remind_expiring", "slack_card_sync",
-        "slack_cards_sweep"
+        "slack_cards_sweep", "send_audit_sink_alert"
     )
 }
 AIRLOCK_SWEEP_SECONDS = env_int("AIRLOCK_SWEEP_SECONDS", 15, minimum=1)

@@ -16,6 +16,7 @@ from audit.models import AuditSink
 from audit.tasks import forward_audit_log
 from tests.audit.factories import AuditEventFactory, UserFactory
 from tests.fixtures import at_once
+from tests.requests_app.test_notifications import SlackHook
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +155,19 @@ def test_a_sink_no_longer_configured_is_not_alerted_about(
 
     assert check(django_capture_on_commit_callbacks, now=later(60)) == []
     assert mailoutbox == []
+
+
+def test_the_alert_is_posted_to_the_slack_webhook_too_like_overdue_revocations(
+    siem_http, admins, eager_celery, mailoutbox, django_capture_on_commit_callbacks, settings
+):
+    hook = SlackHook()
+    settings.AIRLOCK_SLACK_WEBHOOK_URL = hook.url
+    try:
+        sink_down_with_a_backlog(siem_http)
+        check(django_capture_on_commit_callbacks, now=later(16))
+    finally:
+        hook.close()
+
+    (text,) = hook.texts()
+    assert text.startswith("*[Airlock] Audit forwarding to the http sink is behind")
+    assert "/admin/audit/auditsink/|Open in Airlock>" in text

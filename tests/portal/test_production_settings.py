@@ -269,5 +269,6 @@ def test_notifications_have_a_queue_of_their_own_after_the_engine_s():
                  "grants.tasks.apply_request", "grants.tasks.post_deployment_gate"):
         assert queue_of(task) == "celery", task
     for task in ("requests_app.tasks.send_notification", "requests_app.tasks.send_email",
-                 "requests_app.tasks.post_to_slack", "requests_app.tasks.remind_expiring"):
+                 "requests_app.tasks.post_to_slack", "requests_app.tasks.remind_expiring",
+                 "requests_app.tasks.send_audit_sink_alert"):
         assert queue_of(task) == "airlock.notify", task
