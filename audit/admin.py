@@ -1,5 +1,6 @@
 """The audit log in the admin: read-only for everyone, filterable, exportable as JSON Lines,
-with the log's head shown to keep outside the database."""
+with the log's head shown to keep outside the database; and the forwarding sinks' state,
+read-only too."""
 
 import json
 
@@ -10,6 +11,7 @@ from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 
 from audit.actions import AuditAction
 from audit.export import (
@@ -19,7 +21,9 @@ from audit.export import (
     json_lines,
     log_head,
 )
-from audit.models import AuditEvent
+from audit.forwarding import configured_sinks
+from audit.models import AuditEvent, AuditSink
+from audit.selectors import SinkBacklog, sink_backlog
 from audit.services import log_event
 from portal.admin_base import DateHierarchyAdmin
 
@@ -111,3 +115,76 @@ class AuditEventAdmin(DateHierarchyAdmin):
         # The log's head once the export is recorded, for whoever keeps heads elsewhere.
         response["X-Audit-Head"] = str(KeptHead.of(exported))
         return response
+
+
+@admin.register(AuditSink)
+class AuditSinkAdmin(admin.ModelAdmin):
+    """Where the audit log is forwarded and how far each sink got; the dashboard's "Audit
+    forwarding" card says the same. Rows are made and moved by audit.forwarding alone (a
+    cursor is set by hand with `manage.py forward_audit_log --sink NAME --from-seq N`,
+    audited), so nothing is added, changed or deleted here."""
+
+    list_display = (
+        "name",
+        "target",
+        "configured",
+        "backlog_events",
+        "backlog_age",
+        "cursor",
+        "last_delivered_at",
+        "last_error_text",
+        "last_error_at",
+        "backing_off_until",
+        "failures",
+        "alerted_at",
+    )
+    readonly_fields = (*list_display, "last_error", "created_at")
+    fields = (
+        ("name", "target", "configured"),
+        ("cursor", "backlog_events", "backlog_age"),
+        "last_delivered_at",
+        ("failures", "backing_off_until"),
+        ("last_error_at", "last_error"),
+        "alerted_at",
+        "created_at",
+    )
+    list_display_links = ("name",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _backlog(self, sink: AuditSink) -> SinkBacklog:
+        # Two indexed reads per row, once per row however many columns show it.
+        if not hasattr(sink, "_admin_backlog"):
+            sink._admin_backlog = sink_backlog(sink)
+        return sink._admin_backlog
+
+    @admin.display(description="configured", boolean=True)
+    def configured(self, sink):
+        # A row stays when its setting is removed: the cursor is kept for a return.
+        return sink.name in {configured.name for configured in configured_sinks()}
+
+    @admin.display(description="backlog (events)")
+    def backlog_events(self, sink):
+        return self._backlog(sink).events
+
+    @admin.display(description="oldest unaccepted")
+    def backlog_age(self, sink):
+        oldest_at = self._backlog(sink).oldest_at
+        return f"{timesince(oldest_at)} ago" if oldest_at else "caught up"
+
+    @admin.display(description="last error")
+    def last_error_text(self, sink):
+        # The receiver's words: shown as text (the admin escapes it), cut for the list.
+        text = sink.last_error
+        return text if len(text) <= 120 else f"{text[:119]}…"
+
+    @admin.display(description="backing off until")
+    def backing_off_until(self, sink):
+        return sink.next_attempt_at if sink.failures else None

@@ -1,4 +1,5 @@
-"""Celery tasks of the audit app: the audit forwarding round, started by beat."""
+"""Celery tasks of the audit app: the audit forwarding round, started by beat, and the
+check for sinks that fell behind after it."""
 
 import logging
 
@@ -6,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 
 from audit.forwarding import audit_forward_all
+from audit.forwarding.alerts import audit_sink_alerts_update
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +36,7 @@ def forward_audit_log() -> None:
                 report.outcome,
                 f": {report.error}" if report.error else "",
             )
+    # After the round, so a sink that just caught up is not alerted about, and one that
+    # is still behind after its try is. Platform admins hear of it through
+    # audit.signals.audit_sink_alert (requests_app sends the email).
+    audit_sink_alerts_update()

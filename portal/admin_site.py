@@ -159,4 +159,28 @@ def dashboard(request) -> list[dict]:
                 "empty": "Every Airlock beat entry is installed and enabled.",
             },
         )
+    if user.is_active and user.is_staff and user.has_perm("audit.view_auditsink"):
+        sections.append(audit_forwarding_section(now=now))
     return sections
+
+
+def audit_forwarding_section(*, now) -> dict:
+    """Each configured sink: where it sends, how far behind it is, its last delivery and
+    error, and how long it backs off; alert-styled while one is failing or stale."""
+    from audit.selectors import sink_backlog_is_stale, sink_statuses
+
+    sinks = sink_statuses()
+    troubled = any(
+        sink.row.failures or sink_backlog_is_stale(sink.backlog, now=now) for sink in sinks
+    )
+    return {
+        "key": "audit_forwarding",
+        "title": "Audit forwarding",
+        "count": len(sinks),
+        "rows": sinks,
+        "link": reverse("admin:audit_auditsink_changelist"),
+        "kind": "sinks",
+        "style": "alert" if troubled else "",
+        "empty": "No sink configured: the audit log is not forwarded (README \"Audit "
+        "forwarding\").",
+    }

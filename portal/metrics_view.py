@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from prometheus_client.core import GaugeMetricFamily
 
+from audit.selectors import sink_statuses
 from core import metrics
 from grants.selectors import grants_in_force_count_by_kind, grants_revocation_overdue
 from portal.health import BROKER_TIMEOUT_SECONDS
@@ -77,6 +78,12 @@ class ScrapeTimeFacts:
                 "Grants still on GitHub after they should have ended, retried by every sweep.",
                 value=overdue,
             )
+        try:
+            sinks = sink_statuses()
+        except DatabaseError as exc:
+            logger.warning("/metrics: the database did not answer (%s)", type(exc).__name__)
+        else:
+            yield from audit_sink_families(sinks, now=timezone.now())
         depths = queue_depths()
         if depths is not None:
             family = GaugeMetricFamily(
@@ -88,6 +95,47 @@ class ScrapeTimeFacts:
             for queue, depth in depths.items():
                 family.add_metric([queue], depth)
             yield family
+
+
+def audit_sink_families(sinks, *, now) -> list[GaugeMetricFamily]:
+    """Each configured audit forwarding sink (label `sink`: http, syslog): how far behind it
+    is, and when it last delivered and failed. No sink configured: families without samples."""
+
+    def family(name, documentation):
+        return GaugeMetricFamily(name, documentation, labels=["sink"])
+
+    backlog = family(
+        "airlock_audit_sink_backlog_events",
+        "Audit events written but not accepted by the sink yet.",
+    )
+    age = family(
+        "airlock_audit_sink_backlog_age_seconds",
+        "Age of the oldest audit event the sink has not accepted (0: caught up).",
+    )
+    delivered = family(
+        "airlock_audit_sink_last_delivered_timestamp_seconds",
+        "When the sink last accepted a batch (Unix time; 0: never).",
+    )
+    errored = family(
+        "airlock_audit_sink_last_error_timestamp_seconds",
+        "When the sink last refused a batch or could not be reached (Unix time; 0: never).",
+    )
+    failures = family(
+        "airlock_audit_sink_consecutive_failures",
+        "Batches the sink refused in a row since it last accepted one (0: it is healthy).",
+    )
+    for sink in sinks:
+        row = sink.row
+        backlog.add_metric([sink.name], sink.backlog.events)
+        age.add_metric([sink.name], sink.backlog.age_seconds(now))
+        delivered.add_metric([sink.name], _timestamp(row.last_delivered_at))
+        errored.add_metric([sink.name], _timestamp(row.last_error_at))
+        failures.add_metric([sink.name], row.failures)
+    return [backlog, age, delivered, errored, failures]
+
+
+def _timestamp(moment) -> float:
+    return moment.timestamp() if moment is not None else 0.0
 
 
 def queue_depths() -> dict[str, int] | None:

@@ -351,7 +351,7 @@ CELERY_TASK_ROUTES = {
     f"requests_app.tasks.{name}": {"queue": "airlock.notify"}
     for name in (
         "send_notification", "send_email", "post_to_slack", "remind_expiring", "slack_card_sync",
-        "slack_cards_sweep"
+        "slack_cards_sweep", "send_audit_sink_alert"
     )
 }
 # Audit forwarding can spend a round's budget on a slow SIEM: it waits behind the engine too.
@@ -486,6 +486,17 @@ if AIRLOCK_AUDIT_STREAM_FORMAT not in ("json-lines", "splunk-hec"):
         "AIRLOCK_AUDIT_STREAM_FORMAT must be json-lines or splunk-hec, got "
         f"{AIRLOCK_AUDIT_STREAM_FORMAT!r}"
     )
+# The scheme word before the token in the Authorization header: the contract's Bearer, or
+# Splunk for a bare Splunk HEC, which documents `Authorization: Splunk <token>`.
+AIRLOCK_AUDIT_STREAM_AUTH_SCHEME = (
+    env_str("AIRLOCK_AUDIT_STREAM_AUTH_SCHEME").strip() or "Bearer"
+)
+# RFC 9110's auth-scheme is a token: one word of these characters, no space or separator.
+if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", AIRLOCK_AUDIT_STREAM_AUTH_SCHEME):
+    raise ImproperlyConfigured(
+        "AIRLOCK_AUDIT_STREAM_AUTH_SCHEME must be one word such as Bearer or Splunk, got "
+        f"{AIRLOCK_AUDIT_STREAM_AUTH_SCHEME!r}"
+    )
 AIRLOCK_AUDIT_SYSLOG_URL = env_str("AIRLOCK_AUDIT_SYSLOG_URL").strip()
 if AIRLOCK_AUDIT_SYSLOG_URL and not re.fullmatch(
     r"(tcp|tls)://([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}", AIRLOCK_AUDIT_SYSLOG_URL
@@ -516,7 +527,8 @@ AIRLOCK_AUDIT_FORWARD_TIMEOUT_SECONDS = env_int(
 AIRLOCK_AUDIT_FORWARD_ALERT_MINUTES = env_int("AIRLOCK_AUDIT_FORWARD_ALERT_MINUTES", 15, minimum=1)
 # Requesters are reminded this many minutes before their access ends (0: never).
 AIRLOCK_EXPIRY_REMINDER_MINUTES = env_int("AIRLOCK_EXPIRY_REMINDER_MINUTES", 10, minimum=0)
-# Who hears about overdue revocations besides staff users with an email (comma-separated).
+# Who hears about overdue revocations and audit forwarding that fell behind, besides staff
+# users with an email (comma-separated).
 AIRLOCK_ADMIN_EMAILS = env_list("AIRLOCK_ADMIN_EMAILS")
 # How often approver groups with a github_team are synced from GitHub.
 AIRLOCK_TEAM_SYNC_SECONDS = env_int("AIRLOCK_TEAM_SYNC_SECONDS", 900, minimum=60)

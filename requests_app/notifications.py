@@ -180,6 +180,46 @@ def build_message(
     )
 
 
+# Audit forwarding's alerts (audit.forwarding.alerts): a sink fell behind, or caught up.
+AUDIT_SINK_EVENTS = {"stale": "audit_sink_stale", "caught_up": "audit_sink_caught_up"}
+
+
+def build_audit_sink_message(*, sink_id: int, state: str) -> Message | None:
+    """The platform admins' message about a forwarding sink, from its row and backlog as
+    they are now; None when the row is gone."""
+    from audit.models import AuditSink
+    from audit.selectors import sink_backlog
+
+    if state not in AUDIT_SINK_EVENTS:
+        raise ValueError(f"unknown audit sink alert state {state!r}")
+    event = AUDIT_SINK_EVENTS[state]
+    sink = AuditSink.objects.filter(pk=sink_id).first()
+    if sink is None:
+        return None
+    now = timezone.now()
+    backlog = sink_backlog(sink)
+    link = absolute(reverse("admin:audit_auditsink_changelist"))
+    context = {
+        "sink": sink,
+        "backlog": backlog,
+        "backlog_minutes": int(backlog.age_seconds(now) // 60),
+        "alert_minutes": settings.AIRLOCK_AUDIT_FORWARD_ALERT_MINUTES,
+        "link": link,
+        "dry_run": settings.AIRLOCK_DRY_RUN,
+    }
+    text = render_to_string(f"notifications/{event}.txt", context).strip()
+    subject, _, body = text.partition("\n")
+    return Message(
+        event=event,
+        subject=" ".join(subject.split())[:200],
+        body=body.strip() + "\n",
+        html=None,
+        link=link,
+        recipients=admin_emails(),
+        slack=True,
+    )
+
+
 def absolute(path: str) -> str:
     return urljoin(settings.AIRLOCK_BASE_URL + "/", path.lstrip("/"))
 

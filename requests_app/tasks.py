@@ -30,8 +30,28 @@ def send_notification(event: str, request_id=None, grant_id=None) -> None:
     message = notifications.build_message(event, request_id=request_id, grant_id=grant_id)
     if message is None:
         return
+    _send_message(message)
+
+
+def audit_sink_alert_later(sender=None, *, sink_id: int, state: str, **kwargs) -> None:
+    """The receiver of audit.signals.audit_sink_alert (after the commit): platform admins
+    are told in a task of their own, so the forwarding round is not held up by it."""
+    _send_later(send_audit_sink_alert, kwargs={"sink_id": sink_id, "state": state})
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def send_audit_sink_alert(*, sink_id: int, state: str) -> None:
+    """Email the platform admins (and post to the Slack webhook) about a forwarding sink,
+    as is done for overdue revocations: one email task per person."""
+    message = notifications.build_audit_sink_message(sink_id=sink_id, state=state)
+    if message is None:
+        return
+    _send_message(message)
+
+
+def _send_message(message) -> None:
     if not message.recipients:
-        logger.info("Notification %s (request %s): nobody to email", event, request_id)
+        logger.info("Notification %s (%s): nobody to email", message.event, message.link)
     for to in message.recipients:
         _send_later(
             send_email,

@@ -17,6 +17,7 @@ def configured_sinks() -> list[Sink]:
             HttpSink(
                 settings.AIRLOCK_AUDIT_STREAM_URL,
                 token=settings.AIRLOCK_AUDIT_STREAM_TOKEN,
+                auth_scheme=settings.AIRLOCK_AUDIT_STREAM_AUTH_SCHEME,
                 format=settings.AIRLOCK_AUDIT_STREAM_FORMAT,
                 timeout=timeout,
             )

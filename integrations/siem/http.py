@@ -44,18 +44,29 @@ def hec_event(record: dict) -> dict:
 class HttpSink:
     """POSTs each batch in one request; any answer but 2xx is a refusal.
 
-    Authentication is `Authorization: Bearer <token>` (the contract), in both formats.
-    Splunk's own HEC documents `Authorization: Splunk <token>` instead; collectors that speak
-    HEC (and proxies in front of Splunk) commonly take Bearer, and Splunk itself also takes
-    the token as the password of Basic auth or, when allowed, a `?token=` query string, so
-    for a bare Splunk the token can go in the URL (it is never shown: see shown_target).
+    Authentication is `Authorization: <auth_scheme> <token>`, Bearer by default (the
+    contract), in both formats. Splunk's own HEC documents `Authorization: Splunk <token>`
+    instead, hence auth_scheme (AIRLOCK_AUDIT_STREAM_AUTH_SCHEME=Splunk); collectors that
+    speak HEC (and proxies in front of Splunk) commonly take Bearer. Splunk also takes the
+    token in a `?token=` query string when allowed (it is never shown: see shown_target).
     """
 
     name = "http"
 
-    def __init__(self, url: str, *, token: str = "", format: str = "json-lines", timeout: float):
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str = "",
+        auth_scheme: str = "Bearer",
+        format: str = "json-lines",
+        timeout: float,
+    ):
         if format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        if not auth_scheme or any(c.isspace() for c in auth_scheme):
+            raise ValueError(f"auth_scheme must be one word, got {auth_scheme!r}")
+        self.auth_scheme = auth_scheme
         self.url = url
         self.target = shown_target(url)
         self.format = format
@@ -81,7 +92,7 @@ class HttpSink:
         data, content_type = self.body(records)
         headers = {"Content-Type": content_type}
         if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+            headers["Authorization"] = f"{self.auth_scheme} {self._token}"
         try:
             response = self._session.post(
                 self.url,

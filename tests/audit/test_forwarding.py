@@ -2,7 +2,11 @@
 chain the receiver can verify alone; faults lose nothing, and the cursor only moves once the
 collector accepted a batch (audit/forwarding)."""
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -18,6 +22,7 @@ from tests.audit.conftest import AUDIT_KEY
 from tests.audit.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def http_sink():
@@ -190,6 +195,54 @@ def test_the_bearer_token_is_sent_and_a_refused_token_is_an_error_that_does_not_
     (report,) = audit_forward_all()
     assert report.delivered == 2
     assert siem_http.posts[-1].headers["Authorization"] == "Bearer right-token-5f2c"
+
+
+def test_the_token_goes_with_the_splunk_scheme_when_set_as_splunk_hec_documents(
+    siem_http, settings
+):
+    settings.AIRLOCK_AUDIT_STREAM_FORMAT = "splunk-hec"
+    settings.AIRLOCK_AUDIT_STREAM_TOKEN = "hec-token-7a1e"
+    siem_http.hec = True
+    siem_http.token = "hec-token-7a1e"
+    siem_http.auth_scheme = "Splunk"
+    AuditEventFactory.create_batch(2)
+
+    (bearer,) = audit_forward_all()  # the default scheme, which this collector refuses
+
+    assert "answered 401" in bearer.error and sink_state().cursor == 0
+    assert siem_http.posts[-1].headers["Authorization"] == "Bearer hec-token-7a1e"
+
+    settings.AIRLOCK_AUDIT_STREAM_AUTH_SCHEME = "Splunk"
+    backoff_over()
+    (report,) = audit_forward_all()
+
+    assert report.delivered == 2 and sink_state().cursor == 2
+    assert siem_http.posts[-1].headers["Authorization"] == "Splunk hec-token-7a1e"
+
+
+@pytest.mark.parametrize("scheme", ["Splunk token", "", "Bearer:", "Bé"])
+def test_an_auth_scheme_that_is_not_one_word_stops_the_start_naming_the_variable(
+    tmp_path, scheme
+):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
+        "AIRLOCK_AUDIT_STREAM_AUTH_SCHEME": scheme,
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    if scheme == "":
+        # Empty is unset: the default, Bearer.
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert "ImproperlyConfigured: AIRLOCK_AUDIT_STREAM_AUTH_SCHEME" in result.stderr
 
 
 def test_splunk_hec_wraps_each_event_as_a_hec_event_object(siem_http, settings):

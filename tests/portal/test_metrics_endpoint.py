@@ -10,10 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from audit.forwarding import audit_forward_all
+from audit.models import AuditSink
+from audit.selectors import sink_statuses
 from grants.models import Target
 from grants.scheduling import schedule_reconcile
+from tests.audit.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,3 +200,110 @@ def test_a_short_metrics_token_stops_the_start_naming_the_variable(tmp_path):
 
     assert result.returncode != 0
     assert "ImproperlyConfigured: AIRLOCK_METRICS_TOKEN" in result.stderr
+
+
+# --- audit forwarding sinks, read at scrape time ------------------------------------------------
+
+
+def sink_samples(client) -> dict:
+    found = families(scrape(client))
+    return {
+        name: {s.labels["sink"]: s.value for s in found[name].samples}
+        for name in found
+        if name.startswith("airlock_audit_sink_")
+    }
+
+
+def test_each_configured_sink_shows_its_backlog_failures_last_error_and_last_delivery(
+    client, metrics_on, siem_http
+):
+    AuditEventFactory.create_batch(3)
+    siem_http.fail_next(1)
+    audit_forward_all()
+    row = AuditSink.objects.get(name="http")
+
+    failing = sink_samples(client)
+
+    assert failing["airlock_audit_sink_backlog_events"] == {"http": 3}
+    assert failing["airlock_audit_sink_backlog_age_seconds"]["http"] > 0
+    assert failing["airlock_audit_sink_consecutive_failures"] == {"http": 1}
+    assert failing["airlock_audit_sink_last_error_timestamp_seconds"] == {
+        "http": row.last_error_at.timestamp()
+    }
+    assert failing["airlock_audit_sink_last_delivered_timestamp_seconds"] == {"http": 0}
+
+    AuditSink.objects.update(next_attempt_at=timezone.now())
+    audit_forward_all()
+    row.refresh_from_db()
+
+    caught_up = sink_samples(client)
+
+    assert caught_up["airlock_audit_sink_backlog_events"] == {"http": 0}
+    assert caught_up["airlock_audit_sink_backlog_age_seconds"] == {"http": 0}
+    assert caught_up["airlock_audit_sink_consecutive_failures"] == {"http": 0}
+    assert caught_up["airlock_audit_sink_last_delivered_timestamp_seconds"] == {
+        "http": row.last_delivered_at.timestamp()
+    }
+    # The last error's time stays: when it happened is still true.
+    assert caught_up["airlock_audit_sink_last_error_timestamp_seconds"] == {
+        "http": row.last_error_at.timestamp()
+    }
+
+
+def test_a_sink_no_round_has_reached_yet_shows_the_whole_log_as_its_backlog_unwritten(
+    client, metrics_on, siem_http
+):
+    AuditEventFactory.create_batch(2)
+
+    samples = sink_samples(client)
+
+    assert samples["airlock_audit_sink_backlog_events"] == {"http": 2}
+    assert not AuditSink.objects.exists()  # a scrape writes nothing
+
+
+def test_with_no_sink_configured_the_sink_metrics_have_no_samples(client, metrics_on, settings):
+    settings.AIRLOCK_AUDIT_STREAM_URL = ""
+    settings.AIRLOCK_AUDIT_SYSLOG_URL = ""
+
+    samples = sink_samples(client)
+
+    assert set(samples) >= {"airlock_audit_sink_backlog_events"}
+    assert all(by_sink == {} for by_sink in samples.values())
+
+
+def test_a_sinks_state_costs_one_read_of_the_rows_and_two_indexed_reads_per_sink(
+    siem_http, django_assert_num_queries
+):
+    AuditEventFactory.create_batch(3)
+    audit_forward_all()
+    AuditEventFactory.create_batch(2)
+
+    with django_assert_num_queries(3):
+        (status,) = sink_statuses()
+
+    assert status.backlog.events == 2
+
+
+# --- the README lists every metric (PRODUCT.md "Metrics") ---------------------------------------
+
+
+def readme_metric_names() -> set[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    return set(re.findall(r"^\| `(airlock_[a-z0-9_]+)`", section, re.MULTILINE))
+
+
+def test_the_readme_lists_every_metric_served_and_nothing_else(client, metrics_on, siem_http):
+    found = families(scrape(client))
+    served = set()
+    for family in found.values():
+        if family.name.endswith("_created") and family.name.removesuffix("_created") in found:
+            continue  # prometheus-client's creation time of a histogram, not a metric of ours
+        # The README names a counter as Prometheus shows its samples, with _total.
+        served.add(f"{family.name}_total" if family.type == "counter" else family.name)
+
+    listed = readme_metric_names()
+
+    assert "airlock_audit_sink_backlog_events" in served
+    assert served - listed == set(), "served but not in the README's Metrics tables"
+    assert listed - served == set(), "in the README's Metrics tables but not served"

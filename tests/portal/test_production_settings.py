@@ -271,5 +271,5 @@ def test_notifications_have_a_queue_of_their_own_after_the_engine_s():
     for task in ("requests_app.tasks.send_notification", "requests_app.tasks.send_email",
                  "requests_app.tasks.post_to_slack", "requests_app.tasks.remind_expiring",
                  "requests_app.tasks.slack_card_sync", "requests_app.tasks.slack_cards_sweep",
-                 "audit.tasks.forward_audit_log"):
+                 "requests_app.tasks.send_audit_sink_alert", "audit.tasks.forward_audit_log"):
         assert queue_of(task) == "airlock.notify", task

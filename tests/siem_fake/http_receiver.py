@@ -1,6 +1,6 @@
 """A SIEM's HTTP collector on 127.0.0.1, in a thread: it keeps every batch it accepted and
 can be told to misbehave for the next few POSTs (answer 503, stall past the client's
-timeout, hang up without answering), and answers 401 to a wrong bearer token."""
+timeout, hang up without answering), and answers 401 to a wrong token or scheme."""
 
 import json
 import threading
@@ -31,6 +31,7 @@ class _Fault:
     kind: str  # "status", "stall", "hang_up", "hold"
     remaining: int
     status: int = 503
+    reason: str | None = None  # the status line's words; None: the standard ones
     seconds: float = 0.0
     # The batch was kept although the sender never hears so: the next try duplicates it.
     kept: bool = False
@@ -41,7 +42,8 @@ class _Fault:
 class HttpReceiver:
     """Start with `with HttpReceiver() as receiver:`; POST to receiver.url."""
 
-    token: str = ""  # when set, any other bearer token is answered 401
+    token: str = ""  # when set, any other token is answered 401
+    auth_scheme: str = "Bearer"  # the scheme the token must come with (Splunk HEC: "Splunk")
     hec: bool = False  # answer like Splunk HEC (a JSON body) instead of an empty 200
     posts: list[ReceivedPost] = field(default_factory=list)  # every POST, accepted or not
     accepted: list[bytes] = field(default_factory=list)  # bodies kept, in arrival order
@@ -75,9 +77,10 @@ class HttpReceiver:
 
     # --- faults -----------------------------------------------------------------------------
 
-    def fail_next(self, count: int, status: int = 503) -> None:
-        """Answer the next `count` POSTs with `status`, keeping nothing."""
-        self._add(_Fault("status", count, status=status))
+    def fail_next(self, count: int, status: int = 503, reason: str | None = None) -> None:
+        """Answer the next `count` POSTs with `status` (and `reason` in the status line, as
+        a receiver may word it), keeping nothing."""
+        self._add(_Fault("status", count, status=status, reason=reason))
 
     def stall_next(self, count: int, seconds: float) -> None:
         """Hold the next `count` POSTs for `seconds` before answering (past the sender's
@@ -155,13 +158,15 @@ class HttpReceiver:
                 with receiver._lock:
                     receiver.posts.append(post)
                 if receiver.token and self.headers.get("Authorization") != (
-                    f"Bearer {receiver.token}"
+                    f"{receiver.auth_scheme} {receiver.token}"
                 ):
                     self._answer(post, 401, {"text": "Invalid token", "code": 4})
                     return
                 fault = receiver._take_fault()
                 if fault is not None and fault.kind == "status":
-                    self._answer(post, fault.status, {"text": "Server is busy", "code": 9})
+                    self._answer(
+                        post, fault.status, {"text": "Server is busy", "code": 9}, fault.reason
+                    )
                     return
                 if fault is not None and fault.kind == "stall":
                     receiver._stop.wait(fault.seconds)
@@ -182,11 +187,11 @@ class HttpReceiver:
                     fault.hold.kept.set()
                 self._answer(post, 200, HEC_SUCCESS if receiver.hec else None)
 
-            def _answer(self, post, status, payload):
+            def _answer(self, post, status, payload, reason=None):
                 data = json.dumps(payload).encode() if payload is not None else b""
                 post.status = status
                 try:
-                    self.send_response(status)
+                    self.send_response(status, reason)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
