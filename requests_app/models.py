@@ -359,6 +359,14 @@ class AccessRequest(models.Model):
                 condition=Q(run_id__isnull=False),
                 name="request_run",
             ),
+            # Break-glass access nobody has reviewed yet, oldest first: the dashboard counts
+            # and lists it on every load (selectors.admin_dashboard_requests). Few rows
+            # match, so the count reads those and not every request ever filed.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(break_glass=True, review_outcome=""),
+                name="request_break_glass_review",
+            ),
         ]
         constraints = [
             # The engine and the API's check rely on a secret request naming its secret.
