@@ -24,7 +24,7 @@ class CalendarChangeList(ChangeList):
         for key, values in self.get_filters_params().items():
             if key.endswith("__year"):
                 for value in values if isinstance(values, list) else [values]:
-                    if not (value.isdigit() and 1 <= int(value) <= 9999):
+                    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 9999):
                         raise IncorrectLookupParameters(f"{key}={value} is not a year.")
         try:
             return super().get_filters(request)

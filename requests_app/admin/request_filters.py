@@ -125,9 +125,12 @@ class PolicyFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() is None:
             return queryset
-        if not self.value().isdigit():
+        value = self.value()
+        # A policy id, or no policy: nothing else reaches the database (a huge number
+        # would overflow its integer column).
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
             return queryset.none()
-        return queryset.filter(policy_id=int(self.value()))
+        return queryset.filter(policy_id=int(value))
 
 
 class RequestChangeList(CalendarChangeList):
