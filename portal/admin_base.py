@@ -68,6 +68,16 @@ def distinct_values(model, field_name: str, *, limit: int, within=None) -> list:
     index scan (one index probe per value, "the least value after the last one") instead of
     a DISTINCT that reads every row. `within` = (field name, values) keeps to rows whose
     field is one of the values. One query, in SQL that PostgreSQL and SQLite both run."""
+    statement = distinct_values_sql(model, field_name, limit=limit, within=within)
+    if statement is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return [value for (value,) in cursor.fetchall()]
+
+
+def distinct_values_sql(model, field_name: str, *, limit: int, within=None):
+    """distinct_values' statement and parameters; None when `within` admits no row."""
     table = connection.ops.quote_name(model._meta.db_table)
     column = connection.ops.quote_name(model._meta.get_field(field_name).column)
     condition, params = "", []
@@ -75,7 +85,7 @@ def distinct_values(model, field_name: str, *, limit: int, within=None) -> list:
         within_field, within_values = within
         within_values = list(within_values)
         if not within_values:
-            return []
+            return None
         within_column = connection.ops.quote_name(model._meta.get_field(within_field).column)
         placeholders = ", ".join(["%s"] * len(within_values))
         condition = f" AND {within_column} IN ({placeholders})"
@@ -88,9 +98,7 @@ def distinct_values(model, field_name: str, *, limit: int, within=None) -> list:
         f" found.n + 1 FROM found WHERE found.value IS NOT NULL AND found.n < %s"
         f") SELECT value FROM found WHERE value IS NOT NULL ORDER BY n"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *params, limit])
-        return [value for (value,) in cursor.fetchall()]
+    return sql, [*params, *params, limit]
 
 
 class IndexedValuesFilter(admin.SimpleListFilter):

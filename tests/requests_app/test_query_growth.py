@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from portal.admin_base import distinct_values_sql
 from requests_app.models import AccessRequest
 from requests_app.selectors import (
     admin_dashboard_requests,
@@ -338,3 +339,18 @@ def test_the_request_list_walks_the_created_at_index(on_postgres, client, routed
         shown = plan(cl.queryset[:50])
         assert "SubPlan" not in shown, shown
         assert "Seq Scan on requests_app_accessrequest" not in shown, shown
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("field", ["repository", "environment"])
+def test_the_target_filters_read_their_choices_from_an_index(on_postgres, routed_world, field):
+    alice, _, more = routed_world
+    more(3)
+    for within in (None, ("policy", [more.policy.pk])):
+        sql, params = distinct_values_sql(AccessRequest, field, limit=100, within=within)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {sql}", params)
+            shown = "\n".join(row for (row,) in cursor.fetchall())
+        assert "Seq Scan" not in shown, shown
+        assert "Index" in shown, shown
