@@ -367,6 +367,15 @@ class AccessRequest(models.Model):
                 condition=Q(break_glass=True, review_outcome=""),
                 name="request_break_glass_review",
             ),
+            # One repository's or environment's requests, newest first: the admin's and the
+            # API's filters walk these and stop after a page, instead of sorting the
+            # target's whole history on every load.
+            models.Index(
+                fields=["repository", "-created_at", "-id"], name="request_repository_newest"
+            ),
+            models.Index(
+                fields=["environment", "-created_at", "-id"], name="request_environment_newest"
+            ),
         ]
         constraints = [
             # The engine and the API's check rely on a secret request naming its secret.
