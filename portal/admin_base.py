@@ -1,5 +1,7 @@
-"""The admin base classes the apps' ModelAdmins share; it imports no app, so every app's
-admin may use it without pulling in the admin site's dashboard."""
+"""The admin base classes the apps' ModelAdmins share: the calendar-safe change list, the
+list that counts only a few pages ahead, and filters whose choices come from an index. It
+imports no app, so every app's admin may use it without pulling in the admin site's
+dashboard."""
 
 from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
