@@ -168,8 +168,10 @@ def dashboard(request) -> list[dict]:
 
 def github_budget_section(*, now) -> dict:
     """GitHub's hourly quota as each client last saw it, and what waits for its reset
-    (integrations/github/budget.py); alert-styled while the engine's work is held back."""
-    from integrations.github import Band, github_budgets
+    (integrations/github/budget.py); alert-styled while the engine's work is held back.
+    Only the engine's quota (GITHUB_TOKEN or the App installation it uses) holds work back:
+    the others are shown for what they are."""
+    from integrations.github import ENGINE, github_budgets
 
     rows = [
         {
@@ -181,11 +183,11 @@ def github_budget_section(*, now) -> dict:
             "reset": now >= budget.reset_at,
             "seen_at": budget.seen_at,
             "band": budget.band(now).name.lower(),
-            "waiting": budget.waiting(now),
+            "waiting": budget.waiting(now) if budget.client == ENGINE else "",
         }
         for budget in github_budgets()
     ]
-    held_back = sum(1 for row in rows if row["band"] != Band.NORMAL.name.lower())
+    held_back = any(row["waiting"] for row in rows)
     return {
         "key": "github_budget",
         "title": "GitHub's budget",

@@ -4,6 +4,7 @@ sync, deployment protection rules) goes through this package."""
 from integrations.github.actions import WorkflowJob
 from integrations.github.app import AppInstallationClient, app_credentials_configured
 from integrations.github.budget import (
+    ENGINE,
     Band,
     Budget,
     Work,
@@ -27,6 +28,7 @@ from integrations.github.retry import RetryPolicy
 from integrations.github.users import OrgMembership, org_membership
 
 __all__ = [
+    "ENGINE",
     "AppInstallationClient",
     "Band",
     "Budget",

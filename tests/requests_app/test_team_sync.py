@@ -11,9 +11,9 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from core.errors import NotAllowed
 from grants.schedule import beat_schedule
+from integrations.github import GitHubClient
 from requests_app import tasks
 from requests_app.models import ApproverGroup
-from integrations.github import GitHubClient
 from requests_app.services import (
     access_request_approve,
     approver_group_sync,
