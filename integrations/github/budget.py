@@ -168,7 +168,9 @@ def _write(*, client: str, remaining: int, limit: int, reset: int, band: Band) -
             client=client,
             defaults={"remaining": remaining, "limit": limit, "reset_at": reset_at, "seen_at": now},
         )
-    was = _budget(before).band(now) if before is not None else Band.NORMAL
+    # The band the stored answer was in, its reset aside: after a critical hour, the first
+    # answer of the new window says that all work runs again.
+    was = band_for(before.remaining, before.limit) if before is not None else Band.NORMAL
     if band != was:
         # Logged where the band changes, once for every process: not by each sweep that
         # holds work back while it lasts.

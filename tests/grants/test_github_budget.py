@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
@@ -355,7 +356,7 @@ def test_with_the_budget_low_revocations_go_first_grants_apply_and_the_drift_che
     assert calls.take() == (0, [])
 
 
-def test_the_budget_is_kept_in_the_database_once_per_band_not_once_per_call(gh):
+def test_the_budget_is_kept_in_the_database_once_per_band_not_once_per_call(gh, caplog):
     gh.add_environment("acme/api", "production")
     client = GitHubClient()
     client.get_environment("acme/api", "production")
@@ -370,3 +371,12 @@ def test_the_budget_is_kept_in_the_database_once_per_band_not_once_per_call(gh):
     client.get_environment("acme/api", "production")
     low = RateLimitBudget.objects.get(client="engine")
     assert low.remaining == 1000 and github_budget().band() == Band.LOW
+
+    # The change of band is logged once, not by every call (nor every sweep) while it lasts.
+    cache.clear()  # as another process would, with its own cache
+    client.get_environment("acme/api", "production")
+    changes = [r.getMessage() for r in caplog.records if r.name == "integrations.github.budget"]
+    assert changes == [
+        "GitHub's budget for engine is low (1000 of 5000 left until "
+        f"{low.reset_at.isoformat()}): the drift check and the team sync wait"
+    ]
