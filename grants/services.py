@@ -23,6 +23,7 @@ from grants.locking import lock_requests_then_grants
 from grants.models import Grant, OrgSecretTarget, Target
 from grants.scheduling import schedule_reconcile
 from grants.selectors import user_is_grants_admin
+from integrations.github import Work, github_budget
 from requests_app import services as request_services
 from requests_app.models import AccessKind, AccessRequest, SecretDefinition
 from requests_app.notifications import notify
@@ -392,13 +393,18 @@ class SweepReport:
     scheduled: int = 0
     newly_overdue: int = 0
     tokens_expired: int = 0
+    # Targets with only grants to apply, held back while GitHub's budget is critical.
+    deferred: int = 0
 
     def __str__(self):
-        return (
+        text = (
             f"{self.timed_out} timed out, {self.grants_created} grant(s) created, "
             f"{len(self.reconciles)} target(s) to reconcile now, {self.scheduled} scheduled, "
             f"{self.newly_overdue} newly overdue, {self.tokens_expired} token(s) expired"
         )
+        if self.deferred:
+            text += f", {self.deferred} target(s) waiting for GitHub's budget"
+        return text
 
 
 def _unit(grant: Grant):
@@ -424,7 +430,9 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
       before it expires (enqueued with that ETA by the sweep before it, and every sweep
       while it is due); a live token kept for a closed grant gets its environment's
       reconcile, which revokes it; minted tokens past their expiry are erased (nothing to
-      revoke).
+      revoke);
+    - revocations are enqueued before the rest, and while GitHub's budget is critical
+      (integrations/github/budget.py) targets with nothing to revoke wait for the reset.
     """
     now = now or timezone.now()
     report = SweepReport()
@@ -438,12 +446,18 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
         if grant_create_for_request(access_request=access_request) is not None:
             report.grants_created += 1
 
+    # Targets to reconcile now: those with a revocation due, and the others (grants to
+    # apply, tokens to refresh). While GitHub's budget is critical only the first are
+    # reconciled (budget.py); the others wait, pending, for the first sweep after the reset.
     units: set = set()
+    applying: set = set()
+    budget = github_budget()
+    grants_wait = budget is not None and not budget.allows(Work.GRANT, now)
     may_try = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     started = Q(access_request__starts_at__isnull=True) | Q(access_request__starts_at__lte=now)
     pending = Grant.objects.filter(state=State.PENDING)
     for grant in pending.filter(may_try & started).only("kind", "target_id", "org_secret_id"):
-        units.add(_unit(grant))
+        applying.add(_unit(grant))
     withdrawn = pending.filter(
         Q(revoke_requested_at__isnull=False)
         | ~Q(access_request__status=AccessRequest.Status.APPROVED)
@@ -489,7 +503,7 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
     # at the edge is dropped by the task as covered); a refresh due now, every sweep.
     for pk, refresh_at in reconciler.secret_token_refreshes(until=now + interval).items():
         if refresh_at <= now:
-            units.add((Target, pk))
+            applying.add((Target, pk))
         else:
             schedule_reconcile(Target, pk, eta=refresh_at)
             report.scheduled += 1
@@ -498,12 +512,39 @@ def grants_sweep(*, now: datetime | None = None) -> SweepReport:
     units |= {(Target, pk) for pk in reconciler.tokens_left_targets(now)}
     report.tokens_expired = reconciler.tokens_erase_expired(now)
 
-    for model, pk in sorted(units, key=lambda unit: (unit[0].__name__, unit[1])):
+    applying -= units  # a target's revocation pass applies what it may at the same time
+    if grants_wait:
+        waiting = _spending_github(applying)
+        applying -= waiting
+        report.deferred = len(waiting)
+
+    # Revocations first: a worker takes the engine's queue in order, so when GitHub's
+    # quota is short what it has left goes to ending access before starting any.
+    def in_order(found):
+        return sorted(found, key=lambda unit: (unit[0].__name__, unit[1]))
+
+    for model, pk in in_order(units) + in_order(applying):
         schedule_reconcile(model, pk)
         report.reconciles.append(f"{model.__name__} {pk}")
     if report.reconciles or report.grants_created or report.timed_out or report.newly_overdue:
         logger.info("Sweep: %s", report)
     return report
+
+
+def _spending_github(units: set) -> set:
+    """The units that would reach GitHub: a dry-run target only simulates it."""
+    targets = {pk for model, pk in units if model is Target}
+    org_secrets = {pk for model, pk in units if model is OrgSecretTarget}
+    simulated = {
+        (Target, pk)
+        for pk in Target.objects.filter(pk__in=targets, dry_run=True).values_list("pk", flat=True)
+    } | {
+        (OrgSecretTarget, pk)
+        for pk in OrgSecretTarget.objects.filter(pk__in=org_secrets, dry_run=True).values_list(
+            "pk", flat=True
+        )
+    }
+    return units - simulated
 
 
 def _mark_overdue(ending, due_before: datetime) -> int:
@@ -548,7 +589,15 @@ def managed_targets():
 
 def grants_drift_check() -> int:
     """Enqueue a checking reconcile of every managed target (hourly, from beat): each reads
-    GitHub, audits any difference from what Airlock last saw, and repairs what it manages."""
+    GitHub, audits any difference from what Airlock last saw, and repairs what it manages.
+    None while GitHub's budget is low: the next hourly run after the reset checks."""
+    budget = github_budget()
+    if budget is not None and not budget.allows(Work.DRIFT_CHECK):
+        logger.warning(
+            "Drift check deferred: GitHub's budget is low (%d of %d left until %s)",
+            budget.remaining, budget.limit, budget.reset_at.isoformat(),
+        )
+        return 0
     targets, org_secrets = managed_targets()
     for target in targets:
         schedule_reconcile(Target, target.pk, check=True)

@@ -159,9 +159,45 @@ def dashboard(request) -> list[dict]:
                 "empty": "Every Airlock beat entry is installed and enabled.",
             },
         )
+    if user.is_active and user.is_staff:
+        sections.append(github_budget_section(now=now))
     if user.is_active and user.is_staff and user.has_perm("audit.view_auditsink"):
         sections.append(audit_forwarding_section(now=now))
     return sections
+
+
+def github_budget_section(*, now) -> dict:
+    """GitHub's hourly quota as each client last saw it, and what waits for its reset
+    (integrations/github/budget.py); alert-styled while the engine's work is held back.
+    Only the engine's quota (GITHUB_TOKEN or the App installation it uses) holds work back:
+    the others are shown for what they are."""
+    from integrations.github import ENGINE, github_budgets
+
+    rows = [
+        {
+            "client": budget.client,
+            "remaining": budget.remaining,
+            "limit": budget.limit,
+            "percent_left": budget.percent_left,
+            "reset_at": budget.reset_at,
+            "reset": now >= budget.reset_at,
+            "seen_at": budget.seen_at,
+            "band": budget.band(now).name.lower(),
+            "waiting": budget.waiting(now) if budget.client == ENGINE else "",
+        }
+        for budget in github_budgets()
+    ]
+    held_back = any(row["waiting"] for row in rows)
+    return {
+        "key": "github_budget",
+        "title": "GitHub's budget",
+        "count": len(rows),
+        "rows": rows,
+        "link": reverse("admin:grants_grant_changelist"),
+        "kind": "github_budget",
+        "style": "alert" if held_back else "",
+        "empty": "No answer from GitHub yet: nothing waits for its rate limit.",
+    }
 
 
 def audit_forwarding_section(*, now) -> dict:

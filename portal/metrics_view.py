@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from audit.selectors import sink_statuses
 from core import metrics
 from grants.selectors import grants_in_force_count_by_kind, grants_revocation_overdue
+from integrations.github import github_budgets
 from portal.health import BROKER_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,12 @@ class ScrapeTimeFacts:
                 value=overdue,
             )
         try:
+            budgets = github_budgets()
+        except DatabaseError as exc:
+            logger.warning("/metrics: the database did not answer (%s)", type(exc).__name__)
+        else:
+            yield github_budget_family(budgets, now=timezone.now())
+        try:
             sinks = sink_statuses()
         except DatabaseError as exc:
             logger.warning("/metrics: the database did not answer (%s)", type(exc).__name__)
@@ -95,6 +102,21 @@ class ScrapeTimeFacts:
             for queue, depth in depths.items():
                 family.add_metric([queue], depth)
             yield family
+
+
+def github_budget_family(budgets, *, now) -> GaugeMetricFamily:
+    """Each client's band of GitHub's hourly budget (integrations/github/budget.py), from
+    the database: every process's calls report it there, and it reads 0 once the window
+    has reset even if no call has been made since."""
+    family = GaugeMetricFamily(
+        "airlock_github_rate_limit_band",
+        "How low GitHub's hourly quota is, by client: 0 all work runs; 1 low, the drift "
+        "check and the team sync wait; 2 critical, only revocations run.",
+        labels=["client"],
+    )
+    for budget in budgets:
+        family.add_metric([budget.client], int(budget.band(now)))
+    return family
 
 
 def audit_sink_families(sinks, *, now) -> list[GaugeMetricFamily]:

@@ -369,6 +369,24 @@ AIRLOCK_LEASE_SECONDS = env_int("AIRLOCK_LEASE_SECONDS", 30, minimum=5)
 AIRLOCK_GRANT_MAX_ATTEMPTS = env_int("AIRLOCK_GRANT_MAX_ATTEMPTS", 8, minimum=1)
 AIRLOCK_GRANT_RETRY_BASE_SECONDS = env_int("AIRLOCK_GRANT_RETRY_BASE_SECONDS", 15, minimum=1)
 AIRLOCK_DRIFT_CHECK_SECONDS = env_int("AIRLOCK_DRIFT_CHECK_SECONDS", 3600, minimum=60)
+# GitHub's hourly budget (integrations/github/budget.py): below LOW percent of the quota
+# left, the drift check and the team sync wait for the next window; below CRITICAL percent,
+# grants wait too and only revocations spend what is left.
+AIRLOCK_GITHUB_BUDGET_LOW_PERCENT = env_int("AIRLOCK_GITHUB_BUDGET_LOW_PERCENT", 25, minimum=0)
+AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT = env_int(
+    "AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT", 10, minimum=0
+)
+if AIRLOCK_GITHUB_BUDGET_LOW_PERCENT > 100:
+    raise ImproperlyConfigured(
+        "AIRLOCK_GITHUB_BUDGET_LOW_PERCENT must be a percentage (0 to 100), got "
+        f"{AIRLOCK_GITHUB_BUDGET_LOW_PERCENT}"
+    )
+if AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT > AIRLOCK_GITHUB_BUDGET_LOW_PERCENT:
+    raise ImproperlyConfigured(
+        "AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT must not be above "
+        f"AIRLOCK_GITHUB_BUDGET_LOW_PERCENT ({AIRLOCK_GITHUB_BUDGET_LOW_PERCENT}), got "
+        f"{AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT}"
+    )
 
 # --- API -------------------------------------------------------------------------------------
 # Bearer tokens (GitHub Actions OIDC or personal API tokens) first: its challenge makes a

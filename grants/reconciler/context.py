@@ -8,6 +8,8 @@ from datetime import datetime
 from grants.models import OrgSecretTarget, Target
 from integrations.github import DryRunGitHub, GitHubClient
 
+from .plan import Plan, plan_grants
+
 
 @dataclass
 class ReconcileResult:
@@ -24,6 +26,9 @@ class ReconcileResult:
     failed: list[int] = field(default_factory=list)
     retrying: list[int] = field(default_factory=list)
     drift: bool = False
+    # What GitHub's low budget held back (integrations/github/budget.py): "drift check",
+    # and the grants left pending.
+    deferred: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -40,6 +45,8 @@ class ReconcileResult:
             parts.append(f"{len(self.retrying)} to retry")
         if self.drift:
             parts.append("drift repaired")
+        if self.deferred:
+            parts.append("deferred (GitHub's budget is low): " + ", ".join(self.deferred))
         if self.errors:
             parts.append("errors: " + "; ".join(self.errors))
         return f"{self.target}: " + ", ".join(parts)
@@ -49,7 +56,8 @@ class ReconcileResult:
 class PassContext:
     """One pass over one target: the client that reaches GitHub for it (renewing the lease),
     the result it adds to, the time its plan is made at, whether it is a drift check, and
-    what earlier passes under the same lease left for it (cache)."""
+    what earlier passes under the same lease left for it (cache), and whether grants wait
+    for GitHub's budget (defer_grants: pending grants are planned as deferred)."""
 
     target: Target | OrgSecretTarget
     gh: GitHubClient | DryRunGitHub
@@ -57,6 +65,16 @@ class PassContext:
     now: datetime
     check: bool = False
     cache: dict = field(default_factory=dict)
+    defer_grants: bool = False
+
+    def plan(self, grants) -> Plan:
+        """The grants sorted by what this pass must do, at its time, under its budget."""
+        plan = plan_grants(grants, self.now, defer_grants=self.defer_grants)
+        if plan.deferred:
+            self.result.deferred.append(
+                "grant(s) " + ", ".join(f"#{g.pk}" for g in plan.deferred)
+            )
+        return plan
 
     @property
     def where(self) -> str:

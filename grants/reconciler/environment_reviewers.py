@@ -20,7 +20,7 @@ from integrations.github import (
 from .context import PassContext
 from .expiry import schedule_expiries
 from .github_errors import RECORDED, record_github_error
-from .plan import Plan, plan_grants
+from .plan import Plan
 from .runner import dry_run_id
 from .transitions import (
     fail_all,
@@ -35,7 +35,7 @@ from .transitions import (
 
 def reconcile_reviewers(ctx: PassContext, grants: list[Grant]) -> None:
     target, gh, result = ctx.target, ctx.gh, ctx.result
-    plan = plan_grants(grants, ctx.now)
+    plan = ctx.plan(grants)
     airlock = [Reviewer.from_json(r) for r in target.airlock_reviewers]
     airlock_keys = {r.key for r in airlock}
     kept_keys = {("User", g.github_user_id) for g in plan.keep}

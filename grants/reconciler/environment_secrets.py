@@ -16,7 +16,6 @@ from requests_app.models import SecretDefinition
 from .context import PassContext
 from .expiry import schedule_expiries
 from .github_errors import RECORDED, record_github_error
-from .plan import plan_grants
 from .token_secrets import (
     NoPermissionLeft,
     secret_token_fresh,
@@ -40,7 +39,7 @@ def reconcile_environment_secret(ctx: PassContext, name: str, grants: list[Grant
     grant's tokens revoked on GitHub before the grant is recorded as revoked.
     """
     target, gh, result = ctx.target, ctx.gh, ctx.result
-    plan = plan_grants(grants, ctx.now)
+    plan = ctx.plan(grants)
     row, _ = EnvironmentSecret.objects.get_or_create(target=target, name=name)
     wanted = bool(plan.wanted)
     minted = wanted and plan.wanted[0].secret.kind == SecretDefinition.Kind.GITHUB_TOKEN

@@ -22,7 +22,6 @@ from integrations.github import (
 from .context import PassContext, ReconcileResult
 from .expiry import schedule_expiries
 from .github_errors import RECORDED, record_github_error
-from .plan import plan_grants
 from .runner import (
     adopt_extensions,
     dry_run_id,
@@ -83,7 +82,7 @@ def _org_secret_pass(ctx: PassContext) -> None:
             "access_request", "secret", "target"
         )
     )
-    plan = plan_grants(grants, now)
+    plan = ctx.plan(grants)
     secret = f"organization secret {target.org}/{target.name}"
 
     for grant in list(plan.to_apply):

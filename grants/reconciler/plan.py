@@ -44,6 +44,9 @@ class Plan:
     keep: list[Grant] = field(default_factory=list)  # applied, still active
     ending: list[Grant] = field(default_factory=list)  # applied, should be gone now
     withdrawn: list[Grant] = field(default_factory=list)  # pending, request closed
+    # Pending and due, but held back while GitHub's budget is critical (PassContext):
+    # left pending, untouched, for the first pass after the reset.
+    deferred: list[Grant] = field(default_factory=list)
 
     @property
     def wanted(self) -> list[Grant]:
@@ -58,7 +61,7 @@ class Plan:
         return self.keep + self.to_apply + self.ending + self.withdrawn
 
 
-def plan_grants(grants, now: datetime) -> Plan:
+def plan_grants(grants, now: datetime, *, defer_grants: bool = False) -> Plan:
     plan = Plan()
     for grant in sorted(grants, key=priority):
         if grant.state == State.APPLIED:
@@ -66,7 +69,7 @@ def plan_grants(grants, now: datetime) -> Plan:
         elif is_withdrawn(grant):
             plan.withdrawn.append(grant)
         elif is_wanted(grant, now):
-            plan.to_apply.append(grant)
+            (plan.deferred if defer_grants else plan.to_apply).append(grant)
     return plan
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from core import metrics
 from grants.models import Target
 from grants.scheduling import schedule_reconcile
-from integrations.github import DryRunGitHub, GitHubClient, LeaseLost
+from integrations.github import DryRunGitHub, GitHubClient, LeaseLost, Work, github_budget
 from requests_app.models import AccessRequest
 
 from .context import PassContext, ReconcileResult
@@ -64,6 +64,7 @@ def reconcile_under_lease(
     if requested_at is not None and not check and covered and covered >= requested_at:
         result.skipped = True
         return result
+    check, defer_grants = _within_budget(target, result, check=check)
     request_reconcile(model, pk)
     lease = Lease(model, pk)
     if not lease.acquire():
@@ -82,6 +83,7 @@ def reconcile_under_lease(
                 now=timezone.now(),
                 check=check,
                 cache=cache,
+                defer_grants=defer_grants,
             )
             try:
                 with metrics.reconcile_pass(target_kind=target_kind, errors=result.errors):
@@ -100,6 +102,22 @@ def reconcile_under_lease(
     finally:
         lease.release()
     return result
+
+
+def _within_budget(target, result: ReconcileResult, *, check: bool) -> tuple[bool, bool]:
+    """(check, defer_grants) as GitHub's budget allows now: a drift check runs as a plain
+    pass while the budget is low, and pending grants wait while it is critical. Revocations
+    never wait. A dry-run target spends nothing."""
+    if target.dry_run:
+        return check, False
+    budget = github_budget()
+    if budget is None:
+        return check, False
+    now = timezone.now()
+    if check and not budget.allows(Work.DRIFT_CHECK, now):
+        check = False
+        result.deferred.append("drift check")
+    return check, not budget.allows(Work.GRANT, now)
 
 
 def adopt_extensions(**original_grant) -> None:

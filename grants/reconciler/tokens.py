@@ -45,6 +45,8 @@ def reconcile_token_grants(ctx: PassContext, grants: list[Grant]) -> None:
     """Token grants: applied at once (the job mints on demand, POST /api/v1/tokens); when
     one ends, its tokens are revoked on GitHub, and only then is the grant revoked. A
     revocation GitHub does not answer leaves the grant applied, overdue and retried."""
+    # Not ctx.plan: applying a token grant writes nothing to GitHub, so it never waits for
+    # GitHub's budget (each mint is the job's own call, when it asks).
     plan = plan_grants(grants, ctx.now)
     if not plan.has_work:
         return

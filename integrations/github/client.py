@@ -23,6 +23,7 @@ from github import GithubException
 from nacl.public import PublicKey, SealedBox
 
 from core import metrics
+from integrations.github.budget import budget_observed
 from integrations.github.connections import api_path, engine_github, repository_path
 from integrations.github.environments import EnvironmentProtection
 from integrations.github.errors import (
@@ -101,10 +102,19 @@ class GitHubClient:
         # PyGithub keeps the x-ratelimit-* headers of each answer, an error's too (-1 before
         # the first); without an answer there is nothing new to report.
         answered = status not in ("timeout", "connection_error")
-        remaining = self._requester().rate_limiting[0] if answered else None
+        requester = self._requester() if answered else None
+        remaining = requester.rate_limiting[0] if answered else None
         metrics.github_answered(
             family=family, status=status, client=self.rate_limit_client, remaining=remaining
         )
+        if answered:
+            # What the sweep, the drift check and the team sync decide from (budget.py).
+            budget_observed(
+                client=self.rate_limit_client,
+                remaining=requester.rate_limiting[0],
+                limit=requester.rate_limiting[1],
+                reset=requester.rate_limiting_resettime,
+            )
 
     def _requester(self):
         return engine_github().requester

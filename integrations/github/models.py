@@ -34,3 +34,27 @@ class RememberedRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.url} ({self.etag or 'no ETag'})"
+
+
+class RateLimitBudget(models.Model):
+    """GitHub's hourly quota as its last answer to one client reported it (x-ratelimit-*):
+    what budget.py decides from (which work may spend it) and what the dashboard and
+    /metrics show.
+
+    In the database, like RememberedRead: the answer that shows the quota running low
+    arrives in whichever worker made the call, and the sweep, the drift check and the team
+    sync that must hold back run in other processes (beat's tasks, `manage.py`), which
+    share no memory and, without CACHE_URL, no cache either. budget.budget_observed writes
+    it at most every few seconds per client unless the band or the window changes.
+    """
+
+    # GitHubClient.rate_limit_client: engine, app_installation, app, minted_token.
+    client = models.CharField(max_length=32, unique=True)
+    remaining = models.PositiveIntegerField()
+    limit = models.PositiveIntegerField()
+    # x-ratelimit-reset: when GitHub starts a new window; the row says nothing after it.
+    reset_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.client}: {self.remaining} of {self.limit} until {self.reset_at:%H:%M:%S}"

@@ -10,7 +10,7 @@ from django.utils import timezone
 import audit
 from audit.actions import AuditAction
 from core.names import github_team_parts
-from integrations.github import GitHubClient, GitHubError, NotFoundError
+from integrations.github import GitHubClient, GitHubError, NotFoundError, Work, github_budget
 from requests_app.models import ApproverGroup, ApproverGroupMember
 
 
@@ -117,7 +117,17 @@ def _record_sync_error(group, report: GroupSyncReport, actor, *, audit_it=True):
 
 
 def approver_groups_sync_all(*, actor=None) -> list[GroupSyncReport]:
-    """Sync every group that names a GitHub team (beat, and manage.py)."""
+    """Sync every group that names a GitHub team (beat, and manage.py). While GitHub's
+    budget is low (integrations/github/budget.py) nothing is read: what is left goes to
+    revocations and grants, the members stay as they are, and the first sync after the
+    reset catches up. The reports say so; nothing is recorded as a sync error."""
     groups = ApproverGroup.objects.exclude(github_team="")
+    budget = github_budget()
+    if budget is not None and not budget.allows(Work.TEAM_SYNC) and not settings.AIRLOCK_DRY_RUN:
+        waiting = (
+            f"deferred: GitHub's budget is low ({budget.remaining} of {budget.limit} left "
+            f"until {budget.reset_at:%H:%M:%S} UTC)"
+        )
+        return [GroupSyncReport(group=g.name, synced=False, message=waiting) for g in groups]
     return [approver_group_sync(group=group, actor=actor) for group in groups]
 

@@ -963,8 +963,22 @@ class GitHubState:
     @_locked
     def count_rate_limited_call(self, calls: int = 1) -> None:
         """Count answers against the hourly limit: every answer but an authorised 304 (a
-        request is counted as it arrives, and given back when it ends in such a 304)."""
+        request is counted as it arrives, and given back when it ends in such a 304). Once
+        x-ratelimit-reset has passed, a new window starts, as on GitHub."""
+        now = time.time()
+        if now >= self.rate_limit_reset:
+            self.rate_limit_used, self.rate_limit_reset = 0, int(now) + 3600
+            if calls < 0:
+                return  # given back for a request counted in the window that ended
         self.rate_limit_used += calls
+
+    @_locked
+    def spend_rate_limit(self, *, remaining: int, reset_in: int = 3600) -> None:
+        """Leave `remaining` of the 5,000 in this window, which resets in `reset_in`
+        seconds (x-ratelimit-reset): the next answers report it, and after the reset the
+        count starts again from nothing."""
+        self.rate_limit_used = max(0, 5000 - remaining)
+        self.rate_limit_reset = int(time.time()) + reset_in
 
     @property
     def rate_limited_calls(self) -> int:

@@ -2,20 +2,26 @@
 the last read and a 304 costs nothing against the rate limit, so a reconcile with nothing
 changed costs no rate-limited call; a change on GitHub is still seen (its ETag changed); and
 a grant's lifecycle costs one read and one write each way, with no user lookup for a login
-whose id Airlock already knows."""
+whose id Airlock already knows. And when x-ratelimit-remaining runs low, revocations go
+first, then grants, then the drift check (the team sync: tests/requests_app/test_team_sync.py),
+until GitHub's window resets."""
 
 import io
 import threading
+import time
 
 import pytest
+from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
 from audit.models import AuditEvent
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
-from grants.services import grant_reconcile
-from integrations.github.models import RememberedRead
+from grants.services import grant_reconcile, grants_drift_check, grants_sweep
+from integrations.github import Band, GitHubClient, github_budget
+from integrations.github.models import RateLimitBudget, RememberedRead
+from requests_app.models import AccessRequest
 from tests.grants.factories import (
     environment_secret,
     expire_now,
@@ -25,6 +31,7 @@ from tests.grants.factories import (
 )
 
 pytestmark = pytest.mark.django_db
+State = Grant.State
 
 
 class Calls:
@@ -243,3 +250,133 @@ def test_under_a_new_app_installation_token_the_first_read_is_paid_again(gh, git
     assert used == 2
     assert not same_token.drift and not new_token.drift and not new_token.errors
     assert len(gh.installation_tokens) == 2
+
+
+# --- when the budget runs low: revocations first, then grants, then drift and team sync -----
+
+
+def wait_for_the_reset(github):
+    """Until GitHub's window has reset (x-ratelimit-reset is in whole seconds)."""
+    time.sleep(max(0.0, github.state.rate_limit_reset - time.time()) + 0.05)
+
+
+@pytest.fixture
+def due(gh):
+    """On acme/api: bob's new grant on staging (its target made first, so that it sorts
+    before production); alice's grant on production, applied and past its end; carol's new
+    grant on production. GitHub has said that `remaining` of its 5,000 are left, resetting
+    in `reset_in` seconds: Airlock learnt it from the answer to a drift check."""
+
+    def make(*, remaining: int, reset_in: int = 3600):
+        for login in ("alice", "bob", "carol"):
+            gh.add_user(login)
+        gh.add_environment("acme/api", "production")
+        gh.add_environment("acme/api", "staging")
+        bob = reviewer_grant("bob", environment="staging")
+        alice = reviewer_grant("alice")
+        grant_reconcile(grant=alice)
+        gh.spend_rate_limit(remaining=remaining, reset_in=reset_in)
+        reconcile_environment(alice.target_id, check=True)
+        carol = reviewer_grant("carol")
+        expire_now(alice)
+        return alice, bob, carol
+
+    return make
+
+
+def states(*grants):
+    return [Grant.objects.get(pk=g.pk).state for g in grants]
+
+
+def test_with_the_budget_critical_a_sweep_revokes_and_new_grants_wait_for_the_reset(
+    gh, due, eager_celery
+):
+    alice, bob, carol = due(remaining=300, reset_in=3)  # 6% left: critical
+    assert github_budget().band() == Band.CRITICAL
+    calls = Calls(gh)
+
+    report = grants_sweep()
+
+    _, asked = calls.take()
+    # Alice's access ended on GitHub; carol's grant, on the same environment, waited, and
+    # the environment with only bob's new grant was not even read.
+    assert gh.reviewers("acme/api", "production") == []
+    assert [(m, p) for m, p, _ in asked] == [
+        ("GET", "/repos/acme/api/environments/production"),
+        ("PUT", "/repos/acme/api/environments/production"),
+    ]
+    assert states(alice, bob, carol) == [State.REVOKED, State.PENDING, State.PENDING]
+    assert report.deferred == 1 and "waiting for GitHub's budget" in str(report)
+    # Waiting is not failing: the requests stay approved, no attempt is counted.
+    for grant in (bob, carol):
+        grant.refresh_from_db()
+        assert grant.access_request.status == AccessRequest.Status.APPROVED
+        assert (grant.attempts, grant.last_error) == (0, "")
+    # Nor does the drift check spend what is left.
+    assert grants_drift_check() == 0
+    assert calls.take() == (0, [])
+
+    wait_for_the_reset(gh)
+    assert github_budget().band() == Band.NORMAL  # the window it was seen in has ended
+    grants_sweep()
+
+    assert states(bob, carol) == [State.APPLIED, State.APPLIED]
+    assert gh.reviewers("acme/api", "staging") == ["bob"]
+    assert gh.reviewers("acme/api", "production") == ["carol"]
+    assert grants_drift_check() == 2
+    # GitHub's answers since the reset report the new window, and Airlock keeps it.
+    assert github_budget().remaining > 4900
+
+
+def test_with_the_budget_low_revocations_go_first_grants_apply_and_the_drift_check_waits(
+    gh, due, eager_celery
+):
+    alice, bob, carol = due(remaining=1000)  # 20% left: low
+    calls = Calls(gh)
+
+    grants_sweep()
+
+    _, asked = calls.take()
+    assert states(alice, bob, carol) == [State.REVOKED, State.APPLIED, State.APPLIED]
+    # Production (alice's revocation, and carol's grant in the same write) before staging
+    # (bob's grant alone), although staging's target sorts first.
+    assert [(m, p) for m, p, _ in asked] == [
+        ("GET", "/users/carol"),
+        ("GET", "/repos/acme/api/environments/production"),
+        ("PUT", "/repos/acme/api/environments/production"),
+        ("GET", "/users/bob"),
+        ("GET", "/repos/acme/api/environments/staging"),
+        ("PUT", "/repos/acme/api/environments/staging"),
+    ]
+    assert grants_drift_check() == 0
+    # A drift check already queued runs as a plain pass: with nothing to do, no call.
+    result = reconcile_environment(alice.target_id, check=True)
+    assert result.deferred == ["drift check"]
+    assert "deferred (GitHub's budget is low): drift check" in result.summary()
+    assert calls.take() == (0, [])
+
+
+def test_the_budget_is_kept_in_the_database_once_per_band_not_once_per_call(gh, caplog):
+    gh.add_environment("acme/api", "production")
+    client = GitHubClient()
+    client.get_environment("acme/api", "production")
+    first = RateLimitBudget.objects.get(client="engine")
+    assert (first.limit, first.reset_at.timestamp()) == (5000, gh.state.rate_limit_reset)
+
+    for _ in range(3):
+        client.get_environment("acme/api", "production")
+    assert RateLimitBudget.objects.get(client="engine").seen_at == first.seen_at
+
+    gh.spend_rate_limit(remaining=1000)  # a new band (and window): written at once
+    client.get_environment("acme/api", "production")
+    low = RateLimitBudget.objects.get(client="engine")
+    assert low.remaining == 1000 and github_budget().band() == Band.LOW
+
+    # The change of band is logged once, not by every call (nor every sweep) while it lasts.
+    cache.clear()  # as another process would, with its own cache
+    client.get_environment("acme/api", "production")
+    changes = [r.getMessage() for r in caplog.records if r.name == "integrations.github.budget"]
+    assert changes == [
+        "GitHub's budget for engine is low (1000 of 5000 left until "
+        f"{low.reset_at.isoformat()}): the drift check and the team sync wait"
+    ]

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from audit.models import AuditSink
 from audit.selectors import sink_statuses
 from grants.models import Target
 from grants.scheduling import schedule_reconcile
+from integrations.github import GitHubClient
 from tests.audit.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +85,7 @@ def test_metrics_with_the_token_is_prometheus_text_where_every_name_is_airlock(
         "airlock_grants_in_force",
         "airlock_revocations_overdue",
         "airlock_queue_depth",
+        "airlock_github_rate_limit_band",
     } <= names
     assert all(name.startswith("airlock_") for name in names), sorted(names)
 
@@ -282,6 +285,29 @@ def test_a_sinks_state_costs_one_read_of_the_rows_and_two_indexed_reads_per_sink
         (status,) = sink_statuses()
 
     assert status.backlog.events == 2
+
+
+# --- GitHub's budget, read at scrape time ----------------------------------------------------
+
+
+def test_the_band_of_githubs_budget_is_what_the_last_answer_said_until_the_reset(
+    client, metrics_on, gh
+):
+    assert families(scrape(client))["airlock_github_rate_limit_band"].samples == []
+
+    gh.spend_rate_limit(remaining=300, reset_in=2)  # 6% of 5,000: critical
+    GitHubClient().repository_id("acme/api")
+
+    found = families(scrape(client))
+    (band,) = found["airlock_github_rate_limit_band"].samples
+    assert (band.labels, band.value) == ({"client": "engine"}, 2)
+    (left,) = found["airlock_github_rate_limit_remaining"].samples
+    assert left.value == 299  # the answer's own call counted
+
+    # No call since, but the window it was seen in has ended: nothing waits any more.
+    time.sleep(max(0.0, gh.state.rate_limit_reset - time.time()) + 0.05)
+    (band,) = families(scrape(client))["airlock_github_rate_limit_band"].samples
+    assert band.value == 0
 
 
 # --- the README lists every metric (PRODUCT.md "Metrics") ---------------------------------------

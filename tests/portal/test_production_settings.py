@@ -189,6 +189,10 @@ def test_redis_broker_gets_a_visibility_timeout_longer_than_any_eta(production_e
         ("LOG_FORMAT", "xml"), ("LOG_LEVEL", "LOUD"), ("AIRLOCK_HSTS_SECONDS", "a year"),
         ("CACHE_URL", "memcached://cache:11211"), ("AIRLOCK_CHECK_RATE", "lots"),
         ("AIRLOCK_API_RATE", "100/fortnight"), ("AIRLOCK_SIGN_IN_FAILURES_PER_ACCOUNT", "0"),
+        ("AIRLOCK_GITHUB_BUDGET_LOW_PERCENT", "150"),
+        ("AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT", "a tenth"),
+        # The critical share above the low one would make "low" a band nothing is ever in.
+        ("AIRLOCK_GITHUB_BUDGET_CRITICAL_PERCENT", "30"),
     ],
 )
 def test_a_bad_value_stops_the_settings_naming_the_variable(production_env, variable, value):

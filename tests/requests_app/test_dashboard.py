@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from grants.models import Grant
 from grants.services import grant_create_for_request
+from integrations.github import GitHubClient
 from requests_app.models import AccessRequest
 from tests.requests_app.factories import (
     AccessPolicyFactory,
@@ -158,3 +159,36 @@ def test_access_an_extension_carries_on_is_not_expiring(world, client):
     client.force_login(users["alice"])
     rows = section(client.get(INDEX), "expiring")["rows"]
     assert made["expiring"] not in rows and made["break_glass"] in rows
+
+
+def test_platform_admins_see_githubs_budget_and_what_waits_for_its_reset(
+    gh, client, platform_admin
+):
+    _, _, users = approver_setup()
+    assert "No answer from GitHub yet" in client.get(INDEX).content.decode()
+
+    gh.spend_rate_limit(remaining=300)  # 6% of 5,000 left: critical
+    GitHubClient().repository_id("acme/api")
+    response = client.get(INDEX)
+
+    card = section(response, "github_budget")
+    assert card["style"] == "alert" and card["count"] == 1
+    (row,) = card["rows"]
+    assert (row["client"], row["remaining"], row["limit"], row["band"]) == (
+        "engine", 299, 5000, "critical"
+    )
+    page = response.content.decode()
+    assert "299 of 5000 left (6%)" in page
+    assert "critical: only revocations run: grants, the drift check and the team sync wait" in (
+        page
+    )
+
+    gh.spend_rate_limit(remaining=4000)
+    GitHubClient().repository_id("acme/api")
+    card = section(client.get(INDEX), "github_budget")
+    assert card["style"] == "" and card["rows"][0]["band"] == "normal"
+
+    # Approvers do not see it: it is about the engine, not their requests.
+    client.force_login(users["alice"])
+    keys = [s["key"] for s in client.get(INDEX).context["airlock_dashboard"]]
+    assert "github_budget" not in keys

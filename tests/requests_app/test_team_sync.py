@@ -2,6 +2,8 @@
 the team's, changes audited, someone who left the team cannot approve from the sync on, and
 errors keep the members as they were."""
 
+import time
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
@@ -9,9 +11,14 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from core.errors import NotAllowed
 from grants.schedule import beat_schedule
+from integrations.github import GitHubClient
 from requests_app import tasks
 from requests_app.models import ApproverGroup
-from requests_app.services import access_request_approve, approver_group_sync
+from requests_app.services import (
+    access_request_approve,
+    approver_group_sync,
+    approver_groups_sync_all,
+)
 from tests.github_fake import cut_openapi
 from tests.requests_app.factories import ApproverGroupFactory, UserFactory
 from tests.requests_app.lifecycle import file_request
@@ -199,3 +206,27 @@ def test_the_beat_task_syncs_every_group_that_names_a_team(gh, group):
 
     assert group.member_logins() == ["alice", "bob"]
     assert other.member_logins() == ["erin"]
+
+
+def test_while_githubs_budget_is_low_the_team_sync_waits_for_the_reset(gh, group):
+    set_team(group)
+    approver_group_sync(group=group)  # alice and bob, read in full
+    gh.set_team_members("acme", "sre", ["bob", "dave"])
+    # GitHub says a fifth of the hour's 5,000 is left (under 25%: low), resetting in 3 s;
+    # Airlock learns it from its next answer, whichever call that is.
+    gh.spend_rate_limit(remaining=1000, reset_in=3)
+    GitHubClient().repository_id("acme/api")
+    seen = len(gh.requests)
+
+    (report,) = approver_groups_sync_all()
+
+    assert not report.synced and "deferred: GitHub's budget is low" in report.message
+    assert len(gh.requests) == seen  # nothing read: what is left goes to grants
+    group.refresh_from_db()
+    assert group.member_logins() == ["alice", "bob"] and group.sync_error == ""
+    assert not AuditEvent.objects.filter(action="approver_group.sync_failed").exists()
+
+    time.sleep(max(0.0, gh.state.rate_limit_reset - time.time()) + 0.05)
+    (report,) = approver_groups_sync_all()
+
+    assert report.synced and group.member_logins() == ["bob", "dave"]
