@@ -70,6 +70,30 @@ METHOD = """\
    compare-and-set per batch) costs nothing beyond reading, encoding and sending. The
    collector shares the benchmark's process (and its GIL) in all of them.
 
+7. **Growth.** In the benchmark process, on its own PostgreSQL database: 2,000 requesters,
+   10 approvers, 20 policies (one per organisation, one approver group each), 200
+   repositories × 3 environments, made through the ORM; then the history written with COPY
+   (psycopg 3's `cursor.copy`), every column as the model's own defaults prepare it:
+   requests across the repositories, environments and policies (10% token access, 1%
+   break-glass), the newest 300 open (pending, approved, active) and the rest history
+   (70% expired, then revoked, denied, cancelled, timed out, failed); an approval and a grant
+   for each approved one; audit events (grant.checked 45%, then request and grant events),
+   appended to the chain as `log_event` links them (contiguous seq, each HMAC-SHA256 under
+   the signing key over the previous hash; the head moved to the last one), so the seeded
+   log verifies.
+   The history grows backwards in time (one request every 5 minutes, one event every 45 s):
+   the newest rows, the ones each page shows first, are the same at both sizes; what grows
+   is the past. `ANALYZE` after each seeding, as autovacuum would have by then. One user has
+   1,000 requests (one in ten of the first 10,000); the approver (not staff) is routed 2 of
+   the 20 policies; the platform admin is a superuser. Each page is asked through Django's
+   test `Client` (signed in with `force_login`, session authentication for the API): two
+   untimed calls, then the median of seven; its queries counted on one more call under
+   `CaptureQueriesContext`. Measured at 10,000 requests / 50,000 events, then the same
+   database grown to 300,000 / 2,000,000 and measured again. A page fails when its median
+   more than doubles; the plan (`EXPLAIN (ANALYZE, BUFFERS)`) of its slowest query at the
+   large size is then kept below the figures, as it is for a page within its budget whose
+   slowest query more than doubled (and takes 20 ms or more).
+
 Invariants (2 to 5, and the CI versions in `tests/soak/`): every approved request got
 exactly one grant, applied at most once and revoked at most once (audit events per grant);
 no grant left open; no reviewer missing from an accepted PUT while their grant was in force;
@@ -207,7 +231,60 @@ def rows(report: dict) -> list[tuple]:
             ]
         elif number == 6:
             out += _forwarding_rows(result)
+        elif number == 7:
+            out += _growth_rows(result)
     return out
+
+
+def _growth_rows(result: dict) -> list[tuple]:
+    small, large = result["small"], result["large"]
+    seeding = result["seeding"]
+    hashing = seeding["small"]["hashing_seconds"] + seeding["large"]["hashing_seconds"]
+    out = [
+        (7, "Growth", "history seeded with COPY: small, then grown to large",
+         f"{small['requests']:,} requests / {small['events']:,} events in "
+         f"{seeding['small']['seconds']:.0f} s; grown to {large['requests']:,} / "
+         f"{large['events']:,} in {seeding['large']['seconds']:.0f} s more "
+         f"({result['counts']['grants']:,} grants, {result['counts']['approvals']:,} "
+         f"approvals; hashing the chain {hashing:.0f} s of it)", "", "–"),
+    ]
+    for row in result["pages"]:
+        out.append(
+            (7, "", f"{row['page']}: median ms, small → large; queries",
+             f"{row['small_ms']:.0f} → {row['large_ms']:.0f} ms (×{row['ratio']:.2f}); "
+             f"queries {row['queries_small']} → {row['queries_large']}"
+             + (f"; its slowest query {row['slowest_query_ms_small']:.0f} → "
+                f"{row['slowest_query_ms_large']:.0f} ms" if row.get("slowest_query_grew")
+                else "")
+             + ("" if tuple(row["status"]) == (200, 200) else f"; HTTP {row['status']}"),
+             f"≤ {result['target_ratio']:g}×", _verdict(row["ok"]))
+        )
+    return out
+
+
+def growth_plans(result: dict) -> list[str]:
+    """The plan of each failing page's slowest query, for whoever makes it fast."""
+    parts = []
+    for row in result.get("pages", []):
+        if row.get("explain"):
+            parts += [
+                f"<details><summary>7. {row['page']}"
+                f"{'' if row['ok'] else ' (missed)'}: plan of its slowest query "
+                f"({row['slowest_query_ms']} ms at the large size, "
+                f"{row['slowest_query_ms_small']} ms at the small)</summary>",
+                "",
+                "```sql",
+                row["slowest_sql"],
+                "```",
+                "",
+                "```text",
+                row["explain"],
+                "```",
+                "",
+                "</details>",
+                "",
+            ]
+    return parts
 
 
 def _forwarding_rows(result: dict) -> list[tuple]:
@@ -279,7 +356,10 @@ def _table(rows_: list[tuple]) -> str:
 def _slim(value):
     """The figures without long lists (SQL, plans are kept short)."""
     if isinstance(value, dict):
-        return {k: _slim(v) for k, v in value.items() if k not in ("repeat_sql",)}
+        return {k: _slim(v) for k, v in value.items()
+                if k not in ("repeat_sql", "slowest_sql", "explain")}
+    if isinstance(value, list):
+        return [_slim(v) for v in value]
     return value
 
 
@@ -321,4 +401,6 @@ def render(report: dict) -> str:
             "</details>",
             "",
         ]
+        if int(number) == 7:
+            parts += growth_plans(result)
     return "\n".join(parts)

@@ -29,13 +29,14 @@ NAMES = {
     4: "Mass expiry",
     5: "Fault soak",
     6: "Audit forwarding",
+    7: "Growth",
 }
 ALL = sorted(NAMES)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()))
-    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-6)")
+    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-7)")
     parser.add_argument("--quick", action="store_true", help="smaller, shorter runs")
     parser.add_argument("--output", help="write the results here (default: RESULTS.md on a "
                         "full run, nowhere otherwise)")
@@ -62,6 +63,9 @@ def sizes(quick: bool) -> dict:
             4: {"environments": 25, "window_seconds": 20, "limit": 20},
             5: {"environments": 8, "fault_seconds": 30, "kill_at": 10, "redis_at": 20},
             6: {"events": 1000, "outage_seconds": 10, "batch_sizes": (100, 500)},
+            7: {"small": {"requests": 1_000, "events": 5_000},
+                "large": {"requests": 5_000, "events": 25_000},
+                "mine_requests": 100, "warmup": 1, "rounds": 3},
         }
     return {
         "sweep": 15,
@@ -73,6 +77,10 @@ def sizes(quick: bool) -> dict:
         5: {"environments": 100, "fault_seconds": 150, "kill_at": 50, "redis_at": 100},
         # The figure: 10,000 events written during a 60-second outage of the sink.
         6: {"events": 10_000, "outage_seconds": 60, "batch_sizes": (100, 500, 2000)},
+        # The sizes: 10,000 requests and 50,000 events, grown to 300,000 and 2,000,000.
+        7: {"small": {"requests": 10_000, "events": 50_000},
+            "large": {"requests": 300_000, "events": 2_000_000},
+            "mine_requests": 1_000, "warmup": 2, "rounds": 7},
     }
 
 
@@ -181,9 +189,11 @@ def main(argv=None) -> int:
 
 
 def run_one(number: int, harness, size: dict) -> dict:
-    from benchmarks import audit_forwarding, check_throughput, scenarios
+    from benchmarks import audit_forwarding, check_throughput, growth, scenarios
 
     params = size[number]
+    if number == 7:
+        return growth.run(harness, **params)
     if number == 6:
         return audit_forwarding.run(harness, **params)
     if number == 1:
