@@ -1,0 +1,29 @@
+"""Adversarial review of audit forwarding (issue 17): defects found by a reviewer who did
+not write the code, each as a test that fails until it is fixed."""
+
+import pytest
+
+from audit.forwarding import audit_forward_all
+from audit.models import AuditSink
+from tests.audit.factories import AuditEventFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_event_the_http_sink_cannot_encode_neither_crashes_the_round_nor_starves_syslog(
+    siem_http, syslog_receiver
+):
+    # A lone surrogate (as JSON "\ud800" decodes) in an event's detail: log_event takes it
+    # (the chain hashes it as an ASCII escape) and the syslog sink sends it as one; the
+    # HTTP sink must not let it escape as something other than SinkError.
+    AuditEventFactory(detail={"note": "broken \ud800 text"})
+    AuditEventFactory()
+
+    reports = audit_forward_all()
+
+    # Both sinks got their round: the syslog one took both events, and the HTTP one either
+    # delivered them or recorded why not (so it backs off and shows its error).
+    assert [record["seq"] for record in syslog_receiver.records()] == [1, 2]
+    by_name = {report.sink: report for report in reports}
+    http_row = AuditSink.objects.get(name="http")
+    assert by_name["http"].delivered == 2 or http_row.last_error
