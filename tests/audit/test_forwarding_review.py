@@ -27,3 +27,22 @@ def test_an_event_the_http_sink_cannot_encode_neither_crashes_the_round_nor_star
     by_name = {report.sink: report for report in reports}
     http_row = AuditSink.objects.get(name="http")
     assert by_name["http"].delivered == 2 or http_row.last_error
+
+
+@pytest.mark.postgres
+def test_a_refusal_whose_status_line_holds_a_nul_is_recorded_and_backed_off(
+    siem_http, syslog_receiver, on_postgres
+):
+    # What the receiver (or a proxy in front of it) words its refusal with is not ours:
+    # http.client keeps a NUL of the status line in `reason`, and PostgreSQL refuses a NUL
+    # in text. The refusal must still be recorded as the sink's failure, not crash.
+    siem_http.fail_next(1, status=503, reason="Busy\x00now")
+    AuditEventFactory()
+
+    reports = audit_forward_all()
+
+    assert [report.sink for report in reports] == ["http", "syslog"]
+    http_row = AuditSink.objects.get(name="http")
+    assert http_row.failures == 1 and http_row.next_attempt_at is not None
+    assert "503" in http_row.last_error
+    assert [record["seq"] for record in syslog_receiver.records()] == [1]
