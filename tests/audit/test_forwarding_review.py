@@ -1,6 +1,11 @@
 """Adversarial review of audit forwarding (issue 17): defects found by a reviewer who did
 not write the code, each as a test that fails until it is fixed."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from audit.forwarding import audit_forward_all
@@ -8,6 +13,7 @@ from audit.models import AuditSink
 from tests.audit.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_an_event_the_http_sink_cannot_encode_neither_crashes_the_round_nor_starves_syslog(
@@ -46,3 +52,49 @@ def test_a_refusal_whose_status_line_holds_a_nul_is_recorded_and_backed_off(
     assert http_row.failures == 1 and http_row.next_attempt_at is not None
     assert "503" in http_row.last_error
     assert [record["seq"] for record in syslog_receiver.records()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AIRLOCK_AUDIT_STREAM_URL", "https://siem.example:99999/services/collector"),
+        ("AIRLOCK_AUDIT_STREAM_URL", "https://siem.example:http/services/collector"),
+        ("AIRLOCK_AUDIT_STREAM_URL", "https://"),
+        ("AIRLOCK_AUDIT_STREAM_URL", "https://siem example/services/collector"),
+        ("AIRLOCK_AUDIT_SYSLOG_URL", "tcp://siem.example:99999"),
+    ],
+)
+def test_a_sink_url_the_sink_cannot_use_stops_the_start_naming_the_variable(
+    tmp_path, variable, value
+):
+    # Each of these passes the settings' check today and fails only later, in every
+    # configured_sinks() call (the worker's round, the dashboard, /metrics) or every send.
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'airlock.sqlite3'}",
+        variable: value,
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {variable}" in result.stderr
+
+
+def test_metrics_answers_when_the_stream_url_has_a_port_out_of_range(client, settings):
+    # Settings as the start takes them today (see the test above): /metrics must still
+    # answer, not 500 for every scrape.
+    settings.AIRLOCK_METRICS_TOKEN = "metrics-token-for-the-review-0123456789abcdef"
+    settings.AIRLOCK_AUDIT_STREAM_URL = "https://siem.example:99999/services/collector"
+    settings.AIRLOCK_AUDIT_SYSLOG_URL = ""
+
+    response = client.get(
+        "/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.AIRLOCK_METRICS_TOKEN}"
+    )
+
+    assert response.status_code == 200
