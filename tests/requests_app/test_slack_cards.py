@@ -479,3 +479,35 @@ def test_the_sweep_leaves_the_rest_to_the_next_one_when_slack_says_wait(
     slack_cards_sweep()
     assert len(slack_api.messages(OPS)) == 2 and len(slack_api.messages(SECURITY)) == 2
     assert not SlackCard.objects.filter(ts="").exists()
+
+
+def test_a_stale_card_behind_a_sweeps_worth_of_up_to_date_ones_is_still_swept(
+    slack_api, routed, synced
+):
+    # The sweep looks at most `limit` requests (500) and every pending or open request with
+    # a card counts, stale or not. Taking the lowest ids each time means that once as many
+    # open requests as the limit exist, a newer card whose message was lost is never
+    # brought up to date by any sweep. Here the limit is 2, with two up-to-date cards.
+    _, users = routed
+    synced(lambda: file_request("dave"))
+    synced(lambda: file_request("frank"))
+    newest = synced(lambda: file_request("grace"))
+    access_request_deny(access_request=newest, approver=users["alice"],
+                        comment="Not during the freeze")  # its message lost
+
+    for _sweep in range(2):  # what two sweeps do, each with the limit of 2
+        for request_id in slack_cards_due(limit=2):
+            slack_cards_sync(request_id)
+
+    assert "*denied* by alice" in shown(card_of(slack_api, newest))
+    assert set(SlackCard.objects.filter(request=newest).values_list("shown_status", flat=True)) == {
+        Status.DENIED
+    }
+
+
+def card_of(slack, access_request, channel=OPS):
+    [message] = [
+        message for message in slack.messages(channel)
+        if f"Access request #{access_request.pk}" in shown(message)
+    ]
+    return message
