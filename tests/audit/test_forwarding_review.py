@@ -10,6 +10,7 @@ import pytest
 
 from audit.forwarding import audit_forward_all
 from audit.models import AuditSink
+from audit.tasks import forward_audit_log
 from tests.audit.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,3 +99,20 @@ def test_metrics_answers_when_the_stream_url_has_a_port_out_of_range(client, set
     )
 
     assert response.status_code == 200
+
+
+def test_a_syslog_host_name_that_cannot_be_looked_up_is_the_sinks_failure_not_a_crash(
+    settings, syslog_receiver
+):
+    # The settings take any run of non-space characters as the host; a label longer than
+    # 63 characters makes the IDNA encoding in getaddrinfo raise UnicodeError, which is not
+    # an OSError, so it escapes send() instead of becoming a SinkError.
+    settings.AIRLOCK_AUDIT_STREAM_URL = ""
+    settings.AIRLOCK_AUDIT_SYSLOG_URL = f"tcp://{'a' * 64}.example:{syslog_receiver.port}"
+    AuditEventFactory()
+
+    forward_audit_log()
+
+    row = AuditSink.objects.get(name="syslog")
+    assert row.failures == 1 and row.next_attempt_at is not None
+    assert row.last_error
