@@ -4,13 +4,19 @@ not write the code, each as a test that fails until it is fixed."""
 import os
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from audit.export import event_record
 from audit.forwarding import audit_forward_all
 from audit.models import AuditSink
 from audit.tasks import forward_audit_log
+from integrations.siem import SinkError
+from integrations.siem.http import HttpSink
 from tests.audit.factories import AuditEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +122,54 @@ def test_a_syslog_host_name_that_cannot_be_looked_up_is_the_sinks_failure_not_a_
     row = AuditSink.objects.get(name="syslog")
     assert row.failures == 1 and row.next_attempt_at is not None
     assert row.last_error
+
+
+class _DrippingCollector(BaseHTTPRequestHandler):
+    """Takes the batch, then answers 200 a byte at a time, each byte well within the
+    sink's timeout but the whole answer well past it."""
+
+    protocol_version = "HTTP/1.1"
+    body = b"x" * 30
+    pause = 0.1  # seconds between bytes: 3 s in all
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        try:
+            for byte in self.body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.pause)
+        except OSError:  # the sender gave up, as it should
+            pass
+
+
+@pytest.fixture
+def dripping_collector():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DrippingCollector)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/services/collector/event"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_that_outlasts_the_timeout_is_a_refusal_not_an_acceptance(
+    dripping_collector,
+):
+    # AIRLOCK_AUDIT_FORWARD_TIMEOUT_SECONDS is "how long a sink may take to accept one
+    # batch" (README). requests' timeout bounds each read only, so an answer trickling in
+    # (or never ending) keeps one send going past the timeout, the round's budget and the
+    # sink's lease: another worker then takes the lease and delivers beside it.
+    sink = HttpSink(dripping_collector, timeout=1)
+    event = AuditEventFactory()
+
+    with pytest.raises(SinkError):
+        sink.send([event_record(event)])
