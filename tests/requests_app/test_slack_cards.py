@@ -511,3 +511,21 @@ def card_of(slack, access_request, channel=OPS):
         if f"Access request #{access_request.pk}" in shown(message)
     ]
     return message
+
+
+def test_a_sweep_during_a_slack_outage_stops_at_the_first_card_slack_failed(
+    slack_api, routed, caplog
+):
+    # The sweep shares the airlock.notify workers with audit forwarding and the emails.
+    # A 429 ends it early, but any other transient error (a 5xx, a timeout of 10 s each)
+    # moves on to the next of up to 500 requests and their channels: during an outage
+    # one sweep keeps a worker busy for hours, and the next beat round takes the other.
+    first, second, third = file_request("dave"), file_request("frank"), file_request("grace")
+    slack_api.faults.server_error("chat.postMessage", times=None)
+
+    slack_cards_sweep()
+
+    assert f"Slack card of request #{first.pk} not synced by the sweep" in caplog.text
+    # As after a 429: the rest is left to the next sweep, not even tried.
+    assert not SlackCard.objects.filter(request__in=[second, third]).exists()
+    assert len(slack_api.calls_to("chat.postMessage")) == 2  # the first's two channels

@@ -1,5 +1,5 @@
-"""Adversarial review of audit forwarding (issue 17): defects found by a reviewer who did
-not write the code, each as a test that fails until it is fixed."""
+"""Audit forwarding against what receivers, events and settings can throw at it (issue 17
+review): whatever goes wrong becomes the sink's failure, never a crashed round."""
 
 import os
 import subprocess
@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from audit.export import event_record
 from audit.forwarding import audit_forward_all
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_an_event_the_http_sink_cannot_encode_neither_crashes_the_round_nor_starves_syslog(
     siem_http, syslog_receiver
 ):
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL's jsonb refuses a lone surrogate, so no event can hold one")
     # A lone surrogate (as JSON "\ud800" decodes) in an event's detail: log_event takes it
     # (the chain hashes it as an ASCII escape) and the syslog sink sends it as one; the
     # HTTP sink must not let it escape as something other than SinkError.
