@@ -529,3 +529,102 @@ def test_a_sweep_during_a_slack_outage_stops_at_the_first_card_slack_failed(
     # As after a 429: the rest is left to the next sweep, not even tried.
     assert not SlackCard.objects.filter(request__in=[second, third]).exists()
     assert len(slack_api.calls_to("chat.postMessage")) == 2  # the first's two channels
+
+
+def test_successive_sweeps_go_round_every_open_request_under_the_limit(
+    slack_api, routed, synced
+):
+    # Up-to-date cards are looked at least recently checked first: with a limit of 2 and
+    # three open requests, the second sweep looks at the one the first did not reach.
+    first, second, third = (synced(lambda who=who: file_request(who))
+                            for who in ("dave", "frank", "grace"))
+    calls = len(slack_api.calls)
+
+    looked = []
+    for _sweep in range(2):
+        due = slack_cards_due(limit=2)
+        looked.append(due)
+        for request_id in due:
+            slack_cards_sync(request_id)
+
+    assert set(looked[0]) | set(looked[1]) == {first.pk, second.pk, third.pk}
+    assert len(slack_api.calls) == calls  # all up to date: no Slack call for any
+
+
+def test_a_pending_request_missing_a_channels_card_comes_before_the_up_to_date_ones(
+    slack_api, routed, synced
+):
+    synced(lambda: file_request("dave"))
+    synced(lambda: file_request("frank"))
+    newest = synced(lambda: file_request("grace"))
+    # No card of it in one channel (as if that group's channel were set after the filing).
+    SlackCard.objects.filter(request=newest, channel=SECURITY).delete()
+
+    assert slack_cards_due(limit=1) == [newest.pk]
+    slack_cards_sync(newest.pk)
+    assert SlackCard.objects.get(request=newest, channel=SECURITY).ts
+
+
+def test_the_due_selection_is_one_query_however_many_requests(
+    slack_api, routed, synced, django_assert_max_num_queries
+):
+    _, users = routed
+    for who in ("dave", "frank", "grace", "heidi"):
+        access_request = synced(lambda who=who: file_request(who))
+        access_request_deny(access_request=access_request, approver=users["alice"])
+    file_request("ivan")  # never posted
+
+    with django_assert_max_num_queries(1):
+        due = slack_cards_due()
+    assert len(due) == 5
+
+
+def test_a_sync_finding_the_card_claimed_calls_slack_for_nothing_and_asks_for_another_round(
+    slack_api, routed, synced
+):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    # Another sync is calling Slack for the card (a claim that has not run out).
+    SlackCard.objects.filter(request=access_request).update(
+        claimed_until=timezone.now() + timedelta(seconds=30)
+    )
+    calls = len(slack_api.calls)
+
+    synced(lambda: access_request_deny(access_request=access_request, approver=users["bob"]))
+
+    assert len(slack_api.calls) == calls
+    assert set(SlackCard.objects.values_list("resync", flat=True)) == {True}
+
+
+def test_a_claim_left_by_a_killed_worker_runs_out_and_the_card_is_synced(
+    slack_api, routed, synced
+):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    SlackCard.objects.filter(request=access_request).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    synced(lambda: access_request_deny(access_request=access_request, approver=users["bob"]))
+
+    assert "*denied* by bob" in shown(card(slack_api, OPS))
+    assert set(SlackCard.objects.values_list("claimed_until", "shown_status")) == {
+        (None, Status.DENIED)
+    }
+
+
+def test_a_sweep_stopped_by_an_outage_says_what_is_left_and_releases_its_claims(
+    slack_api, routed, caplog
+):
+    first, _second = file_request("dave"), file_request("frank")
+    slack_api.faults.server_error("chat.postMessage", times=None)
+
+    slack_cards_sweep()
+
+    assert (f"Slack card of request #{first.pk} not synced by the sweep" in caplog.text
+            and "1 requests left for the next sweep" in caplog.text)
+    # The claims were released: the next sweep, once Slack is back, posts every card.
+    slack_api.faults.clear()
+    slack_cards_sweep()
+    assert len(slack_api.messages(OPS)) == 2 and len(slack_api.messages(SECURITY)) == 2
+    assert not SlackCard.objects.exclude(claimed_until=None).exists()
