@@ -325,7 +325,8 @@ def _card_sync(
             if card.ts and card.shown_digest == digest:
                 card.shown_status = status
                 card.checked_at = now
-                card.save(update_fields=["shown_status", "checked_at"])
+                card.resync = False
+                card.save(update_fields=["shown_status", "checked_at", "resync"])
                 return
             card.claimed_until = now + CLAIM_FOR
             card.resync = False
@@ -363,10 +364,16 @@ def _card_release(card_id: int, *, fresh, error: SlackError | None, answer_ts) -
         card = SlackCard.objects.select_for_update().filter(pk=card_id).first()
         if card is None:
             return False
-        fields = ["claimed_until", "resync"]
+        # Looked at, whatever came of it: the sweep takes the least recently checked first.
+        fields = ["claimed_until", "resync", "checked_at"]
         again, card.resync, card.claimed_until = card.resync, False, None
+        card.checked_at = now
         if error is not None:
-            if not error.transient:
+            if error.transient:
+                # Not shown, and whoever asked for another round is not served either: the
+                # card is certainly stale for the sweep (slack_cards_due).
+                card.resync = True
+            else:
                 logger.error("Slack card of request #%s in %s: %s", card.request_id,
                              card.channel, error)
                 card.last_error = str(error)[:1000]
@@ -380,10 +387,9 @@ def _card_release(card_id: int, *, fresh, error: SlackError | None, answer_ts) -
                 card.updated_at = now
             card.shown_digest = digest
             card.shown_status = status
-            card.checked_at = now
             card.last_error = ""
             fields += ["ts", "posted_at", "updated_at", "shown_digest", "shown_status",
-                       "checked_at", "last_error"]
+                       "last_error"]
         card.save(update_fields=fields)
     return again
 
@@ -392,18 +398,22 @@ def slack_cards_due(*, limit: int = 500) -> list[int]:
     """The requests whose cards may not show them as they are, at most `limit`, in one query.
 
     First those that are certainly stale: a card whose request changed status since it was
-    shown (SlackCard.shown_status), and a pending request routed to a channel where no card
-    of it was posted. Then those that may be: every pending, approved or active request with
-    a card (an approval's or an extension's message may have been lost). In each part, the
-    requests whose cards were least recently looked at come first (SlackCard.checked_at,
-    recorded by every sync, even one that finds the card up to date), so that successive
-    sweeps go round every open request rather than looking at the same `limit` each time.
+    shown (SlackCard.shown_status) or that a sync could not bring up to date (resync), and a
+    pending request routed to a channel where no card of it was posted. Then those that may
+    be: every pending, approved or active request with a card (an approval's or an
+    extension's message may have been lost). In each part, the requests whose cards were
+    least recently looked at come first (SlackCard.checked_at, recorded by every sync, even
+    one that finds the card up to date or that Slack failed), so that successive sweeps go
+    round every open request rather than looking at the same `limit` each time, and a card
+    Slack keeps failing does not hold up the others.
 
     The after-commit task posts and updates cards at once; the sweep catches what a lost
     message missed (a broker outage, a worker killed before it ran). A card that already
     shows its request costs no Slack call."""
     cards = SlackCard.objects.filter(request=OuterRef("pk"))
-    shown_stale = Exists(cards.exclude(shown_status=OuterRef("status")))
+    # resync: a sync found the card claimed, or Slack failed its call, and no sync has
+    # confirmed it since.
+    shown_stale = Exists(cards.filter(~Q(shown_status=OuterRef("status")) | Q(resync=True)))
     unposted = Exists(
         ApproverGroup.objects.filter(policies=OuterRef("policy"), slack_channel__gt="").exclude(
             Exists(

@@ -628,3 +628,29 @@ def test_a_sweep_stopped_by_an_outage_says_what_is_left_and_releases_its_claims(
     slack_cards_sweep()
     assert len(slack_api.messages(OPS)) == 2 and len(slack_api.messages(SECURITY)) == 2
     assert not SlackCard.objects.exclude(claimed_until=None).exists()
+
+
+def test_a_card_slack_failed_goes_behind_the_other_stale_ones_for_the_next_sweep(
+    slack_api, routed, synced
+):
+    # Each sweep stops at the first request Slack failed: were that request first again
+    # every time, a card Slack keeps refusing would hold up every other stale one.
+    _, users = routed
+    first = synced(lambda: file_request("dave"))
+    second = synced(lambda: file_request("frank"))
+    for access_request in (first, second):
+        access_request_deny(access_request=access_request, approver=users["alice"])  # lost
+    assert slack_cards_due() == [first.pk, second.pk]
+    slack_api.faults.server_error("chat.update", times=None)
+
+    slack_cards_sweep()
+
+    assert slack_cards_due() == [second.pk, first.pk]
+    assert set(SlackCard.objects.filter(request=first).values_list("resync", flat=True)) == {
+        True
+    }
+    slack_api.faults.clear()
+    slack_cards_sweep()
+    assert "*denied* by alice" in shown(card_of(slack_api, first))
+    assert "*denied* by alice" in shown(card_of(slack_api, second))
+    assert slack_cards_due() == []
