@@ -362,6 +362,63 @@ def test_two_syncs_at_once_post_one_card(slack_api, routed, settings, on_postgre
     assert connection.vendor == "postgresql"
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_synced_while_an_older_update_is_in_flight_is_what_the_card_ends_on(
+    slack_api, routed, settings, on_postgres
+):
+    # No lock is held across the Slack call: a second sync finds the card claimed, asks for
+    # another round and leaves; the claimer renders the request again and sends the newer.
+    _, users = routed
+    token = settings.AIRLOCK_SLACK_BOT_TOKEN
+
+    def quietly(action):  # a change whose own after-commit sync is not sent
+        settings.AIRLOCK_SLACK_BOT_TOKEN = ""
+        try:
+            return action()
+        finally:
+            settings.AIRLOCK_SLACK_BOT_TOKEN = token
+
+    access_request = quietly(lambda: file_request("dave"))
+    slack_cards_sync(access_request.pk)
+    quietly(lambda: access_request_approve(access_request=access_request,
+                                           approver=users["alice"]))
+    slack_api.faults.slow("chat.update", delay=1.0)  # the first update holds its claim
+    errors = []
+
+    def sync():
+        from django.db import connection as thread_connection
+
+        try:
+            slack_cards_sync(access_request.pk)
+        except Exception as exc:  # reported to the assertion below
+            errors.append(exc)
+        finally:
+            thread_connection.close()
+
+    in_flight = threading.Thread(target=sync)
+    in_flight.start()
+    claimed = SlackCard.objects.filter(request=access_request).exclude(claimed_until=None)
+    for _ in range(200):  # until the thread has claimed its first card
+        if claimed.exists():
+            break
+        threading.Event().wait(0.01)
+    quietly(lambda: access_request_deny(access_request=access_request,
+                                        approver=users["bob"], comment="Not now"))
+    slack_cards_sync(access_request.pk)
+    in_flight.join(timeout=60)
+
+    assert errors == []
+    for channel in (OPS, SECURITY):
+        assert "*denied* by bob" in shown(card(slack_api, channel))
+    # In OPS the approval's update went first (in flight), then the claimer's second round.
+    assert len(card(slack_api, OPS).edits) == 2
+    cards = SlackCard.objects.filter(request=access_request)
+    assert set(cards.values_list("shown_status", "claimed_until", "resync")) == {
+        (Status.DENIED, None, False)
+    }
+
+
 def test_a_run_bound_request_shows_its_workflow_run_with_links(slack_api, routed):
     policy, _ = routed
     sha = "0123456789abcdef0123456789abcdef01234567"
