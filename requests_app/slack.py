@@ -7,16 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
 from integrations.github.permissions import format_permissions
 from integrations.slack import SlackClient, SlackError, slack_configured
-from requests_app.models import AccessRequest
+from requests_app.models import AccessRequest, ApproverGroup
 from requests_app.notifications import absolute, quote_inline
 from requests_app.selectors import request_pending_approvers
 from requests_app.slack_models import SlackCard
@@ -246,6 +246,25 @@ def card_channels(access_request: AccessRequest) -> list[str]:
     return sorted(set(groups.values_list("slack_channel", flat=True)))
 
 
+# How long a sync's claim on a card stands while it calls Slack (well over the client's 10 s
+# timeout): a worker killed mid-call leaves a claim that a sync may take over after it.
+CLAIM_FOR = timedelta(seconds=60)
+
+
+def _shown(request_id: int) -> tuple[dict, str, str] | None:
+    """What the request's card should show now: (message, its digest, the status), or None
+    once the request is gone."""
+    access_request = (
+        AccessRequest.objects.select_related("policy", "requester", "secret", "closed_by")
+        .filter(pk=request_id)
+        .first()
+    )
+    if access_request is None:
+        return None
+    message = card_message(access_request)
+    return message, card_digest(message), access_request.status
+
+
 def slack_cards_sync(request_id: int, *, client: SlackClient | None = None) -> None:
     """Post the request's card in each of its groups' channels (once: only a pending request
     is posted), and update the cards already posted whenever what they show changed.
@@ -255,11 +274,7 @@ def slack_cards_sync(request_id: int, *, client: SlackClient | None = None) -> N
     """
     if not slack_configured():
         return
-    access_request = (
-        AccessRequest.objects.select_related("policy", "requester", "secret", "closed_by")
-        .filter(pk=request_id)
-        .first()
-    )
+    access_request = AccessRequest.objects.select_related("policy").filter(pk=request_id).first()
     if access_request is None:
         return
     if access_request.status == Status.PENDING:
@@ -268,16 +283,14 @@ def slack_cards_sync(request_id: int, *, client: SlackClient | None = None) -> N
     card_ids = list(
         SlackCard.objects.filter(request=access_request).values_list("pk", flat=True)
     )
-    if not card_ids:
+    shown = _shown(request_id) if card_ids else None
+    if shown is None:
         return
-    message = card_message(access_request)
-    digest = card_digest(message)
     client = client or SlackClient()
     retry = None
     for card_id in card_ids:
         try:
-            _card_sync(card_id, message=message, digest=digest, status=access_request.status,
-                       client=client)
+            _card_sync(card_id, request_id=request_id, shown=shown, client=client)
         except SlackError as error:
             retry = retry or error
     if retry is not None:
@@ -285,64 +298,144 @@ def slack_cards_sync(request_id: int, *, client: SlackClient | None = None) -> N
 
 
 def _card_sync(
-    card_id: int, *, message: dict, digest: str, status: str, client: SlackClient
+    card_id: int, *, request_id: int, shown: tuple[dict, str, str], client: SlackClient
 ) -> None:
-    # The row lock makes two syncs at once queue: the second sees the first's ts and digest,
-    # so a card is posted once, and an update is never overtaken by an older one.
-    with transaction.atomic():
-        card = SlackCard.objects.select_for_update().get(pk=card_id)
-        if card.ts and card.shown_digest == digest:
-            if card.shown_status != status:
-                card.shown_status = status
-                card.save(update_fields=["shown_status"])
-            return
+    """One card, in the order STYLE.md asks of a call out: claim the card (a short
+    transaction), render the request and call Slack outside any transaction, then record the
+    outcome and release the claim. No lock is held across the call, so on SQLite decisions
+    and audit writes do not wait on Slack.
+
+    Only the claimer calls Slack for a card, so it is posted once. A sync that finds the card
+    claimed marks it to be synced again and leaves; the claimer, on releasing, renders the
+    request afresh and goes round again. The claimer renders after claiming, so any change
+    committed later is either seen by a sync that finds the claim or synced after it: an
+    update is never overtaken by an older one."""
+    message, digest, status = shown
+    while True:
         now = timezone.now()
-        try:
-            if card.ts:
-                client.update_message(channel=card.channel, ts=card.ts, **message)
-                card.updated_at = now
-            else:
-                answer = client.post_message(channel=card.channel, **message)
-                card.ts = str(answer.get("ts") or "")
-                card.posted_at = card.updated_at = now
-        except SlackError as error:
-            if error.transient:
-                raise
-            logger.error("Slack card of request #%s in %s: %s", card.request_id,
-                         card.channel, error)
-            card.last_error = str(error)[:1000]
-            card.save(update_fields=["last_error"])
+        with transaction.atomic():
+            card = SlackCard.objects.select_for_update().filter(pk=card_id).first()
+            if card is None:
+                return
+            if card.claimed_until and card.claimed_until > now:
+                if not card.resync:
+                    card.resync = True
+                    card.save(update_fields=["resync"])
+                return
+            if card.ts and card.shown_digest == digest:
+                card.shown_status = status
+                card.checked_at = now
+                card.resync = False
+                card.save(update_fields=["shown_status", "checked_at", "resync"])
+                return
+            card.claimed_until = now + CLAIM_FOR
+            card.resync = False
+            card.save(update_fields=["claimed_until", "resync"])
+        fresh = _shown(request_id)
+        error = None
+        answer_ts = None
+        if fresh is not None:
+            message, digest, status = fresh
+            if not (card.ts and card.shown_digest == digest):
+                try:
+                    if card.ts:
+                        client.update_message(channel=card.channel, ts=card.ts, **message)
+                    else:
+                        answer_ts = str(client.post_message(channel=card.channel,
+                                                            **message).get("ts") or "")
+                except SlackError as exc:
+                    error = exc
+        again = _card_release(card_id, fresh=fresh, error=error, answer_ts=answer_ts)
+        if error is not None and error.transient:
+            raise error
+        if not again:
             return
-        card.shown_digest = digest
-        card.shown_status = status
-        card.last_error = ""
-        card.save(update_fields=["ts", "posted_at", "updated_at", "shown_digest", "shown_status",
-                                 "last_error"])
+        shown = _shown(request_id)
+        if shown is None:
+            return
+        message, digest, status = shown
+
+
+def _card_release(card_id: int, *, fresh, error: SlackError | None, answer_ts) -> bool:
+    """Record what the call did and release the claim; True when another sync asked for the
+    card to be synced again meanwhile."""
+    now = timezone.now()
+    with transaction.atomic():
+        card = SlackCard.objects.select_for_update().filter(pk=card_id).first()
+        if card is None:
+            return False
+        # Looked at, whatever came of it: the sweep takes the least recently checked first.
+        fields = ["claimed_until", "resync", "checked_at"]
+        again, card.resync, card.claimed_until = card.resync, False, None
+        card.checked_at = now
+        if error is not None:
+            if error.transient:
+                # Not shown, and whoever asked for another round is not served either: the
+                # card is certainly stale for the sweep (slack_cards_due).
+                card.resync = True
+            else:
+                logger.error("Slack card of request #%s in %s: %s", card.request_id,
+                             card.channel, error)
+                card.last_error = str(error)[:1000]
+                fields.append("last_error")
+        elif fresh is not None:
+            _message, digest, status = fresh
+            if answer_ts is not None:
+                card.ts = answer_ts
+                card.posted_at = now
+            if card.shown_digest != digest:
+                card.updated_at = now
+            card.shown_digest = digest
+            card.shown_status = status
+            card.last_error = ""
+            fields += ["ts", "posted_at", "updated_at", "shown_digest", "shown_status",
+                       "last_error"]
+        card.save(update_fields=fields)
+    return again
 
 
 def slack_cards_due(*, limit: int = 500) -> list[int]:
-    """The requests whose cards may not show them as they are, oldest first: every pending
-    request routed to a group with a channel (its card may never have been posted, or its
-    approvals moved on), every approved or active one with a card (an extension moves its
-    end), and every card whose request changed status since it was shown.
+    """The requests whose cards may not show them as they are, at most `limit`, in one query.
+
+    First those that are certainly stale: a card whose request changed status since it was
+    shown (SlackCard.shown_status) or that a sync could not bring up to date (resync), and a
+    pending request routed to a channel where no card of it was posted. Then those that may
+    be: every pending, approved or active request with a card (an approval's or an
+    extension's message may have been lost). In each part, the requests whose cards were
+    least recently looked at come first (SlackCard.checked_at, recorded by every sync, even
+    one that finds the card up to date or that Slack failed), so that successive sweeps go
+    round every open request rather than looking at the same `limit` each time, and a card
+    Slack keeps failing does not hold up the others.
 
     The after-commit task posts and updates cards at once; the sweep catches what a lost
-    message missed (a broker outage, a worker killed before it ran): a lost message costs at
-    most one sweep. A card that already shows its request costs no Slack call."""
-    routed = AccessRequest.objects.filter(
-        status=AccessRequest.Status.PENDING,
-        policy__approver_groups__slack_channel__gt="",
-    ).values_list("pk", flat=True)
-    carded = (
-        SlackCard.objects.filter(
-            Q(request__status__in=AccessRequest.OPEN_STATUSES)
-            | ~Q(shown_status=F("request__status"))
+    message missed (a broker outage, a worker killed before it ran). A card that already
+    shows its request costs no Slack call."""
+    cards = SlackCard.objects.filter(request=OuterRef("pk"))
+    # resync: a sync found the card claimed, or Slack failed its call, and no sync has
+    # confirmed it since.
+    shown_stale = Exists(cards.filter(~Q(shown_status=OuterRef("status")) | Q(resync=True)))
+    unposted = Exists(
+        ApproverGroup.objects.filter(policies=OuterRef("policy"), slack_channel__gt="").exclude(
+            Exists(
+                SlackCard.objects.filter(
+                    request=OuterRef(OuterRef("pk")), channel=OuterRef("slack_channel"), ts__gt=""
+                )
+            )
         )
-        .values_list("request_id", flat=True)
-        .distinct()
     )
-    due = sorted(set(routed.distinct()[:limit]) | set(carded[:limit]))
-    return due[:limit]
+    certainly = Q(shown_stale) | Q(status=Status.PENDING, policy__isnull=False) & Q(unposted)
+    maybe = Q(status__in=AccessRequest.OPEN_STATUSES) & Q(Exists(cards))
+    last_checked = cards.order_by(F("checked_at").asc(nulls_first=True)).values("checked_at")[:1]
+    due = (
+        AccessRequest.objects.filter(certainly | maybe)
+        .annotate(
+            certainly_stale=Case(When(certainly, then=Value(0)), default=Value(1)),
+            last_checked=Subquery(last_checked),
+        )
+        .order_by("certainly_stale", F("last_checked").asc(nulls_first=True), "pk")
+        .values_list("pk", flat=True)
+    )
+    return list(due[:limit])
 
 
 def slack_card_error_record(request_id: int, error: SlackError) -> None:

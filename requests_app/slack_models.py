@@ -70,6 +70,15 @@ class SlackCard(models.Model):
     # again at every card whose request moved on since, in case the message was lost.
     shown_status = models.CharField(max_length=20, blank=True)
     last_error = models.TextField(blank=True)
+    # When a sync last looked at the card (even to find it up to date): the sweep looks at the
+    # least recently checked first, so successive sweeps go round every open request.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # A sync calling Slack for the card claims it until then (requests_app.slack._card_sync),
+    # instead of holding a row lock across the call; resync: another sync came meanwhile (the
+    # claimer renders the request again once done) or Slack failed the call, so the card is
+    # certainly stale until a sync confirms it (slack_cards_due takes it first).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    resync = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["request", "channel"]

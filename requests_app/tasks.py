@@ -3,6 +3,7 @@ retry re-sends only what failed), expiry reminders, approver team sync."""
 
 import logging
 import smtplib
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -138,21 +139,34 @@ def slack_card_sync_later(sender=None, *, request_id: int, **kwargs) -> None:
     _send_later(slack_card_sync, kwargs={"request_id": request_id})
 
 
+# The longest one Slack card sweep runs: it shares the airlock.notify workers with the emails
+# and audit forwarding, and beat expires a sweep nobody ran within two intervals.
+SWEEP_BUDGET_SECONDS = 30
+
+
 @shared_task(acks_late=True, ignore_result=True)
 def slack_cards_sweep() -> None:
     """Bring every card that may be stale up to date (slack.slack_cards_due): what a lost
-    after-commit message missed. Slack's errors are logged and left to the next sweep; a
-    429 ends this one early, as Slack asked."""
+    after-commit message missed. A transient Slack error (a 429, a 5xx, a timeout) ends the
+    sweep at the request it failed, and so does the time budget: the rest is left to the
+    next sweep, which takes the requests it did not reach first."""
     if not slack_configured():
         return
-    for request_id in slack.slack_cards_due():
+    budget = min(SWEEP_BUDGET_SECONDS, settings.AIRLOCK_SWEEP_SECONDS)
+    deadline = time.monotonic() + budget
+    due = slack.slack_cards_due()
+    for done, request_id in enumerate(due):
+        if time.monotonic() > deadline:
+            logger.warning("Slack card sweep: out of its %ss, %d requests left for the next "
+                           "sweep", budget, len(due) - done)
+            return
         try:
             slack.slack_cards_sync(request_id)
         except SlackError as exc:
-            logger.warning("Slack card of request #%s not synced by the sweep: %s",
-                           request_id, exc)
-            if exc.retry_after:
-                return
+            logger.warning("Slack card of request #%s not synced by the sweep: %s; %d "
+                           "requests left for the next sweep", request_id, exc,
+                           len(due) - done - 1)
+            return
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -362,6 +362,63 @@ def test_two_syncs_at_once_post_one_card(slack_api, routed, settings, on_postgre
     assert connection.vendor == "postgresql"
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_synced_while_an_older_update_is_in_flight_is_what_the_card_ends_on(
+    slack_api, routed, settings, on_postgres
+):
+    # No lock is held across the Slack call: a second sync finds the card claimed, asks for
+    # another round and leaves; the claimer renders the request again and sends the newer.
+    _, users = routed
+    token = settings.AIRLOCK_SLACK_BOT_TOKEN
+
+    def quietly(action):  # a change whose own after-commit sync is not sent
+        settings.AIRLOCK_SLACK_BOT_TOKEN = ""
+        try:
+            return action()
+        finally:
+            settings.AIRLOCK_SLACK_BOT_TOKEN = token
+
+    access_request = quietly(lambda: file_request("dave"))
+    slack_cards_sync(access_request.pk)
+    quietly(lambda: access_request_approve(access_request=access_request,
+                                           approver=users["alice"]))
+    slack_api.faults.slow("chat.update", delay=1.0)  # the first update holds its claim
+    errors = []
+
+    def sync():
+        from django.db import connection as thread_connection
+
+        try:
+            slack_cards_sync(access_request.pk)
+        except Exception as exc:  # reported to the assertion below
+            errors.append(exc)
+        finally:
+            thread_connection.close()
+
+    in_flight = threading.Thread(target=sync)
+    in_flight.start()
+    claimed = SlackCard.objects.filter(request=access_request).exclude(claimed_until=None)
+    for _ in range(200):  # until the thread has claimed its first card
+        if claimed.exists():
+            break
+        threading.Event().wait(0.01)
+    quietly(lambda: access_request_deny(access_request=access_request,
+                                        approver=users["bob"], comment="Not now"))
+    slack_cards_sync(access_request.pk)
+    in_flight.join(timeout=60)
+
+    assert errors == []
+    for channel in (OPS, SECURITY):
+        assert "*denied* by bob" in shown(card(slack_api, channel))
+    # In OPS the approval's update went first (in flight), then the claimer's second round.
+    assert len(card(slack_api, OPS).edits) == 2
+    cards = SlackCard.objects.filter(request=access_request)
+    assert set(cards.values_list("shown_status", "claimed_until", "resync")) == {
+        (Status.DENIED, None, False)
+    }
+
+
 def test_a_run_bound_request_shows_its_workflow_run_with_links(slack_api, routed):
     policy, _ = routed
     sha = "0123456789abcdef0123456789abcdef01234567"
@@ -479,3 +536,178 @@ def test_the_sweep_leaves_the_rest_to_the_next_one_when_slack_says_wait(
     slack_cards_sweep()
     assert len(slack_api.messages(OPS)) == 2 and len(slack_api.messages(SECURITY)) == 2
     assert not SlackCard.objects.filter(ts="").exists()
+
+
+def test_a_stale_card_behind_a_sweeps_worth_of_up_to_date_ones_is_still_swept(
+    slack_api, routed, synced
+):
+    # The sweep looks at most `limit` requests (500) and every pending or open request with
+    # a card counts, stale or not. Taking the lowest ids each time means that once as many
+    # open requests as the limit exist, a newer card whose message was lost is never
+    # brought up to date by any sweep. Here the limit is 2, with two up-to-date cards.
+    _, users = routed
+    synced(lambda: file_request("dave"))
+    synced(lambda: file_request("frank"))
+    newest = synced(lambda: file_request("grace"))
+    access_request_deny(access_request=newest, approver=users["alice"],
+                        comment="Not during the freeze")  # its message lost
+
+    for _sweep in range(2):  # what two sweeps do, each with the limit of 2
+        for request_id in slack_cards_due(limit=2):
+            slack_cards_sync(request_id)
+
+    assert "*denied* by alice" in shown(card_of(slack_api, newest))
+    assert set(SlackCard.objects.filter(request=newest).values_list("shown_status", flat=True)) == {
+        Status.DENIED
+    }
+
+
+def card_of(slack, access_request, channel=OPS):
+    [message] = [
+        message for message in slack.messages(channel)
+        if f"Access request #{access_request.pk}" in shown(message)
+    ]
+    return message
+
+
+def test_a_sweep_during_a_slack_outage_stops_at_the_first_card_slack_failed(
+    slack_api, routed, caplog
+):
+    # The sweep shares the airlock.notify workers with audit forwarding and the emails.
+    # A 429 ends it early, but any other transient error (a 5xx, a timeout of 10 s each)
+    # moves on to the next of up to 500 requests and their channels: during an outage
+    # one sweep keeps a worker busy for hours, and the next beat round takes the other.
+    first, second, third = file_request("dave"), file_request("frank"), file_request("grace")
+    slack_api.faults.server_error("chat.postMessage", times=None)
+
+    slack_cards_sweep()
+
+    assert f"Slack card of request #{first.pk} not synced by the sweep" in caplog.text
+    # As after a 429: the rest is left to the next sweep, not even tried.
+    assert not SlackCard.objects.filter(request__in=[second, third]).exists()
+    assert len(slack_api.calls_to("chat.postMessage")) == 2  # the first's two channels
+
+
+def test_successive_sweeps_go_round_every_open_request_under_the_limit(
+    slack_api, routed, synced
+):
+    # Up-to-date cards are looked at least recently checked first: with a limit of 2 and
+    # three open requests, the second sweep looks at the one the first did not reach.
+    first, second, third = (synced(lambda who=who: file_request(who))
+                            for who in ("dave", "frank", "grace"))
+    calls = len(slack_api.calls)
+
+    looked = []
+    for _sweep in range(2):
+        due = slack_cards_due(limit=2)
+        looked.append(due)
+        for request_id in due:
+            slack_cards_sync(request_id)
+
+    assert set(looked[0]) | set(looked[1]) == {first.pk, second.pk, third.pk}
+    assert len(slack_api.calls) == calls  # all up to date: no Slack call for any
+
+
+def test_a_pending_request_missing_a_channels_card_comes_before_the_up_to_date_ones(
+    slack_api, routed, synced
+):
+    synced(lambda: file_request("dave"))
+    synced(lambda: file_request("frank"))
+    newest = synced(lambda: file_request("grace"))
+    # No card of it in one channel (as if that group's channel were set after the filing).
+    SlackCard.objects.filter(request=newest, channel=SECURITY).delete()
+
+    assert slack_cards_due(limit=1) == [newest.pk]
+    slack_cards_sync(newest.pk)
+    assert SlackCard.objects.get(request=newest, channel=SECURITY).ts
+
+
+def test_the_due_selection_is_one_query_however_many_requests(
+    slack_api, routed, synced, django_assert_max_num_queries
+):
+    _, users = routed
+    for who in ("dave", "frank", "grace", "heidi"):
+        access_request = synced(lambda who=who: file_request(who))
+        access_request_deny(access_request=access_request, approver=users["alice"])
+    file_request("ivan")  # never posted
+
+    with django_assert_max_num_queries(1):
+        due = slack_cards_due()
+    assert len(due) == 5
+
+
+def test_a_sync_finding_the_card_claimed_calls_slack_for_nothing_and_asks_for_another_round(
+    slack_api, routed, synced
+):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    # Another sync is calling Slack for the card (a claim that has not run out).
+    SlackCard.objects.filter(request=access_request).update(
+        claimed_until=timezone.now() + timedelta(seconds=30)
+    )
+    calls = len(slack_api.calls)
+
+    synced(lambda: access_request_deny(access_request=access_request, approver=users["bob"]))
+
+    assert len(slack_api.calls) == calls
+    assert set(SlackCard.objects.values_list("resync", flat=True)) == {True}
+
+
+def test_a_claim_left_by_a_killed_worker_runs_out_and_the_card_is_synced(
+    slack_api, routed, synced
+):
+    _, users = routed
+    access_request = synced(lambda: file_request("dave"))
+    SlackCard.objects.filter(request=access_request).update(
+        claimed_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    synced(lambda: access_request_deny(access_request=access_request, approver=users["bob"]))
+
+    assert "*denied* by bob" in shown(card(slack_api, OPS))
+    assert set(SlackCard.objects.values_list("claimed_until", "shown_status")) == {
+        (None, Status.DENIED)
+    }
+
+
+def test_a_sweep_stopped_by_an_outage_says_what_is_left_and_releases_its_claims(
+    slack_api, routed, caplog
+):
+    first, _second = file_request("dave"), file_request("frank")
+    slack_api.faults.server_error("chat.postMessage", times=None)
+
+    slack_cards_sweep()
+
+    assert (f"Slack card of request #{first.pk} not synced by the sweep" in caplog.text
+            and "1 requests left for the next sweep" in caplog.text)
+    # The claims were released: the next sweep, once Slack is back, posts every card.
+    slack_api.faults.clear()
+    slack_cards_sweep()
+    assert len(slack_api.messages(OPS)) == 2 and len(slack_api.messages(SECURITY)) == 2
+    assert not SlackCard.objects.exclude(claimed_until=None).exists()
+
+
+def test_a_card_slack_failed_goes_behind_the_other_stale_ones_for_the_next_sweep(
+    slack_api, routed, synced
+):
+    # Each sweep stops at the first request Slack failed: were that request first again
+    # every time, a card Slack keeps refusing would hold up every other stale one.
+    _, users = routed
+    first = synced(lambda: file_request("dave"))
+    second = synced(lambda: file_request("frank"))
+    for access_request in (first, second):
+        access_request_deny(access_request=access_request, approver=users["alice"])  # lost
+    assert slack_cards_due() == [first.pk, second.pk]
+    slack_api.faults.server_error("chat.update", times=None)
+
+    slack_cards_sweep()
+
+    assert slack_cards_due() == [second.pk, first.pk]
+    assert set(SlackCard.objects.filter(request=first).values_list("resync", flat=True)) == {
+        True
+    }
+    slack_api.faults.clear()
+    slack_cards_sweep()
+    assert "*denied* by alice" in shown(card_of(slack_api, first))
+    assert "*denied* by alice" in shown(card_of(slack_api, second))
+    assert slack_cards_due() == []
