@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from celery import shared_task
 
-from grants import gates, reconciler, services
+from grants import drift, gates, reconciler, services
 from grants.models import DeploymentGate
 from grants.scheduling import schedule_apply
 
@@ -54,7 +54,7 @@ def sweep() -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def drift_check() -> None:
-    count = services.grants_drift_check()
+    count = drift.grants_drift_check()
     logger.info("drift_check: %d target(s) enqueued", count)
 
 

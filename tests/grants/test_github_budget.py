@@ -16,9 +16,10 @@ from django.core.management import call_command
 from django.db import connection
 
 from audit.models import AuditEvent
+from grants.drift import grants_drift_check
 from grants.models import Grant
 from grants.reconciler import reconcile_environment
-from grants.services import grant_reconcile, grants_drift_check, grants_sweep
+from grants.services import grant_reconcile, grants_sweep
 from integrations.github import Band, GitHubClient, github_budget
 from integrations.github.models import RateLimitBudget, RememberedRead
 from requests_app.models import AccessRequest

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from grants.services import reconcile_all
+from grants.drift import reconcile_all
 
 
 class Command(BaseCommand):
