@@ -295,7 +295,7 @@ def test_the_band_of_githubs_budget_is_what_the_last_answer_said_until_the_reset
 ):
     assert families(scrape(client))["airlock_github_rate_limit_band"].samples == []
 
-    gh.spend_rate_limit(remaining=300, reset_in=2)  # 6% of 5,000: critical
+    gh.spend_rate_limit(remaining=300, reset_in=6)  # 6% of 5,000: critical
     GitHubClient().repository_id("acme/api")
 
     found = families(scrape(client))

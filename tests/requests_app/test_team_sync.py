@@ -212,9 +212,9 @@ def test_while_githubs_budget_is_low_the_team_sync_waits_for_the_reset(gh, group
     set_team(group)
     approver_group_sync(group=group)  # alice and bob, read in full
     gh.set_team_members("acme", "sre", ["bob", "dave"])
-    # GitHub says a fifth of the hour's 5,000 is left (under 25%: low), resetting in 3 s;
+    # GitHub says a fifth of the hour's 5,000 is left (under 25%: low), resetting in 8 s;
     # Airlock learns it from its next answer, whichever call that is.
-    gh.spend_rate_limit(remaining=1000, reset_in=3)
+    gh.spend_rate_limit(remaining=1000, reset_in=8)
     GitHubClient().repository_id("acme/api")
     seen = len(gh.requests)
 
