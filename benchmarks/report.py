@@ -45,6 +45,30 @@ METHOD = """\
    grant is given a short life once applied (5% are given back early by their requester).
    After the fault window GitHub recovers; the run waits until every grant has ended.
    *Late after recovery* = removal − max(due, recovery) > one sweep interval.
+6. **Audit forwarding.** *Catch-up*: a Celery worker and beat (`deploy/start worker|beat`,
+   Redis, PostgreSQL, `AIRLOCK_AUDIT_FORWARD_SECONDS` and `AIRLOCK_AUDIT_FORWARD_BATCH` at
+   their defaults) deliver the audit log to a local HTTP collector (tests/siem_fake's
+   HttpReceiver, on a thread of the benchmark process). Once it has taken the first events,
+   the collector answers every POST 503 for the outage, while the benchmark writes the events
+   through `audit.log_event`, spread evenly over the outage, as approvals do (two events in
+   one transaction, four threads at once); then it accepts again (later than planned only
+   if the writing took longer: the outage covers all of it).
+   Catch-up = the moment the sink's cursor reached the newest seq − the moment the collector
+   recovered; it splits into the wait for the worker's next try (the backoff it was in, until
+   the first POST after recovery arrives) and the drain (from that POST until caught up).
+   What the collector received is then checked as a SIEM would, from the records alone:
+   after dropping duplicates by seq, every seq from 1 to the newest, none arriving after a
+   later one, each `prev_hash` the previous record's `hash`, each hash recomputed under the
+   key. *Rate*: with the worker stopped, every event in
+   the log (the same ones) delivered from seq 1 by `audit_forward()` in the benchmark process
+   to a fresh collector, per batch size; the baseline is the same bodies POSTed by a bare
+   `requests` loop on one kept-alive connection to another fresh collector, and the same
+   events through `export_audit_log`'s JSON Lines encoder to /dev/null (reading and
+   encoding, no network). One untimed round, then three rounds of the three in turn;
+   medians. The ratio is (export + raw POSTs) time / forwarding
+   time: 1.0 would mean the delivery loop (the lease, batches, the cursor's
+   compare-and-set per batch) costs nothing beyond reading, encoding and sending. The
+   collector shares the benchmark's process (and its GIL) in all of them.
 
 Invariants (2 to 5, and the CI versions in `tests/soak/`): every approved request got
 exactly one grant, applied at most once and revoked at most once (audit events per grant);
@@ -181,6 +205,59 @@ def rows(report: dict) -> list[tuple]:
                  str(inv["reviewers_lost"]), "0", _verdict(inv["reviewers_lost"] == 0)),
                 _invariants_row(5, "", inv),
             ]
+        elif number == 6:
+            out += _forwarding_rows(result)
+    return out
+
+
+def _forwarding_rows(result: dict) -> list[tuple]:
+    from benchmarks.audit_forwarding import broken
+
+    catch_up, rate = result["catch_up"], result["rate"]
+    got = catch_up["received"]
+    problems = broken(got) + [
+        f"batch {size}: {'; '.join(broken(part['received']))}"
+        for size, part in rate["by_batch_size"].items()
+        if broken(part["received"])
+    ]
+    out = [
+        (6, "Audit forwarding",
+         f"catch-up after a {catch_up['outage_seconds']:.0f} s outage (503) with "
+         f"{catch_up['events_written_during_outage']} events written meanwhile",
+         f"{_s(catch_up['catch_up_seconds'])}: {_s(catch_up['wait_for_next_try_seconds'])} "
+         f"waiting for the worker's next try (backoff after "
+         f"{catch_up['failures_recorded']} refused tries), then "
+         f"{_s(catch_up['drain_seconds'])} from its first POST, draining "
+         f"{catch_up['backlog_at_recovery']} events "
+         f"({catch_up['drain_events_per_second']} events/s, batches of "
+         f"{catch_up['batch_size']}); forward interval {catch_up['forward_seconds']} s",
+         "", "–"),
+        (6, "", "received: lost / reordered / duplicated; chain",
+         f"{got['lost']} / {got['reordered']} / {got['duplicates']}; "
+         f"{'verifies' if got['chain_ok'] else got['chain_problem']}",
+         "0 / 0 / ≤ one batch; verifies",
+         _verdict(not broken(got) and got["duplicates"] <= catch_up["batch_size"])),
+        (6, "", f"writing while the sink was down: a transaction of "
+         f"{catch_up['events_per_transaction']} log_event calls, p50 / p99",
+         f"{catch_up['write_transaction_ms']['p50']:.1f} / "
+         f"{catch_up['write_transaction_ms']['p99']:.1f} ms ({catch_up['writer_threads']} "
+         f"threads; all written in {catch_up['writing_seconds']:.1f} s)", "", "–"),
+    ]
+    for size, part in rate["by_batch_size"].items():
+        out.append(
+            (6, "", f"events/s delivered, batch {size}: forwarding vs export + raw POSTs "
+             "of the same bytes",
+             f"{part['forward_events_per_second']:.0f} (ratio "
+             f"{part['ratio_to_export_plus_posts']:.2f}; raw POSTs alone "
+             f"{part['raw_post_events_per_second']:.0f}, ratio {part['ratio_to_raw_posts']:.2f};"
+             f" {part['batches']} POSTs, {part['bytes_per_event']} bytes/event)", "", "–")
+        )
+    out.append(
+        (6, "", "events/s exported as JSON Lines to /dev/null (no network)",
+         f"{rate['export_events_per_second']:.0f} ({rate['events']} events)", "", "–")
+    )
+    if problems:
+        out.append((6, "", "received checks", "; ".join(problems), "all hold", "**missed**"))
     return out
 
 

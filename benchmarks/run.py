@@ -28,24 +28,26 @@ NAMES = {
     3: "Lost-message bound",
     4: "Mass expiry",
     5: "Fault soak",
+    6: "Audit forwarding",
 }
+ALL = sorted(NAMES)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()))
-    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-5)")
+    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-6)")
     parser.add_argument("--quick", action="store_true", help="smaller, shorter runs")
     parser.add_argument("--output", help="write the results here (default: RESULTS.md on a "
                         "full run, nowhere otherwise)")
     args = parser.parse_args(argv)
     try:
         chosen = {int(n) for n in args.only.split(",") if n.strip()}
-        args.selected = sorted(chosen) or [1, 2, 3, 4, 5]
+        args.selected = sorted(chosen) or ALL
     except ValueError:
         parser.error("--only takes numbers, e.g. --only 2,3")
     unknown = [n for n in args.selected if n not in NAMES]
     if unknown:
-        parser.error(f"no benchmark {unknown[0]}; they are 1 to 5")
+        parser.error(f"no benchmark {unknown[0]}; they are 1 to {ALL[-1]}")
     return args
 
 
@@ -59,6 +61,7 @@ def sizes(quick: bool) -> dict:
                 "down_seconds": 5},
             4: {"environments": 25, "window_seconds": 20, "limit": 20},
             5: {"environments": 8, "fault_seconds": 30, "kill_at": 10, "redis_at": 20},
+            6: {"events": 1000, "outage_seconds": 10, "batch_sizes": (100, 500)},
         }
     return {
         "sweep": 15,
@@ -68,12 +71,14 @@ def sizes(quick: bool) -> dict:
             "down_seconds": 10},
         4: {"environments": 250, "window_seconds": 60, "limit": 80},
         5: {"environments": 100, "fault_seconds": 150, "kill_at": 50, "redis_at": 100},
+        # The figure: 10,000 events written during a 60-second outage of the sink.
+        6: {"events": 10_000, "outage_seconds": 60, "batch_sizes": (100, 500, 2000)},
     }
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    full = args.selected == [1, 2, 3, 4, 5] and not args.quick
+    full = args.selected == ALL and not args.quick
     output = ROOT / "benchmarks/RESULTS.md" if full else None
     if args.output:
         output = Path(args.output)
@@ -176,9 +181,11 @@ def main(argv=None) -> int:
 
 
 def run_one(number: int, harness, size: dict) -> dict:
-    from benchmarks import check_throughput, scenarios
+    from benchmarks import audit_forwarding, check_throughput, scenarios
 
     params = size[number]
+    if number == 6:
+        return audit_forwarding.run(harness, **params)
     if number == 1:
         return check_throughput.run(harness, seconds=params["seconds"])
     if number == 2:

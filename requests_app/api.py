@@ -15,6 +15,7 @@ from core.names import NameRefused, canonical_repository
 from integrations.github.attempts import oidc_caller_of_attempt
 from portal.api_errors import error_responses
 from portal.authentication import IsPortalUser, IsPortalUserOrRunJob, OidcPrincipal
+from portal.pagination import BoundedCount
 from requests_app.models import AccessRequest, Approval, in_force_at
 from requests_app.selectors import requests_visible_to
 from requests_app.serializers import (
@@ -40,10 +41,47 @@ MAX_OFFSET = 2**31 - 1
 
 
 class ApiPagination(LimitOffsetPagination):
-    """?limit= (1..200, default 50) and ?offset=; a bad value is a 400, not ignored."""
+    """?limit= (1..200, default 50) and ?offset=; a bad value is a 400, not ignored.
+
+    `count` is the number of matches, counted up to COUNT_AHEAD rows past `offset` and no
+    further (portal.pagination): a full COUNT(*) on every call would cost what the whole
+    history costs, not what the page does. `count_exact` is false when the count stopped
+    there; `count` is then a lower bound, and `next` is still exact (COUNT_AHEAD is more than
+    the largest limit), so a client pages on `next` as before."""
 
     default_limit = 50
     max_limit = 200
+    COUNT_AHEAD = 1000
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        self.limit = self.get_limit(request)
+        self.offset = self.get_offset(request)
+        counted = BoundedCount(queryset, self.offset + self.COUNT_AHEAD)
+        self.count, self.count_exact = counted.count, counted.exact
+        if self.count > self.limit and self.template is not None:
+            self.display_page_controls = True
+        if self.count <= self.offset:
+            return []
+        return list(queryset[self.offset:self.offset + self.limit])
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["count_exact"] = self.count_exact
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        envelope = super().get_paginated_response_schema(schema)
+        envelope["properties"]["count"]["description"] = (
+            f"Matches, counted up to {self.COUNT_AHEAD} past offset; a lower bound when "
+            "count_exact is false."
+        )
+        envelope["properties"]["count_exact"] = {
+            "type": "boolean",
+            "description": "Whether count is the exact number of matches.",
+        }
+        envelope["required"] = [*envelope["required"], "count_exact"]
+        return envelope
 
     def _number(self, request, name: str, default: int, minimum: int, maximum: int) -> int:
         raw = request.query_params.get(name)

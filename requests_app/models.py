@@ -359,6 +359,23 @@ class AccessRequest(models.Model):
                 condition=Q(run_id__isnull=False),
                 name="request_run",
             ),
+            # Break-glass access nobody has reviewed yet, oldest first: the dashboard counts
+            # and lists it on every load (selectors.admin_dashboard_requests). Few rows
+            # match, so the count reads those and not every request ever filed.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(break_glass=True, review_outcome=""),
+                name="request_break_glass_review",
+            ),
+            # One repository's or environment's requests, newest first: the admin's and the
+            # API's filters walk these and stop after a page, instead of sorting the
+            # target's whole history on every load.
+            models.Index(
+                fields=["repository", "-created_at", "-id"], name="request_repository_newest"
+            ),
+            models.Index(
+                fields=["environment", "-created_at", "-id"], name="request_environment_newest"
+            ),
         ]
         constraints = [
             # The engine and the API's check rely on a secret request naming its secret.

@@ -1,13 +1,15 @@
-"""The access request list's filters and the approvals shown on a request's page."""
+"""The access request list's filters, its change list, and the approvals shown on a
+request's page."""
 
 from datetime import timedelta
 
 from django.contrib import admin
 from django.utils import timezone
 
+from portal.admin_base import CalendarChangeList, IndexedValuesFilter, distinct_values
 from requests_app import selectors
 from requests_app.admin.base import can_view_request, sees_all_requests
-from requests_app.models import AccessRequest, Approval
+from requests_app.models import AccessPolicy, AccessRequest, Approval
 
 Status = AccessRequest.Status
 
@@ -82,6 +84,66 @@ class LifecycleFilter(admin.SimpleListFilter):
         if value == "workflow":
             return queryset.filter(run_id__isnull=False)
         return queryset
+
+
+class _RequestValuesFilter(IndexedValuesFilter):
+    """Choices from the requests the user may see: an approver is not told the names of
+    repositories routed to others."""
+
+    def choice_values(self, request, model_admin) -> list:
+        within = None
+        if not sees_all_requests(request):
+            within = (
+                "policy",
+                selectors.policies_routed_to(user=request.user).values_list("pk", flat=True),
+            )
+        return distinct_values(AccessRequest, self.field_name, limit=self.limit, within=within)
+
+
+class RepositoryFilter(_RequestValuesFilter):
+    title = "repository"
+    field_name = "repository"
+
+
+class EnvironmentFilter(_RequestValuesFilter):
+    title = "environment"
+    field_name = "environment"
+
+
+class PolicyFilter(admin.SimpleListFilter):
+    """By policy, its choices from the policies table (those routed to an approver)."""
+
+    title = "policy"
+    parameter_name = "policy"
+
+    def lookups(self, request, model_admin):
+        policies = AccessPolicy.objects.order_by("name")
+        if not sees_all_requests(request):
+            policies = selectors.policies_routed_to(user=request.user).order_by("name")
+        return [(str(pk), name) for pk, name in policies.values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        value = self.value()
+        # A policy id, or no policy: nothing else reaches the database (a huge number
+        # would overflow its integer column).
+        if not (value.isascii() and value.isdigit() and len(value) <= 18):
+            return queryset.none()
+        return queryset.filter(policy_id=int(value))
+
+
+class RequestChangeList(CalendarChangeList):
+    """The request list, with each shown row's approval count read in one query for the
+    page, instead of a COUNT joined to every row the user may see."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        rows = list(self.result_list)
+        counts = selectors.request_approval_counts(access_requests=rows)
+        for row in rows:
+            row.approval_count = counts[row.pk]
+        self.result_list = rows
 
 
 class ApprovalInline(admin.TabularInline):

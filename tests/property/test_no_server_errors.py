@@ -58,6 +58,7 @@ from django_celery_beat.models import (
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from audit.models import AuditSink
 from grants.minted import minted_token_record
 from grants.models import DeploymentGate, MintedToken, OrgSecretTarget, WorkflowRunDelivery
 from integrations.github.tokens import InstallationToken
@@ -231,6 +232,11 @@ def world(settings):
     account = SocialAccount.objects.create(user=dev, provider="github", uid="583231")
     SocialToken.objects.create(app=app, account=account, token="gho_token")
     OrgSecretTarget.objects.create(org="acme", name="NPM_PUBLISH_TOKEN")
+    # An audit forwarding sink that failed (the dashboard card and its read-only admin page).
+    AuditSink.objects.create(
+        name="http", target="https://siem.example.com/ingest", cursor=3, failures=2,
+        last_error="HTTP 503 <b>down</b>", last_error_at=timezone.now(),
+    )
     DeploymentGate.objects.create(
         delivery_id="d-1",
         subject="deployment_protection_rule.requested installation=1 run=7 deployment=3 "

@@ -87,7 +87,9 @@ def test_approver_lands_on_what_awaits_their_decision(client, routed):
     assert "Awaiting my decision" in page
 
 
-def test_staff_see_every_request_with_what_awaits_them_first(client, routed):
+def test_staff_see_every_request_newest_first_and_what_awaits_them_under_its_filter(
+    client, routed
+):
     access_request, users = routed
     later = AccessRequestFactory(policy=access_request.policy, repository="acme/later")
     AccessRequestFactory(
@@ -102,8 +104,12 @@ def test_staff_see_every_request_with_what_awaits_them_first(client, routed):
     page = client.get(CHANGELIST).content.decode()
 
     assert "other/x" in page
-    # carol is in the group: the pending request comes before the newer, denied one.
-    assert page.index(change_url(access_request)) < page.index(change_url(later))
+    # Newest first, whatever awaits carol: sorting what awaits her first would sort every
+    # request on every load.
+    assert page.index(change_url(later)) < page.index(change_url(access_request))
+    awaiting = client.get(CHANGELIST + "?awaiting=me").content.decode()
+    assert change_url(access_request) in awaiting
+    assert change_url(later) not in awaiting
 
 
 def test_approving_via_the_action_asks_for_a_comment_then_records_the_approval(client, routed):

@@ -1,8 +1,10 @@
 """A SIEM's HTTP collector on 127.0.0.1, in a thread: it keeps every batch it accepted and
 can be told to misbehave for the next few POSTs (answer 503, stall past the client's
-timeout, hang up without answering), and answers 401 to a wrong token or scheme."""
+timeout, hang up without answering) or until told to recover, and answers 401 to a wrong
+token or scheme."""
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -98,6 +100,16 @@ class HttpReceiver:
         hold = Hold(threading.Event(), threading.Event(), threading.Event())
         self._add(_Fault("hold", 1, hold=hold))
         return hold
+
+    def fail_until_recovered(self, status: int = 503) -> None:
+        """An outage of unknown length: answer every POST with `status`, keeping nothing,
+        until recover()."""
+        self._add(_Fault("status", sys.maxsize, status=status))
+
+    def recover(self) -> None:
+        """End every fault not served yet: from the next POST on, accept again."""
+        with self._lock:
+            self._faults.clear()
 
     def _add(self, fault: _Fault) -> None:
         with self._lock:

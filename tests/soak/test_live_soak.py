@@ -1,4 +1,4 @@
-"""Shortened benchmarks 2 and 5 (benchmarks/RESULTS.md) on the live stack, for CI.
+"""Shortened benchmarks 2, 5 and 6 (benchmarks/RESULTS.md) on the live stack, for CI.
 
 They fail on a broken invariant only, never on a timing figure: the lag and lateness
 figures are printed for the log (run with -s to see them, or read the benchmark results).
@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from benchmarks import audit_forwarding
 from benchmarks.scenarios import broken_invariants, fault_soak, revocation_lag
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -47,3 +48,18 @@ def test_under_github_faults_a_worker_kill_and_a_redis_restart_nothing_is_lost_o
     assert figures["worker_kills"] == 1 and figures["redis_restarts"] == 1, figures
     assert sum(figures["faults_served"].values()) > 0, figures
     assert broken_invariants(figures["invariants"]) == [], figures["invariants"]
+
+
+def test_the_audit_backlog_written_during_an_outage_of_the_collector_all_arrives_in_order(
+    live_harness,
+):
+    figures = audit_forwarding.run(
+        live_harness, events=100, outage_seconds=3, batch_sizes=(20,), forward_seconds=1
+    )
+    catch_up, rate = figures["catch_up"], figures["rate"]
+    _report("audit forwarding", {"catch_up": catch_up, "rate": rate})
+    assert catch_up["refused_posts_during_outage"] >= 1, catch_up
+    assert catch_up["backlog_at_recovery"] == 100, catch_up
+    assert audit_forwarding.broken(catch_up["received"]) == [], catch_up["received"]
+    assert catch_up["received"]["duplicates"] == 0, catch_up["received"]
+    assert audit_forwarding.broken(rate["by_batch_size"]["20"]["received"]) == [], rate
