@@ -107,9 +107,11 @@ class HttpSink:
         if self._token:
             headers["Authorization"] = f"{self.auth_scheme} {self._token}"
         # The timeout is for the whole exchange (README: how long a sink may take to accept
-        # one batch), while requests' bounds each read: the body is read below against this
-        # deadline, so a send outlives the timeout by one read at most, well inside the
-        # lease (three timeouts; audit/forwarding/lease.py).
+        # one batch), while requests' bounds each connect, write and read. The answer is
+        # read below against this deadline, so one trickling in (or never ending) is cut
+        # off one read after it: a send with an ordinary status line outlives the timeout
+        # by a read at most, well inside the lease (three timeouts, audit/forwarding/lease.py).
+        # An answer past the deadline is a refusal even if it is a 2xx.
         deadline = time.monotonic() + self.timeout
         try:
             response = self._session.post(
