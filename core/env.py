@@ -4,6 +4,7 @@ exception, for development: `make run`'s .env (load_development_env_file)."""
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -52,6 +53,58 @@ def env_url(name: str, default: str) -> str:
     if not raw.startswith(("http://", "https://")):
         raise ImproperlyConfigured(f"{name} must be an http(s) URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+def require_server_url(
+    name: str, url: str, *, schemes: tuple[str, ...], host_and_port_only: bool = False
+) -> str:
+    """`url` (the value of `name`) when it names a server a socket can be opened to: one of
+    `schemes`, a host that is a DNS name or an IP literal, and a port from 1 to 65535 when
+    it has one (required with host_and_port_only, which also refuses anything after it).
+    Empty stays empty (unset). Checked here, at the start, because a URL that only fails
+    when used fails in every round and every page that builds the sink."""
+    if not url:
+        return url
+    problem = server_url_problem(url, schemes=schemes, host_and_port_only=host_and_port_only)
+    if problem:
+        raise ImproperlyConfigured(f"{name} {problem}, got {url!r}")
+    return url
+
+
+def server_url_problem(
+    url: str, *, schemes: tuple[str, ...], host_and_port_only: bool = False
+) -> str | None:
+    """What is wrong with `url` as require_server_url() sees it, worded to follow the
+    variable's name; None when nothing is."""
+    shape = (
+        " or ".join(f"{scheme}://host:port" for scheme in schemes)
+        if host_and_port_only
+        else "an " + " or ".join(f"{scheme}://" for scheme in schemes) + " URL"
+    )
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return f"must be {shape} without spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        return f"must be {shape} with a port from 1 to 65535 (and any IPv6 host in [])"
+    if parts.scheme not in schemes:
+        return f"must be {shape}"
+    host = parts.hostname
+    if not host:
+        return f"must be {shape} naming a host"
+    if port == 0 or (host_and_port_only and port is None):
+        return f"must be {shape} with a port from 1 to 65535"
+    if host_and_port_only and (
+        url != f"{parts.scheme}://{parts.netloc}" or parts.username is not None
+    ):
+        return f"must be {shape}, nothing more"
+    if ":" not in host:  # not an IPv6 literal: a name the resolver must IDNA-encode
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            return f"must be {shape} whose host is a valid DNS name (labels of 1 to 63 characters)"
+    return None
 
 
 def env_cache(name: str) -> dict:

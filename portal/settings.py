@@ -18,6 +18,7 @@ from core.env import (
     env_str,
     env_url,
     load_development_env_file,
+    require_server_url,
 )
 from portal.error_tracking import error_tracking_init
 from portal.logging import log_format_and_level_from_env, logging_config
@@ -492,11 +493,13 @@ SLACK_API_URL = env_url("SLACK_API_URL", "https://slack.com/api")
 # to a SIEM by the worker and beat, at least once and in seq order, each sink with its own
 # cursor in the database. An HTTP sink (JSON Lines, or Splunk HEC events) and a syslog sink
 # (RFC 5424 over TCP or TLS, octet-counted); either, both or neither.
-AIRLOCK_AUDIT_STREAM_URL = env_str("AIRLOCK_AUDIT_STREAM_URL").strip()
-if AIRLOCK_AUDIT_STREAM_URL and not AIRLOCK_AUDIT_STREAM_URL.startswith(("https://", "http://")):
-    raise ImproperlyConfigured(
-        f"AIRLOCK_AUDIT_STREAM_URL must be an http(s) URL, got {AIRLOCK_AUDIT_STREAM_URL!r}"
-    )
+# Credentials in it (https://user:pass@host/) are allowed, for receivers that take Basic
+# auth, and never shown (integrations.siem.http.shown_target).
+AIRLOCK_AUDIT_STREAM_URL = require_server_url(
+    "AIRLOCK_AUDIT_STREAM_URL",
+    env_str("AIRLOCK_AUDIT_STREAM_URL").strip(),
+    schemes=("https", "http"),
+)
 AIRLOCK_AUDIT_STREAM_TOKEN = env_str("AIRLOCK_AUDIT_STREAM_TOKEN").strip()
 AIRLOCK_AUDIT_STREAM_FORMAT = env_str("AIRLOCK_AUDIT_STREAM_FORMAT", "json-lines").strip()
 if AIRLOCK_AUDIT_STREAM_FORMAT not in ("json-lines", "splunk-hec"):
@@ -515,14 +518,12 @@ if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", AIRLOCK_AUDIT_STREAM_AUTH_SC
         "AIRLOCK_AUDIT_STREAM_AUTH_SCHEME must be one word such as Bearer or Splunk, got "
         f"{AIRLOCK_AUDIT_STREAM_AUTH_SCHEME!r}"
     )
-AIRLOCK_AUDIT_SYSLOG_URL = env_str("AIRLOCK_AUDIT_SYSLOG_URL").strip()
-if AIRLOCK_AUDIT_SYSLOG_URL and not re.fullmatch(
-    r"(tcp|tls)://([^\s/:\[\]]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}", AIRLOCK_AUDIT_SYSLOG_URL
-):
-    raise ImproperlyConfigured(
-        "AIRLOCK_AUDIT_SYSLOG_URL must be tcp://host:port or tls://host:port, got "
-        f"{AIRLOCK_AUDIT_SYSLOG_URL!r}"
-    )
+AIRLOCK_AUDIT_SYSLOG_URL = require_server_url(
+    "AIRLOCK_AUDIT_SYSLOG_URL",
+    env_str("AIRLOCK_AUDIT_SYSLOG_URL").strip(),
+    schemes=("tcp", "tls"),
+    host_and_port_only=True,
+)
 # The CA bundle a tls:// syslog receiver's certificate is checked against (default: the
 # system's).
 AIRLOCK_AUDIT_SYSLOG_CA_FILE = env_str("AIRLOCK_AUDIT_SYSLOG_CA_FILE").strip()

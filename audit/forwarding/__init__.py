@@ -7,7 +7,7 @@
 - rewind.py: audit_sink_rewind() sets a cursor back (or forward) by hand, audited.
 """
 
-from audit.forwarding.configuration import configured_sinks
+from audit.forwarding.configuration import configured_sink_names, configured_sinks
 from audit.forwarding.delivery import ForwardReport, audit_forward, audit_forward_all, sink_row
 from audit.forwarding.rewind import ForwardingRewindError, audit_sink_rewind
 
@@ -17,6 +17,7 @@ __all__ = [
     "audit_forward",
     "audit_forward_all",
     "audit_sink_rewind",
+    "configured_sink_names",
     "configured_sinks",
     "sink_row",
 ]

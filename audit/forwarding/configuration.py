@@ -6,6 +6,21 @@ from django.conf import settings
 from integrations.siem import Sink
 
 
+def configured_sink_names() -> set[str]:
+    """The names of the sinks the settings configure, from the settings alone: for pages
+    that only ask "is it configured", without building a sink (a session, a TLS context,
+    a name lookup) each time."""
+    from integrations.siem.http import HttpSink
+    from integrations.siem.syslog import SyslogSink
+
+    names = set()
+    if settings.AIRLOCK_AUDIT_STREAM_URL:
+        names.add(HttpSink.name)
+    if settings.AIRLOCK_AUDIT_SYSLOG_URL:
+        names.add(SyslogSink.name)
+    return names
+
+
 def configured_sinks() -> list[Sink]:
     """A fresh sink object for each configured receiver, HTTP first."""
     sinks: list[Sink] = []

@@ -18,7 +18,7 @@ from audit.forwarding.configuration import configured_sinks
 from audit.forwarding.lease import SinkLease, in_seconds
 from audit.models import AuditEvent, AuditSink
 from core.durations import exponential_backoff
-from integrations.siem import Sink, SinkError
+from integrations.siem import Sink, SinkError, printable_text
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ DEFAULT_BUDGET_SECONDS = 60.0
 # and once the SIEM is back, delivery resumes within this (benchmark 6 measured the
 # catch-up after a 60 s outage as almost all backoff with a 5-minute cap).
 BACKOFF_CAP = timedelta(minutes=1)
+# The most of an error kept in AuditSink.last_error: a sink's own words plus the receiver's
+# (bounded by the sink), with room to spare.
+ERROR_LIMIT = 1000
 
 
 class Outcome:
@@ -50,7 +53,9 @@ class ForwardReport:
     sink: str
     target: str
     outcome: str
-    cursor: int  # the sink's cursor afterwards: the highest seq it accepted
+    # The sink's cursor afterwards, the highest seq it accepted; -1 when the round failed
+    # before it could read it (audit_forward_all).
+    cursor: int
     delivered: int = 0  # events accepted in this round
     batches: int = 0  # batches accepted in this round
     error: str = ""  # the sink's refusal, when outcome is FAILED
@@ -111,7 +116,7 @@ def audit_forward(
                 sink.send([event_record(event) for event in events])
             except SinkError as error:
                 report.outcome = Outcome.FAILED
-                report.error = str(error)
+                report.error = printable_text(str(error), ERROR_LIMIT)
                 _record_failure(lease, failures=row.failures + 1, error=report.error)
                 logger.warning(
                     "Audit forwarding to %s failed at seq %d (try %d): %s",
@@ -119,6 +124,23 @@ def audit_forward(
                     events[0].seq,
                     row.failures + 1,
                     report.error,
+                )
+                return report
+            except Exception as error:
+                # A sink's bug (or an event it cannot handle) is that sink's failure, backed
+                # off like a refusal, never a crashed round: the other sinks and the alert
+                # check still run (audit_forward_all, audit.tasks). Only the exception's type
+                # is stored: its text may quote the URL, and with it a token.
+                report.outcome = Outcome.FAILED
+                report.error = (
+                    f"unexpected {type(error).__name__} while sending (see the worker's log)"
+                )
+                _record_failure(lease, failures=row.failures + 1, error=report.error)
+                logger.exception(
+                    "Audit forwarding to %s failed unexpectedly at seq %d (try %d)",
+                    sink.name,
+                    events[0].seq,
+                    row.failures + 1,
                 )
                 return report
             last = events[-1].seq
@@ -149,8 +171,27 @@ def audit_forward(
 
 
 def audit_forward_all(**options) -> list[ForwardReport]:
-    """One delivery round for every configured sink; nothing (not even a query) when none is."""
-    return [audit_forward(sink=sink, **options) for sink in configured_sinks()]
+    """One delivery round for every configured sink; nothing (not even a query) when none is.
+    Each sink's round is its own: whatever one raises is logged and reported as its failure,
+    and the next sink still gets its round."""
+    reports = []
+    for sink in configured_sinks():
+        try:
+            reports.append(audit_forward(sink=sink, **options))
+        except Exception as error:
+            # Outside the send (the database, the lease): nothing could be recorded on the
+            # row, so the log and the report say it; the next round tries again.
+            logger.exception("Audit forwarding to %s: the round failed", sink.name)
+            reports.append(
+                ForwardReport(
+                    sink=sink.name,
+                    target=sink.target,
+                    outcome=Outcome.FAILED,
+                    cursor=-1,
+                    error=f"unexpected {type(error).__name__} (see the worker's log)",
+                )
+            )
+    return reports
 
 
 def _contiguous_after(cursor: int, batch_size: int) -> list[AuditEvent] | None:
@@ -173,6 +214,9 @@ def _contiguous_after(cursor: int, batch_size: int) -> list[AuditEvent] | None:
 
 
 def _record_failure(lease: SinkLease, *, failures: int, error: str) -> None:
+    # A sink makes its errors safe already; this is the last line before the database
+    # (PostgreSQL refuses a NUL) and the admin, whatever sink wrote the text.
+    error = printable_text(error, ERROR_LIMIT)
     wait = exponential_backoff(
         failures, base=timedelta(seconds=settings.AIRLOCK_AUDIT_FORWARD_SECONDS), cap=BACKOFF_CAP
     )

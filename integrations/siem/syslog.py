@@ -141,6 +141,13 @@ class SyslogSink:
                 f"syslog receiver {self.address}: timed out after {self.timeout:g}s "
                 "before it confirmed the batch"
             ) from error
+        except UnicodeError as error:
+            # getaddrinfo IDNA-encodes the name first, and a label over 63 characters (or
+            # an empty one) has no encoding: not an OSError, but the same "cannot reach".
+            raise SinkError(
+                f"syslog receiver {self.address}: the host name cannot be looked up "
+                "(not a valid DNS name)"
+            ) from error
         except ConnectionRefusedError as error:
             raise SinkError(f"syslog receiver {self.address}: connection refused") from error
         except ConnectionResetError as error:
