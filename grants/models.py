@@ -198,6 +198,9 @@ class Grant(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["state", "expires_at"], name="grant_state_expiry"),
+            # GET /api/v1/grants/ and the admin list, newest first: read 50 down the index
+            # instead of sorting every grant (benchmark 7 measured the sort on disk at 300k).
+            models.Index(fields=["-created_at", "-id"], name="grant_newest"),
         ]
         constraints = [
             # "Applied" means on GitHub with a known end: the sweep schedules from

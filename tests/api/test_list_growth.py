@@ -203,3 +203,13 @@ def test_a_requesters_grants_are_found_by_index(world, on_postgres):
     shown = plan(visible_grants(people["dave"])[:50])
     assert "SubPlan" not in shown, shown
     assert "Seq Scan on requests_app_accessrequest" not in shown, shown
+
+
+@pytest.mark.postgres
+def test_a_platform_admins_grants_are_read_newest_first_down_an_index_not_sorted(
+    world, on_postgres
+):
+    people, _ = world
+    shown = plan(visible_grants(people["root"])[:50])
+    assert "grant_newest" in shown, shown
+    assert "Sort" not in shown.split("Index Scan")[0], shown  # no sort above the index scan
