@@ -138,6 +138,20 @@ class GrantCheckApi(GenericAPIView):
     # Its own request rate, per workflow repository or person (portal/ratelimit.py).
     throttle_scope = "check"
 
+    def perform_content_negotiation(self, request, force=False):
+        # One renderer, JSON, and what callers send (the Action: application/json; curl:
+        # */*; or nothing): the answer DRF's negotiation would reach, without parsing the
+        # header for a choice there is not. Anything else (another type, parameters,
+        # ?format=) is negotiated by DRF, 406 included.
+        accept = request.META.get("HTTP_ACCEPT", "*/*")
+        if accept in PLAIN_JSON_ACCEPTS and not self.format_kwarg and (
+            api_settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            renderers = self.get_renderers()
+            if len(renderers) == 1 and renderers[0].media_type == "application/json":
+                return renderers[0], renderers[0].media_type
+        return super().perform_content_negotiation(request, force)
+
     @extend_schema(
         operation_id="grants_check",
         summary="Is a grant in force now?",
@@ -156,20 +170,6 @@ class GrantCheckApi(GenericAPIView):
         parameters=[GrantCheckQuerySerializer],
         responses={200: GrantCheckSerializer, **error_responses(400, 401, 403, 429, 503)},
     )
-    def perform_content_negotiation(self, request, force=False):
-        # One renderer, JSON, and what callers send (the Action: application/json; curl:
-        # */*; or nothing): the answer DRF's negotiation would reach, without parsing the
-        # header for a choice there is not. Anything else (another type, parameters,
-        # ?format=) is negotiated by DRF, 406 included.
-        accept = request.META.get("HTTP_ACCEPT", "*/*")
-        if accept in PLAIN_JSON_ACCEPTS and not self.format_kwarg and (
-            api_settings.URL_FORMAT_OVERRIDE not in request.query_params
-        ):
-            renderers = self.get_renderers()
-            if len(renderers) == 1 and renderers[0].media_type == "application/json":
-                return renderers[0], renderers[0].media_type
-        return super().perform_content_negotiation(request, force)
-
     def get(self, request):
         answer = grant_check_answer(caller=request.user, **check_params(request.query_params))
         # Written by hand on this hot path; GrantCheckSerializer documents the shape, and
