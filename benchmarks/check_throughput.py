@@ -128,6 +128,7 @@ def queries_per_check(github, envs, audience: str) -> dict:
         if label == "repeat":
             figures["repeat_sql"] = [q["sql"][:300] for q in captured.captured_queries]
             main = captured.captured_queries[0]["sql"]
+    figures["main_sql"] = main
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + main)
         plan = cursor.fetchone()[0]
@@ -172,6 +173,31 @@ def api_token_lines(envs, *, count: int, seed: int) -> list[str]:
     return lines
 
 
+def in_process_profile(token_files: dict[str, Path], main_sql: str) -> dict:
+    """benchmarks/check_profile.py on the same lines as wrk's, in this process."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from benchmarks.check_profile import _round_trip, layer_profile
+    from portal.check_path import AirlockApplication, MiddlewareListHandler, check_path_middleware
+
+    oidc_token = token_files["repeat"].read_text().split()[0]
+    api_token, api_path = token_files["api"].read_text().splitlines()[0].split("\t")
+    bare, airlock = MiddlewareListHandler([]), AirlockApplication()
+    figures = layer_profile({
+        "bare view, no middleware": (bare, BARE_PATH, None),
+        "bare view + SELECT 1, no middleware": (bare, BARE_ONE_QUERY_PATH, None),
+        "bare view, the check's middleware": (
+            MiddlewareListHandler(check_path_middleware()), BASELINE_PATH, None),
+        "bare view, all of Airlock's middleware": (WSGIHandler(), BASELINE_PATH, None),
+        "check, OIDC token": (airlock, CHECK_PATH, oidc_token),
+        "check, API token": (airlock, api_path, api_token),
+    })
+    figures["round trip, the check's query alone (not prepared)"] = _round_trip(
+        main_sql, [], calls=900
+    )
+    return figures
+
+
 # What each round measures, in this order; the rounds interleave them (A B C A B C) so that
 # the machine's other work weighs on each alike, and the figures are the rounds' medians.
 LINES = {
@@ -196,6 +222,7 @@ def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
     figures: dict = {"grants": grants, "workers": workers, "connections": connections,
                      "seconds": seconds, "rounds": rounds}
     figures["queries"] = queries_per_check(h.github, envs, audience)
+    main_sql = figures["queries"].pop("main_sql")
     scratch = Path(tempfile.mkdtemp(prefix="tokens-", dir=h.log_dir))
     token_files = {
         "repeat": _write_tokens(
@@ -204,6 +231,8 @@ def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
         ),
         "api": _write_tokens(api_token_lines(envs, count=300, seed=3), scratch, "api"),
     }
+    h.say("  in-process profile")
+    figures["profile"] = in_process_profile(token_files, main_sql)
     gunicorn = Gunicorn(h.env, h.log_dir, workers=workers)
     runs: dict[str, list[dict]] = {name: [] for name in LINES}
     try:

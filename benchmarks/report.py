@@ -226,6 +226,30 @@ def _slim(value):
     return value
 
 
+def _profile_table(profile: dict) -> str:
+    """Benchmark 1's in-process breakdown (benchmarks/check_profile.py) as two tables."""
+    lines = [
+        "### 1. Where a check's time goes (in-process, per call)",
+        "",
+        "| line | wall µs (median / min) | CPU µs of the web process (median / min) |",
+        "|---|---|---|",
+    ]
+    for label, figures in profile.items():
+        lines.append(
+            f"| {label} | {figures['wall_us']} / {figures['wall_us_min']} | "
+            + (f"{figures['cpu_us']} / {figures['cpu_us_min']} |" if "cpu_us" in figures
+               else "– |")
+        )
+    for label, figures in profile.items():
+        if "layers" not in figures:
+            continue
+        lines += ["", f"Layers of *{label}* under cProfile (which slows everything alike):", "",
+                  "| layer | µs profiled | share of the request |", "|---|---|---|"]
+        for layer, share in figures["layers"].items():
+            lines.append(f"| {layer} | {share['us_profiled']} | {share['share']:.0%} |")
+    return "\n".join(lines)
+
+
 def render(report: dict) -> str:
     machine = report["machine"]
     parts = [
@@ -249,6 +273,9 @@ def render(report: dict) -> str:
         _table(rows(report)),
         "",
     ]
+    profile = report["results"].get(1, report["results"].get("1", {})).get("profile")
+    if profile:
+        parts += [_profile_table(profile), ""]
     notes = report.get("notes")
     if notes:
         parts += ["## Notes on this run", "", notes.strip(), ""]

@@ -62,7 +62,7 @@ def sizes(quick: bool) -> dict:
         }
     return {
         "sweep": 15,
-        1: {"seconds": 15, "rounds": 2},
+        1: {"seconds": 15, "rounds": 3},
         2: {"environments": 40, "per_env": 5, "window_seconds": 60},
         3: {"environments": 40, "per_env": 5, "window_seconds": 60, "kill_after": 15,
             "down_seconds": 10},
