@@ -1,4 +1,4 @@
-"""Airlock's URLs plus the throughput benchmark's baseline view (benchmarks/bench_wsgi.py)."""
+"""Airlock's URLs plus the throughput benchmark's baseline views (benchmarks/bench_wsgi.py)."""
 
 from django.db import connection
 from django.http import JsonResponse
@@ -24,6 +24,10 @@ def one_query(request):
 
 
 urlpatterns = [
+    # Served with no middleware (bench_wsgi.bare_django): the issue's "bare Django view".
+    path("bench/bare", baseline),
+    path("bench/bare-one-query", one_query),
+    # Served through Airlock's middleware.
     path("bench/baseline", baseline),
     path("bench/one-query", one_query),
     *airlock_urlpatterns,

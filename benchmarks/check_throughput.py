@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import subprocess
 import tempfile
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +22,10 @@ from benchmarks.stack import Gunicorn, StackError
 
 HERE = Path(__file__).resolve().parent
 CHECK_PATH = "/api/v1/grants/check"
+# A bare Django view with no middleware, alone and with one SELECT 1 (benchmarks/bench_wsgi.py).
+BARE_PATH = "/bench/bare"
+BARE_ONE_QUERY_PATH = "/bench/bare-one-query"
+# The same views through Airlock's middleware.
 BASELINE_PATH = "/bench/baseline"
 ONE_QUERY_PATH = "/bench/one-query"
 
@@ -122,6 +128,7 @@ def queries_per_check(github, envs, audience: str) -> dict:
         if label == "repeat":
             figures["repeat_sql"] = [q["sql"][:300] for q in captured.captured_queries]
             main = captured.captured_queries[0]["sql"]
+    figures["main_sql"] = main
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + main)
         plan = cursor.fetchone()[0]
@@ -143,37 +150,113 @@ def _plan_nodes(node, depth: int = 0) -> list[str]:
     return lines
 
 
+def api_token_lines(envs, *, count: int, seed: int) -> list[str]:
+    """count API-token checks, each a person asking about an environment where they hold a
+    grant: the token, a tab, then the check's path with its target (wrk_report.lua)."""
+    from django.contrib.auth import get_user_model
+
+    from requests_app.tokens import api_token_create
+
+    rng = random.Random(seed)
+    people = {}
+    lines = []
+    for _ in range(count):
+        env = rng.choice(envs)
+        login = rng.choice(env.logins)
+        if login not in people:
+            user = get_user_model().objects.get(username=login)
+            people[login] = api_token_create(user=user, name="bench")[1]
+        query = urllib.parse.urlencode(
+            {"repository": env.repository, "environment": env.environment}
+        )
+        lines.append(f"{people[login]}\t{CHECK_PATH}?{query}")
+    return lines
+
+
+def in_process_profile(token_files: dict[str, Path], main_sql: str) -> dict:
+    """benchmarks/check_profile.py on the same lines as wrk's, in this process."""
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from benchmarks.check_profile import _round_trip, layer_profile
+    from portal.check_path import AirlockApplication, MiddlewareListHandler, check_path_middleware
+
+    oidc_token = token_files["repeat"].read_text().split()[0]
+    api_token, api_path = token_files["api"].read_text().splitlines()[0].split("\t")
+    bare, airlock = MiddlewareListHandler([]), AirlockApplication()
+    figures = layer_profile({
+        "bare view, no middleware": (bare, BARE_PATH, None),
+        "bare view + SELECT 1, no middleware": (bare, BARE_ONE_QUERY_PATH, None),
+        "bare view, the check's middleware": (
+            MiddlewareListHandler(check_path_middleware()), BASELINE_PATH, None),
+        "bare view, all of Airlock's middleware": (WSGIHandler(), BASELINE_PATH, None),
+        "check, OIDC token": (airlock, CHECK_PATH, oidc_token),
+        "check, API token": (airlock, api_path, api_token),
+    })
+    figures["round trip, the check's query alone (not prepared)"] = _round_trip(
+        main_sql, [], calls=900
+    )
+    return figures
+
+
+# What each round measures, in this order; the rounds interleave them (A B C A B C) so that
+# the machine's other work weighs on each alike, and the figures are the rounds' medians.
+LINES = {
+    "bare": (BARE_PATH, "repeat"),
+    "check": (CHECK_PATH, "repeat"),
+    "check_api_token": (None, "api"),
+    "bare_one_query": (BARE_ONE_QUERY_PATH, "repeat"),
+    "baseline": (BASELINE_PATH, "repeat"),
+    "one_query": (ONE_QUERY_PATH, "repeat"),
+}
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
-        grants: int = 10_000) -> dict:
+        grants: int = 10_000, rounds: int = 2) -> dict:
     audience = h.env["AIRLOCK_OIDC_AUDIENCE"]
     h.say(f"  seeding {grants} active grants")
     envs = seed_population(grants)
     figures: dict = {"grants": grants, "workers": workers, "connections": connections,
-                     "seconds": seconds}
+                     "seconds": seconds, "rounds": rounds}
     figures["queries"] = queries_per_check(h.github, envs, audience)
+    main_sql = figures["queries"].pop("main_sql")
     scratch = Path(tempfile.mkdtemp(prefix="tokens-", dir=h.log_dir))
-    repeat = _write_tokens(
-        mint_tokens(h.github, envs, count=300, audience=audience, run_offset=1, seed=1),
-        scratch, "repeat",
-    )
+    token_files = {
+        "repeat": _write_tokens(
+            mint_tokens(h.github, envs, count=300, audience=audience, run_offset=1, seed=1),
+            scratch, "repeat",
+        ),
+        "api": _write_tokens(api_token_lines(envs, count=300, seed=3), scratch, "api"),
+    }
+    h.say("  in-process profile")
+    figures["profile"] = in_process_profile(token_files, main_sql)
     gunicorn = Gunicorn(h.env, h.log_dir, workers=workers)
+    runs: dict[str, list[dict]] = {name: [] for name in LINES}
     try:
         gunicorn.wait_ready()
-        sample = repeat.read_text().split()[0]
+        sample = token_files["repeat"].read_text().split()[0]
         status, answer = _get(gunicorn.url + CHECK_PATH, sample)
         if status != 200 or answer.get("allowed") is not True:
             raise StackError(f"the check answered {status} {answer}; expected allowed")
+        api_token, api_path = token_files["api"].read_text().splitlines()[0].split("\t")
+        status, answer = _get(gunicorn.url + api_path, api_token)
+        if status != 200 or answer.get("allowed") is not True:
+            raise StackError(f"the API-token check answered {status} {answer}; expected allowed")
         h.say("  warming up")
-        wrk(gunicorn.url + BASELINE_PATH, seconds=3, connections=connections, tokens=repeat)
-        wrk(gunicorn.url + CHECK_PATH, seconds=3, connections=connections, tokens=repeat)
-
-        h.say(f"  baseline: {seconds}s")
-        base_1 = wrk(gunicorn.url + BASELINE_PATH, seconds=seconds, connections=connections,
-                     tokens=repeat)
-        h.say(f"  check (repeat run): {seconds}s")
-        check = wrk(gunicorn.url + CHECK_PATH, seconds=seconds, connections=connections,
-                    tokens=repeat)
-        needed = int(check["rps"] * seconds * 1.3) + 100
+        for path, tokens in LINES.values():
+            wrk(gunicorn.url + (path or CHECK_PATH), seconds=2, connections=connections,
+                tokens=token_files[tokens])
+        for number in range(1, rounds + 1):
+            for name, (path, tokens) in LINES.items():
+                h.say(f"  round {number}: {name}, {seconds}s")
+                runs[name].append(
+                    wrk(gunicorn.url + (path or CHECK_PATH), seconds=seconds,
+                        connections=connections, tokens=token_files[tokens])
+                )
+        needed = int(_median([r["rps"] for r in runs["check"]]) * seconds * 1.3) + 100
         h.say(f"  minting {needed} tokens, one per workflow run")
         fresh = _write_tokens(
             mint_tokens(h.github, envs, count=needed, audience=audience,
@@ -184,26 +267,20 @@ def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
         audited = wrk(gunicorn.url + CHECK_PATH, seconds=seconds, connections=connections,
                       tokens=fresh)
         audited["tokens"] = needed
-        h.say(f"  one-query view: {seconds}s")
-        one_query = wrk(gunicorn.url + ONE_QUERY_PATH, seconds=seconds,
-                        connections=connections, tokens=repeat)
-        h.say(f"  baseline again: {seconds}s")
-        base_2 = wrk(gunicorn.url + BASELINE_PATH, seconds=seconds, connections=connections,
-                     tokens=repeat)
         status, _ = _get(gunicorn.url + CHECK_PATH, sample)
         if status != 200:
             raise StackError(f"the check answered {status} after the load")
     finally:
         gunicorn.stop()
-    baseline_rps = (base_1["rps"] + base_2["rps"]) / 2
-    figures.update(
-        baseline=base_1,
-        baseline_again=base_2,
-        check=check,
-        check_audited=audited,
-        one_query=one_query,
-        ratio=check["rps"] / baseline_rps,
-        ratio_one_query=one_query["rps"] / baseline_rps,
-        ratio_audited=audited["rps"] / baseline_rps,
-    )
+    rps = {name: _median([r["rps"] for r in results]) for name, results in runs.items()}
+    figures.update(runs=runs, check_audited=audited, rps=rps)
+    figures["ratios"] = {
+        f"{line}/{base}": rps[line] / rps[base]
+        for line in ("check", "check_api_token", "bare_one_query")
+        for base in ("bare", "bare_one_query", "baseline")
+        if line != base
+    }
+    figures["ratios"]["check_audited/bare"] = audited["rps"] / rps["bare"]
+    # The figure the target is about: the check against a bare Django view (no middleware).
+    figures["ratio"] = figures["ratios"]["check/bare"]
     return figures

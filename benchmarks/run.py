@@ -56,7 +56,7 @@ def sizes(quick: bool) -> dict:
     if quick:
         return {
             "sweep": 5,
-            1: {"seconds": 5},
+            1: {"seconds": 5, "rounds": 2},
             2: {"environments": 4, "per_env": 5, "window_seconds": 15},
             3: {"environments": 4, "per_env": 5, "window_seconds": 20, "kill_after": 5,
                 "down_seconds": 5},
@@ -69,7 +69,7 @@ def sizes(quick: bool) -> dict:
         }
     return {
         "sweep": 15,
-        1: {"seconds": 15},
+        1: {"seconds": 15, "rounds": 3},
         2: {"environments": 40, "per_env": 5, "window_seconds": 60},
         3: {"environments": 40, "per_env": 5, "window_seconds": 60, "kill_after": 15,
             "down_seconds": 10},
@@ -197,7 +197,7 @@ def run_one(number: int, harness, size: dict) -> dict:
     if number == 6:
         return audit_forwarding.run(harness, **params)
     if number == 1:
-        return check_throughput.run(harness, seconds=params["seconds"])
+        return check_throughput.run(harness, seconds=params["seconds"], rounds=params["rounds"])
     if number == 2:
         return scenarios.revocation_lag(
             harness, prefix="lag", environments=params["environments"],

@@ -1,5 +1,7 @@
 -- wrk script: each request carries the next bearer token from $WRK_TOKENS (one a line;
--- none: no Authorization header), and the run ends with one JSON line of figures.
+-- none: no Authorization header), and the run ends with one JSON line of figures. A line
+-- may give the request's path and query after the token and a tab (an API token's check
+-- names its target); without one the request goes to the URL's path.
 local tokens = {}
 local counter = 0
 
@@ -7,7 +9,10 @@ function init(args)
   local path = os.getenv("WRK_TOKENS")
   if path and path ~= "" then
     for line in io.lines(path) do
-      if line ~= "" then tokens[#tokens + 1] = line end
+      if line ~= "" then
+        local token, path = line:match("^([^\t]+)\t?(.*)$")
+        tokens[#tokens + 1] = {token, path ~= "" and path or nil}
+      end
     end
   end
 end
@@ -17,10 +22,10 @@ function request()
   if #tokens == 0 then
     return wrk.format("GET", nil, {["Accept"] = "application/json"})
   end
-  local token = tokens[(counter - 1) % #tokens + 1]
-  return wrk.format("GET", nil, {
+  local entry = tokens[(counter - 1) % #tokens + 1]
+  return wrk.format("GET", entry[2], {
     ["Accept"] = "application/json",
-    ["Authorization"] = "Bearer " .. token,
+    ["Authorization"] = "Bearer " .. entry[1],
   })
 end
 

@@ -107,12 +107,24 @@ def server_url_problem(
     return None
 
 
+LOCAL_CACHE_MAX_ENTRIES = 100_000
+
+
 def env_cache(name: str) -> dict:
     """A CACHES entry: unset means each process's own memory; redis://, rediss:// or
     unix:// means Django's Redis cache, shared by every process that names it."""
     raw = os.environ.get(name, "").strip()
     if not raw:
-        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        # Django's default keeps 300 entries, then evicts a third of them. The grant check
+        # keeps an "already audited" mark per grant and workflow run (grants/check/): with
+        # more runs than that in flight, marks were evicted and the same runs audited
+        # again and again, each audit taking the audit chain's lock (benchmark 1 wrote
+        # 12,500 audit events where about 3,000 were due). Entries are small: a key and
+        # an integer.
+        return {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": LOCAL_CACHE_MAX_ENTRIES},
+        }
     if raw.startswith(("redis://", "rediss://", "unix://")):
         return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw}
     raise ImproperlyConfigured(

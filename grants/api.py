@@ -11,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from grants.check import grant_check_answer
 from grants.runs import run_release
@@ -104,6 +105,9 @@ class GrantRevokeApi(GenericAPIView):
         return Response(GrantSerializer(fresh, context={"now": timezone.now()}).data)
 
 
+PLAIN_JSON_ACCEPTS = ("*/*", "application/json")
+
+
 @cache
 def _check_param_fields():
     # Bound once: validating a value only reads a field. A new serializer per call would
@@ -133,6 +137,20 @@ class GrantCheckApi(GenericAPIView):
     serializer_class = GrantCheckSerializer
     # Its own request rate, per workflow repository or person (portal/ratelimit.py).
     throttle_scope = "check"
+
+    def perform_content_negotiation(self, request, force=False):
+        # One renderer, JSON, and what callers send (the Action: application/json; curl:
+        # */*; or nothing): the answer DRF's negotiation would reach, without parsing the
+        # header for a choice there is not. Anything else (another type, parameters,
+        # ?format=) is negotiated by DRF, 406 included.
+        accept = request.META.get("HTTP_ACCEPT", "*/*")
+        if accept in PLAIN_JSON_ACCEPTS and not self.format_kwarg and (
+            api_settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            renderers = self.get_renderers()
+            if len(renderers) == 1 and renderers[0].media_type == "application/json":
+                return renderers[0], renderers[0].media_type
+        return super().perform_content_negotiation(request, force)
 
     @extend_schema(
         operation_id="grants_check",

@@ -7,6 +7,7 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache as memoize
 
 import github  # noqa: F401  (its import adds a handler that the config below replaces)
 from celery.signals import after_setup_task_logger
@@ -95,7 +96,12 @@ _KEY_VALUE = re.compile(
 
 
 def is_sensitive_key(key: object) -> bool:
-    name = str(key).lower().replace("-", "_")
+    return _is_sensitive_name(str(key))
+
+
+@memoize(maxsize=4096)  # asked of the same few `extra=` names on every line
+def _is_sensitive_name(name: str) -> bool:
+    name = name.lower().replace("-", "_")
     if name.endswith(NOT_SENSITIVE_SUFFIXES):
         return False
     return any(part in name for part in SENSITIVE_KEY_PARTS)
@@ -108,17 +114,42 @@ def _mask_key_value(match: re.Match) -> str:
     return f"{match.group('key')}{quote}{scheme}{REDACTED}"
 
 
-def redact_tokens(text: str) -> str:
-    """Mask what looks like a token by its shape; safe on text that is already JSON."""
+# Each pattern above changes only text holding one of these, in lower case: a token's
+# prefix (gh?_, github_pat_, alk_, a JWT's eyJ, a PEM's armour), "bearer", a URL's "://",
+# or a sensitive key's name (as is_sensitive_key reads it: lower case, `-` for `_`). Most
+# log lines hold none (an access log line never does), and one search for them in the
+# lowered text costs a tenth of the substitutions: only text that has one goes through
+# them. tests/property/test_log_redaction.py holds the two to the same output.
+_TOKEN_HINTS = ("gh[pousr]_", "github_pat_", "alk_", "eyj", "-----begin ", "bearer", "://")
+_TOKEN_HINT = re.compile("|".join(_TOKEN_HINTS))
+_SECRET_HINT = re.compile(
+    "|".join(
+        _TOKEN_HINTS
+        + tuple(re.escape(part) for part in SENSITIVE_KEY_PARTS)
+        + tuple(re.escape(part.replace("_", "-")) for part in SENSITIVE_KEY_PARTS if "_" in part)
+    )
+)
+
+
+def _mask_tokens(text: str) -> str:
     for pattern in TOKEN_PATTERNS:
         text = pattern.sub(REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}{m.group(2)}", text)
 
 
+def redact_tokens(text: str) -> str:
+    """Mask what looks like a token by its shape; safe on text that is already JSON."""
+    if _TOKEN_HINT.search(text.lower()) is None:
+        return text
+    return _mask_tokens(text)
+
+
 def redact_text(text: str) -> str:
     """Mask tokens by shape, and the values of sensitive `key=value` pairs."""
-    return _KEY_VALUE.sub(_mask_key_value, redact_tokens(text))
+    if _SECRET_HINT.search(text.lower()) is None:
+        return text
+    return _KEY_VALUE.sub(_mask_key_value, _mask_tokens(text))
 
 
 def redact_value(value: object, depth: int = 0) -> object:

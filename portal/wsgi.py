@@ -1,8 +1,13 @@
-"""WSGI entry point for gunicorn."""
+"""WSGI entry point for gunicorn: the grant check asked with a bearer token on its lean
+handler, everything else on Django's full one (portal/check_path.py)."""
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)  # what get_wsgi_application does before building its handler
+
+from portal.check_path import AirlockApplication  # noqa: E402
+
+application = AirlockApplication()

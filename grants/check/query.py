@@ -4,17 +4,16 @@ approvals, written as SQL from the models' documented metadata."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache as memoize
 
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
+from core.statement import aware_datetime, fetch_all
 from grants.check.scope import CheckScope
-from grants.check.statement import fetch_all
 from grants.models import Grant
 from requests_app.models import AccessRequest, Approval, SecretDefinition
 from requests_app.selectors import GITHUB
@@ -79,15 +78,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.removesuffix("+00:00") + "Z" if value.endswith("+00:00") else value
 
 
-def _aware(value) -> datetime | None:
-    """A datetime column read by hand: SQLite gives naive UTC (or text), PostgreSQL aware."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
-    return value
+_aware = aware_datetime
 
 
 def _column(model, field: str) -> str:

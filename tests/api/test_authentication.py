@@ -391,3 +391,66 @@ def test_the_remembered_tokens_are_bounded(oidc, monkeypatch):
     for run in range(25):
         assert oidc_client(oidc(run_id=str(run))).get(CHECK).status_code == 200
         assert len(authentication._verified) <= 10
+
+
+# --- the API token's read, by hand (requests_app.tokens) --------------------------------------
+
+
+def test_an_api_token_is_read_with_its_user_as_the_orm_reads_them():
+    """The token and its user come from one hand-written query (the hot path): every field
+    must be what the ORM gives, with the same types, on this test run's database."""
+    from requests_app.tokens import api_token_authenticate
+
+    dave = UserFactory(username="dave", first_name="Dave", email="dave@example.com")
+    dave.last_login = timezone.now()
+    dave.save()
+    token, raw = api_token_create(user=dave, name="laptop")
+    by_hand = api_token_authenticate(raw=raw)
+    by_orm = ApiToken.objects.select_related("user").get(pk=token.pk)
+    for mine, theirs in ((by_hand, by_orm), (by_hand.user, by_orm.user)):
+        for field in type(theirs)._meta.concrete_fields:
+            value, expected = getattr(mine, field.attname), getattr(theirs, field.attname)
+            assert (value, type(value)) == (expected, type(expected)), field.name
+    assert by_hand.user.is_authenticated and by_hand.user.pk == dave.pk
+    assert not by_hand._state.adding  # a saved row, as the ORM would give it
+
+
+def test_a_check_with_an_api_token_takes_two_queries(django_assert_num_queries):
+    """The token's read and the check's own; no health check, no last-use write within
+    the minute."""
+    active_request("dave")
+    _, raw = api_token_create(user=UserFactory(username="dave"), name="laptop")
+    client = bearer(raw)
+    target = {"repository": "acme/api", "environment": "production"}
+    client.get("/api/v1/grants/check", target)  # its first use is recorded, and audited
+    with django_assert_num_queries(2):
+        response = client.get("/api/v1/grants/check", target)
+    assert response.json()["allowed"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_database_dropped_is_replaced_when_reading_the_api_token(
+    on_postgres, monkeypatch
+):
+    """The token's read stands in for Django's SELECT 1 health check: on a connection the
+    server dropped, it must reconnect and authenticate, not fail the call."""
+    import psycopg
+    from django.db import close_old_connections
+
+    _, raw = api_token_create(user=UserFactory(username="dave"), name="laptop")
+    client = bearer(raw)
+    assert client.get("/api/v1/grants/").status_code == 200
+    dropped = on_postgres.connection.info.backend_pid
+    db = on_postgres.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"],
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    close_old_connections()  # what a request's start does in production
+    health_checks = []
+    monkeypatch.setattr(on_postgres, "is_usable", lambda: health_checks.append(1) or True)
+    response = client.get("/api/v1/grants/")
+    assert response.status_code == 200, response.content
+    assert on_postgres.connection.info.backend_pid != dropped
+    assert health_checks == []

@@ -277,3 +277,31 @@ def test_a_connection_the_database_dropped_is_replaced_within_the_check(
     assert response.json()["allowed"] is True
     assert on_postgres.connection.info.backend_pid != dropped
     assert health_checks == []  # no SELECT 1 round trip: the query found out itself
+
+
+@pytest.mark.parametrize(
+    "accept, status, indented",
+    [
+        (None, 200, False),
+        ("*/*", 200, False),
+        ("application/json", 200, False),
+        ("application/json; indent=2", 200, True),
+        ("text/html", 406, False),
+    ],
+)
+def test_the_answer_s_media_type_is_negotiated_as_drf_does(oidc, accept, status, indented):
+    """The check skips DRF's negotiation for what callers send; the rest is DRF's."""
+    active_request("dave")
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    response = oidc_client(oidc()).get(CHECK, **headers)
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert (b'\n  "' in response.content) is indented
+    if status == 200:
+        assert response.json()["allowed"] is True
+
+
+def test_a_format_parameter_is_still_drf_s_to_read(oidc):
+    active_request("dave")
+    assert oidc_client(oidc()).get(CHECK, {"format": "json"}).status_code == 200
+    assert oidc_client(oidc()).get(CHECK, {"format": "xml"}).status_code == 404
