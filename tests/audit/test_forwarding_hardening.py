@@ -7,8 +7,7 @@ what no sink can use and keep what a receiver may need; the sinks list builds no
 import json
 import logging
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -23,6 +22,7 @@ from integrations.siem import SinkError
 from integrations.siem.http import HttpSink
 from tests.audit.factories import AuditEventFactory
 from tests.audit.test_forwarding_robustness import assert_no_event_can_hold_a_lone_surrogate
+from tests.siem_fake.http_receiver import collector_answering_with
 
 pytestmark = pytest.mark.django_db
 
@@ -93,20 +93,10 @@ class _LargeAnswer(BaseHTTPRequestHandler):
             pass
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):
-        pass  # the sender hanging up mid-answer is what the test expects
-
-
 @pytest.fixture
 def large_answer_collector():
-    server = _QuietServer(("127.0.0.1", 0), _LargeAnswer)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/collect"
-    server.shutdown()
-    server.server_close()
+    with collector_answering_with(_LargeAnswer) as url:
+        yield url
 
 
 def test_an_answer_larger_than_the_cap_is_a_refusal_not_read_whole(large_answer_collector):

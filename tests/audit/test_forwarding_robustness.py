@@ -4,9 +4,8 @@ review): whatever goes wrong becomes the sink's failure, never a crashed round."
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from audit.tasks import forward_audit_log
 from integrations.siem import SinkError
 from integrations.siem.http import HttpSink
 from tests.audit.factories import AuditEventFactory
+from tests.siem_fake.http_receiver import collector_answering_with
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,13 +158,8 @@ class _DrippingCollector(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def dripping_collector():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _DrippingCollector)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/services/collector/event"
-    server.shutdown()
-    server.server_close()
+    with collector_answering_with(_DrippingCollector, "/services/collector/event") as url:
+        yield url
 
 
 def test_an_answer_that_outlasts_the_timeout_is_a_refusal_not_an_acceptance(

@@ -6,6 +6,7 @@ token or scheme."""
 import json
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -212,3 +213,24 @@ class HttpReceiver:
                     self.close_connection = True
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a sender hanging up mid-answer is what the tests that use it expect
+
+
+@contextmanager
+def collector_answering_with(handler_class, path: str = "/collect"):
+    """A one-off collector on 127.0.0.1 whose every answer is `handler_class`'s (an answer
+    HttpReceiver's faults do not cover: one too large, one that trickles); yields its URL."""
+    server = _QuietServer(("127.0.0.1", 0), handler_class)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}{path}"
+    finally:
+        server.shutdown()
+        server.server_close()
