@@ -70,6 +70,7 @@ import ssl
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from integrations.siem import SinkError
@@ -117,8 +118,15 @@ class SyslogSink:
         # Rebuilt from its parts: whatever else the URL held is not shown anywhere.
         self.target = f"{parts.scheme}://{self.address}"
         self.timeout = timeout
-        self.hostname = header_hostname(socket.getfqdn() if hostname is None else hostname)
+        self._hostname = hostname
         self._tls_context = tls_client_context(ca_file) if self.use_tls else None
+
+    @cached_property
+    def hostname(self) -> str:
+        # Looked up on the first send, not when the sink is built: /metrics and the
+        # dashboard build the configured sinks on every call to show them, and getfqdn()
+        # may wait on a slow resolver.
+        return header_hostname(socket.getfqdn() if self._hostname is None else self._hostname)
 
     def send(self, records: Sequence[dict]) -> None:
         if not records:
