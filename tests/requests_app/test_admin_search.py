@@ -15,6 +15,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from requests_app import selectors
 from requests_app.models import AccessRequest
 from tests.requests_app.factories import (
     AccessPolicyFactory,
@@ -67,8 +68,15 @@ def searched(admin_request, search_term, *, djangos_own=False) -> set[int]:
     return set(found.values_list("pk", flat=True))
 
 
-def test_the_search_finds_what_djangos_own_search_over_the_same_fields_found(searchable):
+@pytest.mark.parametrize("requesters_by", ["ids", "subquery"])
+def test_the_search_finds_what_djangos_own_search_over_the_same_fields_found(
+    searchable, requesters_by, monkeypatch
+):
     made, root = searchable
+    if requesters_by == "subquery":
+        # A term naming more requesters than the bound is matched through a subquery: with
+        # a bound of one, every term naming two or more people ("user", "b") takes that way.
+        monkeypatch.setattr(selectors, "SEARCH_REQUESTER_IDS", 1)
     admin_request = RequestFactory().get(CHANGELIST)
     admin_request.user = root
     ids = {name: r.pk for name, r in made.items()}
@@ -76,7 +84,8 @@ def test_the_search_finds_what_djangos_own_search_over_the_same_fields_found(sea
         "acme", "ACME/Web", "svc-007", "007", "staging", "qa-", "builder", "BOB", "alice",
         "hotfix", "inc-77", "100%", "keys_after", "_", "%", str(ids["svc"]),
         f"0{ids['svc']}", f"{ids['api']} {ids['svc']}", "acme alice", "other builder",
-        '"load test"', "'the release'", '"load release"', "nothing-like-it", "é",
+        '"load test"', "'the release'", '"load release"', "nothing-like-it", "é", "user",
+        "b", '"',
     ]
     found = {term: searched(admin_request, term) for term in terms}
 
@@ -92,6 +101,8 @@ def test_the_search_finds_what_djangos_own_search_over_the_same_fields_found(sea
     assert found['"load test"'] == {ids["svc"]}
     assert found['"load release"'] == set()
     assert found["nothing-like-it"] == set()
+    # By the requesters' usernames alone: the factory's "userN" filed these two.
+    assert found["user"] == {ids["api"], ids["svc"]}
 
 
 def test_the_searched_list_shows_the_requests_found(client, searchable):
