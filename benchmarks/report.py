@@ -89,7 +89,8 @@ METHOD = """\
    log verifies.
    The history grows backwards in time (one request every 5 minutes, one event every 45 s):
    the newest rows, the ones each page shows first, are the same at both sizes; what grows
-   is the past. `ANALYZE` after each seeding, as autovacuum would have by then. One user has
+   is the past. After each seeding, as autovacuum would have by then: the GIN indexes'
+   pending lists merged (`gin_clean_pending_list`) and `ANALYZE`. One user has
    1,000 requests (one in ten of the first 10,000); the approver (not staff) is routed 2 of
    the 20 policies; the platform admin is a superuser. Each page is asked through Django's
    test `Client` (signed in with `force_login`, session authentication for the API): two

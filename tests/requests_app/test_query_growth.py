@@ -162,6 +162,9 @@ def routed_world():
         "?awaiting=all&status=pending&created_at__gte=2000-01-01T00%3A00%3A00%2B00%3A00",
         "?awaiting=all&lifecycle=break_glass_review",
         "?awaiting=all&q=acme",
+        # Requesters matched by username (every new one's, "userN"), two words, a number.
+        "?awaiting=all&q=user+acme",
+        "?awaiting=all&q=1",
     ],
 )
 def test_the_request_list_takes_as_many_queries_for_thirty_requests_as_for_three(
