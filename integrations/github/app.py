@@ -7,11 +7,12 @@ import threading
 from dataclasses import dataclass
 
 from django.conf import settings
-from github import Auth, Github
+from github import Github
 
 from integrations.github.client import GitHubClient
 from integrations.github.connections import new_github, repository_path
 from integrations.github.errors import PermanentGitHubError
+from integrations.github.installation_tokens import SharedInstallationAuth
 
 
 def app_credentials_configured() -> bool:
@@ -23,9 +24,8 @@ _installation_clients = threading.local()
 
 
 def _installation_pygithub(installation_id: int) -> Github:
-    """PyGithub acting as one installation of the App, one per thread and installation;
-    the installation token is minted with the App's JWT on first use and renewed by
-    PyGithub before it expires."""
+    """PyGithub acting as one installation of the App, one per thread and installation,
+    with the installation token every process shares (installation_tokens.py)."""
     config = (
         settings.GITHUB_API_URL,
         settings.GITHUB_APP_ID,
@@ -37,10 +37,7 @@ def _installation_pygithub(installation_id: int) -> Github:
         cache = _installation_clients.cache = (config, {})
     client = cache[1].get(installation_id)
     if client is None:
-        auth = Auth.AppAuth(
-            int(settings.GITHUB_APP_ID), settings.GITHUB_APP_PRIVATE_KEY
-        ).get_installation_auth(installation_id)
-        client = cache[1][installation_id] = new_github(auth)
+        client = cache[1][installation_id] = new_github(SharedInstallationAuth(installation_id))
     return client
 
 
@@ -55,6 +52,10 @@ class AppInstallationClient(GitHubClient):
 
     def _requester(self):
         return _installation_pygithub(self.installation_id).requester
+
+    def _token_refused(self) -> bool:
+        auth = _installation_pygithub(self.installation_id).requester.auth
+        return isinstance(auth, SharedInstallationAuth) and auth.refused()
 
     def review_deployment_protection_rule(
         self,

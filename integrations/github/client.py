@@ -24,7 +24,12 @@ from nacl.public import PublicKey, SealedBox
 
 from core import metrics
 from integrations.github.budget import budget_observed
-from integrations.github.connections import api_path, engine_github, repository_path
+from integrations.github.connections import (
+    api_path,
+    engine_github,
+    engine_token_refused,
+    repository_path,
+)
 from integrations.github.environments import EnvironmentProtection
 from integrations.github.errors import (
     NotFoundError,
@@ -63,6 +68,7 @@ class GitHubClient:
         """family: the endpoint family, as airlock_github_requests_total counts it."""
         started = time.monotonic()
         attempt = 0
+        refused = False
         while True:
             attempt += 1
             self.heartbeat()
@@ -70,6 +76,12 @@ class GitHubClient:
                 answer = send()
             except GithubException as exc:
                 self._count(family, str(exc.status))
+                if exc.status == 401 and not refused and self._token_refused():
+                    # The shared installation token was revoked or expired early: dropped,
+                    # the next try mints a new one. Once: a second 401 is GitHub's answer.
+                    refused = True
+                    logger.info("GitHub %s: 401, trying once more with a new token", operation)
+                    continue
                 error = classify(exc, operation)
             except (
                 requests.Timeout,
@@ -118,6 +130,11 @@ class GitHubClient:
 
     def _requester(self):
         return engine_github().requester
+
+    def _token_refused(self) -> bool:
+        """After a 401: whether the credentials were a shared token now dropped (so one more
+        try may succeed)."""
+        return engine_token_refused()
 
     def _sleep(self, seconds: float) -> None:
         # Sleep in short slices so a long rate-limit wait keeps the lease alive.

@@ -1,5 +1,6 @@
 """PyGithub as Airlock uses it: one instance per thread and credentials, with PyGithub's own
-retries and pacing off, and the REST paths the client requests directly."""
+retries and pacing off, and the REST paths the client requests directly. Under GitHub App
+credentials it acts with the installation token all processes share (installation_tokens.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import urllib.parse
 from django.conf import settings
 from github import Auth, Github
 
+from integrations.github.installation_tokens import SharedInstallationAuth
+
 _clients = threading.local()
 
 
 def engine_github() -> Github:
-    """One PyGithub instance per thread and configuration: an App installation token is
-    minted once and reused until it is about to expire (PyGithub renews it)."""
+    """One PyGithub instance per thread and configuration. Under App credentials it sends
+    the installation token every process shares, renewed shortly before it expires."""
     config = (
         settings.GITHUB_API_URL,
         settings.GITHUB_TOKEN,
@@ -29,13 +32,19 @@ def engine_github() -> Github:
     if settings.GITHUB_TOKEN:
         auth = Auth.Token(settings.GITHUB_TOKEN)
     else:
-        auth = Auth.AppInstallationAuth(
-            Auth.AppAuth(int(settings.GITHUB_APP_ID), settings.GITHUB_APP_PRIVATE_KEY),
-            int(settings.GITHUB_APP_INSTALLATION_ID),
-        )
+        auth = SharedInstallationAuth(int(settings.GITHUB_APP_INSTALLATION_ID))
     client = new_github(auth)
-    _clients.github = (config, client)
+    _clients.github = (config, client, auth)
     return client
+
+
+def engine_token_refused() -> bool:
+    """After GitHub answered 401 to this thread's engine client: drop the shared installation
+    token it sent, if that is what it sent. True when one more try, with a new token, may
+    succeed (a GITHUB_TOKEN's 401 stays a 401)."""
+    cached = getattr(_clients, "github", None)
+    auth = cached[2] if cached is not None else None
+    return isinstance(auth, SharedInstallationAuth) and auth.refused()
 
 
 def new_github(auth) -> Github:

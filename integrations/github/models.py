@@ -58,3 +58,39 @@ class RateLimitBudget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client}: {self.remaining} of {self.limit} until {self.reset_at:%H:%M:%S}"
+
+
+class InstallationAccessToken(models.Model):
+    """The one installation token of an App installation that every process uses
+    (installation_tokens.py), until shortly before it expires.
+
+    In the database, like RememberedRead, because GitHub's ETags are specific to the token: a
+    token of its own per process (worker, beat, each `manage.py reconcile`) made every new
+    process's conditional reads full 200s again. The token is a credential: kept encrypted
+    (core.crypto, AIRLOCK_ENCRYPTION_KEYS), with a digest to drop exactly the token GitHub
+    refused. `generation` is the compare-and-set that lets one process replace it at a time;
+    `minting_until` is that process's claim, which runs out should it die while minting.
+    """
+
+    # One App and installation on one GitHub (GITHUB_API_URL): another is another token.
+    api_url = models.CharField(max_length=1000)
+    app_id = models.CharField(max_length=32)
+    installation_id = models.BigIntegerField()
+    encrypted_token = models.BinaryField(default=b"")  # b"": none yet, or dropped
+    token_digest = models.CharField(max_length=64, blank=True)  # sha256 hex of the token
+    expires_at = models.DateTimeField()
+    generation = models.PositiveIntegerField(default=0)
+    minting_until = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # One shared token per installation: installation_tokens.py reads and replaces
+            # this one row.
+            models.UniqueConstraint(
+                fields=["api_url", "app_id", "installation_id"],
+                name="one_shared_token_per_installation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"installation {self.installation_id} (token until {self.expires_at:%H:%M:%S})"

@@ -131,6 +131,35 @@ class AppTokenClient(GitHubClient):
         return minted
 
 
+    def installation_token_mint_whole(self, *, installation_id: int) -> InstallationToken:
+        """A token for everything the installation may reach, as the engine acts with it:
+        the one token every process shares (installation_tokens.py)."""
+        _, answer = self._call(
+            f"POST installation token for installation {int(installation_id)}",
+            lambda: self._requester().requestJsonAndCheck(
+                "POST",
+                api_path("app", "installations", str(int(installation_id)), "access_tokens"),
+            ),
+            family="installation_tokens",
+        )
+        expires_at = parse_datetime(answer.get("expires_at") or "")
+        token = answer.get("token")
+        if not token or expires_at is None:
+            raise PermanentGitHubError(
+                "GitHub's answer to the token mint carries no token or expiry.",
+                operation="installation token mint",
+            )
+        return InstallationToken(
+            token=token,
+            expires_at=expires_at,
+            permissions=dict(answer.get("permissions") or {}),
+            repositories=(),
+        )
+
+    def _token_refused(self) -> bool:
+        return False  # the App's JWT is made afresh for each client: nothing shared to drop
+
+
 @dataclass
 class InstallationTokenClient(GitHubClient):
     """Talks to GitHub with one minted token, only to revoke it."""
@@ -140,6 +169,9 @@ class InstallationTokenClient(GitHubClient):
 
     def __repr__(self):
         return "InstallationTokenClient(token=<hidden>)"
+
+    def _token_refused(self) -> bool:
+        return False  # a 401 here means the minted token is gone already, as wanted
 
     def _requester(self):
         requester = self.__dict__.get("_token_requester")

@@ -53,7 +53,9 @@ class GitHubServer:
         self.oidc = OidcIssuer()
         self.state_file = Path(state_file) if state_file else None
         self.verbose = verbose
-        self._stopping = threading.Event()
+        # Set, and replaced, by each reset (and set by stop): a request held by a delay fault
+        # waits on the one of its own GitHub, so that it ends with that GitHub.
+        self._held = threading.Event()
         self._save_lock = threading.Lock()
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.fake = self
@@ -97,7 +99,7 @@ class GitHubServer:
         return self
 
     def stop(self) -> None:
-        self._stopping.set()  # wakes requests held by a delay fault
+        self._held.set()  # ends requests held by a delay fault
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread:
@@ -110,7 +112,13 @@ class GitHubServer:
         self.stop()
 
     def reset(self) -> None:
-        """A clean GitHub: no accounts, no faults, no logs, the first OIDC key only."""
+        """A clean GitHub: no accounts, no faults, no logs, the first OIDC key only.
+
+        A request still held by a delay fault (its client timed out and went on) belonged to
+        the GitHub before: it ends now, unanswered, instead of waking later to count against
+        this one's rate limit, or write to it, in the middle of the next test."""
+        held, self._held = self._held, threading.Event()
+        held.set()
         self.state.reset()
         self.faults.clear()
         self.oidc.reset()
@@ -232,7 +240,9 @@ class GitHubServer:
 
     # -- one request -----------------------------------------------------------------------
 
-    def handle(self, handler: _Handler) -> routes.Reply:
+    def handle(self, handler: _Handler) -> routes.Reply | None:
+        """The answer to one request; None when it is to go unanswered (held past a reset)."""
+        held = self._held  # this GitHub's, before a reset can replace it
         split = urlsplit(handler.path)
         raw_path = split.path
         prefix = (
@@ -267,8 +277,8 @@ class GitHubServer:
             )
         )
         fault = self.faults.take(call.method, call.path, record.is_write)
-        if fault and fault.delay:
-            self._stopping.wait(fault.delay)
+        if fault and fault.delay and held.wait(fault.delay):
+            return None  # reset or stopped while held: that GitHub is gone
         if fault and fault.status is not None:
             reply = routes.Reply(fault.status, fault.body, dict(fault.headers))
             self.state.count_rate_limited_call()
@@ -309,6 +319,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # a bug in the fake: say so loudly, answer 500
             traceback.print_exc()
             reply = routes.Reply(500, shapes.error("Local GitHub crashed; see stderr", 500))
+        if reply is None:
+            self.close_connection = True  # no answer: the connection just ends
+            return
         self._send(reply)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve

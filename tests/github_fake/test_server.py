@@ -1045,6 +1045,30 @@ def test_a_delay_longer_than_the_client_timeout_is_a_timeout(github, api):
     assert call(api, "GET", "/repos/acme/api").status_code == 200
 
 
+def test_a_request_held_past_a_reset_ends_with_the_github_it_was_sent_to(github, api):
+    # A client that timed out goes on to the next test while the fault holds its request:
+    # once the next test's reset has happened, that request must not count against the new
+    # rate limit nor write to the new GitHub (it once did, half a test later).
+    github.add_environment("acme/api", "production")
+    github.faults.timeout("PUT", "/repos/acme/api/environments/production", delay=1.0)
+    with pytest.raises(requests.Timeout):
+        api.put(
+            f"{github.api_url}/repos/acme/api/environments/production",
+            json={"wait_timer": 30},
+            timeout=0.2,
+        )
+
+    github.reset()
+    github.add_environment("acme/api", "production")
+    time.sleep(1.5)  # past the held request's delay: before the fix, it had woken and written
+
+    assert github.rate_limited_calls == 0
+    assert github.requests == []
+    answer = call(api, "GET", "/repos/acme/api/environments/production")
+    assert answer.status_code == 200
+    assert answer.json()["protection_rules"] == []  # no wait timer written
+
+
 def test_faults_can_be_added_over_http_for_other_processes(github, api):
     github.add_repo("acme/api")
     added = requests.post(

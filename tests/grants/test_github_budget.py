@@ -9,11 +9,13 @@ until GitHub's window resets."""
 import io
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from grants.drift import grants_drift_check
@@ -21,7 +23,11 @@ from grants.models import Grant
 from grants.reconciler import reconcile_environment
 from grants.services import grant_reconcile, grants_sweep
 from integrations.github import Band, GitHubClient, github_budget
-from integrations.github.models import RateLimitBudget, RememberedRead
+from integrations.github.models import (
+    InstallationAccessToken,
+    RateLimitBudget,
+    RememberedRead,
+)
 from requests_app.models import AccessRequest
 from tests.grants.factories import (
     environment_secret,
@@ -214,7 +220,8 @@ def test_a_grant_lifecycle_costs_a_read_and_a_write_each_way_and_no_user_lookup_
 
 def in_another_process(work):
     """Run work as a process of its own would: in a new thread, which has its own PyGithub
-    client (connections.engine_github is per thread) and so mints its own App token."""
+    client and token holder (connections.engine_github is per thread), and so takes the
+    App's installation token from the database as another process does."""
     outcome = {}
 
     def run():
@@ -232,7 +239,9 @@ def in_another_process(work):
 @pytest.mark.django_db(transaction=True)
 def test_under_a_new_app_installation_token_the_first_read_is_paid_again(gh, github_app, settings):
     # GitHub's ETags are specific to the token (the local GitHub's too), and an App's
-    # installation token lasts an hour: a new process or a new hour reads in full once.
+    # installation token lasts an hour. Every process shares the one token
+    # (installation_tokens.py): a new process reads for free; the token that replaces it
+    # when it is due reads in full once.
     settings.GITHUB_TOKEN = ""
     github_app()
     gh.add_user("alice")
@@ -244,12 +253,22 @@ def test_under_a_new_app_installation_token_the_first_read_is_paid_again(gh, git
 
     same_token = reconcile_environment(grant.target_id, check=True)
     assert calls.take()[0] == 0
+    same_token_elsewhere = in_another_process(
+        lambda: reconcile_environment(grant.target_id, check=True)
+    )
+    used, asked = calls.take()
+    assert [(m, s) for m, _, s in asked] == [("GET", 304)]
+    assert used == 0
+
+    # Within five minutes of its expiry, the next process to act replaces it.
+    InstallationAccessToken.objects.update(expires_at=timezone.now() + timedelta(minutes=4))
     new_token = in_another_process(lambda: reconcile_environment(grant.target_id, check=True))
 
     used, asked = calls.take()
     assert [(m, s) for m, _, s in asked] == [("POST", 201), ("GET", 200)]
     assert used == 2
-    assert not same_token.drift and not new_token.drift and not new_token.errors
+    assert not same_token.drift and not same_token_elsewhere.drift
+    assert not new_token.drift and not new_token.errors
     assert len(gh.installation_tokens) == 2
 
 
