@@ -173,11 +173,12 @@ def api_token_lines(envs, *, count: int, seed: int) -> list[str]:
     return lines
 
 
-def in_process_profile(token_files: dict[str, Path], main_sql: str) -> dict:
+def in_process_profile(token_files: dict[str, Path], main_sql: str, envs) -> dict:
     """benchmarks/check_profile.py on the same lines as wrk's, in this process."""
     from django.core.handlers.wsgi import WSGIHandler
 
-    from benchmarks.check_profile import _round_trip, layer_profile
+    from benchmarks.check_profile import _round_trip, check_query_round_trip, layer_profile
+    from grants.check import CheckScope
     from portal.check_path import AirlockApplication, MiddlewareListHandler, check_path_middleware
 
     oidc_token = token_files["repeat"].read_text().split()[0]
@@ -194,6 +195,15 @@ def in_process_profile(token_files: dict[str, Path], main_sql: str) -> dict:
     })
     figures["round trip, the check's query alone (not prepared)"] = _round_trip(
         main_sql, [], calls=900
+    )
+    # As the check runs it: prepared (core.statement), its rows read into answers.
+    env = envs[0]
+    figures["round trip, the check's query alone, prepared, as the check runs it"] = (
+        check_query_round_trip(
+            CheckScope(repository=env.repository, environment=env.environment,
+                       login=env.logins[0]),
+            calls=900,
+        )
     )
     return figures
 
@@ -232,7 +242,7 @@ def run(h, *, seconds: int = 15, connections: int = 4, workers: int = 2,
         "api": _write_tokens(api_token_lines(envs, count=300, seed=3), scratch, "api"),
     }
     h.say("  in-process profile")
-    figures["profile"] = in_process_profile(token_files, main_sql)
+    figures["profile"] = in_process_profile(token_files, main_sql, envs)
     gunicorn = Gunicorn(h.env, h.log_dir, workers=workers)
     runs: dict[str, list[dict]] = {name: [] for name in LINES}
     try:

@@ -140,9 +140,10 @@ def _database(url: str) -> dict:
     elif config["ENGINE"] == "django.db.backends.postgresql":
         # Django turns psycopg's prepared statements off for the sake of connection
         # poolers. Its own queries are bound on the client and never prepared either way;
-        # this lets the grant check's one query (grants/check/) be planned once per
-        # connection instead of on every call. Off behind a PgBouncer in transaction mode
-        # older than 1.21, which cannot carry prepared statements.
+        # this lets the grant check's one query (grants/check/, prepared on its first run by
+        # core/statement.py) be planned once per connection instead of on every call. Off
+        # behind a PgBouncer in transaction mode older than 1.21, which cannot carry prepared
+        # statements.
         prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
         config.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5 if prepared else None)
     else:

@@ -3,6 +3,7 @@ gunicorn serves, a bearer-token check skips the browser's middleware, and answer
 what Django's full handler answers: status, headers, body and access log line."""
 
 import logging
+import re
 from contextlib import contextmanager
 from io import BytesIO
 from urllib.parse import urlencode
@@ -13,7 +14,12 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from portal.check_path import AirlockApplication, check_path_middleware
+from portal.check_path import (
+    LEANER_ON_THE_CHECK_PATH,
+    AirlockApplication,
+    CheckPathCSPMiddleware,
+    check_path_middleware,
+)
 from requests_app.tokens import api_token_create
 from tests.api.conftest import active_request
 from tests.requests_app.factories import UserFactory
@@ -76,7 +82,7 @@ def test_the_lean_path_leaves_out_only_what_a_bearer_token_call_never_uses(setti
     for needed in (
         "portal.middleware.RequestIdMiddleware",
         "django.middleware.security.SecurityMiddleware",
-        "csp.middleware.CSPMiddleware",
+        "portal.check_path.CheckPathCSPMiddleware",
         "django.middleware.common.CommonMiddleware",
         "portal.middleware.RefuseNulMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -90,8 +96,61 @@ def test_the_lean_path_leaves_out_only_what_a_bearer_token_call_never_uses(setti
         "allauth.account.middleware.AccountMiddleware",
     ):
         assert browser_only not in lean
-    # In the deployment's order.
-    assert lean == [m for m in settings.MIDDLEWARE if m in lean]
+    # In the deployment's order, django-csp's in its leaner form in the same place.
+    assert "csp.middleware.CSPMiddleware" not in lean
+    assert lean == [
+        LEANER_ON_THE_CHECK_PATH.get(m, m)
+        for m in settings.MIDDLEWARE
+        if LEANER_ON_THE_CHECK_PATH.get(m, m) in lean
+    ]
+
+
+def _csp_headers(middleware, *, nonce_used=False, decorate=None):
+    from django.http import JsonResponse
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(CHECK)
+    middleware.process_request(request)
+    if nonce_used:
+        str(request.csp_nonce)  # as a template using the nonce would
+    response = JsonResponse({"allowed": True})
+    if decorate:
+        decorate(response)
+    middleware.process_response(request, response)
+    # Each request has its own nonce: compared as where it stands, not its value.
+    return {
+        h: re.sub(r"'nonce-[^']+'", "'nonce-N'", v)
+        for h, v in response.items()
+        if "Content-Security-Policy" in h
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "nonce used", "csp_update", "csp_exempt", "report-only policy", "policy changed"],
+)
+def test_the_lean_csp_middleware_writes_what_django_csp_writes(case, settings):
+    from csp.middleware import CSPMiddleware
+
+    kwargs = {}
+    if case == "nonce used":
+        kwargs["nonce_used"] = True
+    elif case == "csp_update":
+        kwargs["decorate"] = lambda r: setattr(r, "_csp_update", {"img-src": ["https://x.test"]})
+    elif case == "csp_exempt":
+        kwargs["decorate"] = lambda r: setattr(r, "_csp_exempt", True)
+    lean = CheckPathCSPMiddleware(lambda request: None)
+    _csp_headers(lean)  # built and kept before the settings change below
+    if case == "report-only policy":
+        settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"default-src": ["'self'"]}}
+    elif case == "policy changed":
+        settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    expected = _csp_headers(CSPMiddleware(lambda request: None), **kwargs)
+    assert _csp_headers(lean, **kwargs) == expected
+    if case in ("plain", "policy changed", "report-only policy"):
+        assert expected  # a header to compare, not two empty answers
+    if case == "nonce used":
+        assert "'nonce-N'" in expected["Content-Security-Policy"]
 
 
 def _cases(oidc):
