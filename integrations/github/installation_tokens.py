@@ -31,9 +31,7 @@ from github import Auth
 from core.crypto import decrypt_value, encrypt_value
 from integrations.github.errors import TransientGitHubError
 
-# Not this module's name: the text log's redaction reads "..._tokens: Minted" as a key and
-# its value, and would mask the message's first word.
-logger = logging.getLogger("integrations.github.installation")
+logger = logging.getLogger(__name__)
 
 # GitHub's tokens last an hour: the next is minted this long before, while this one still works.
 REFRESH_BEFORE = timedelta(minutes=5)
