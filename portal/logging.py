@@ -276,17 +276,29 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        line = super().formatMessage(record)
+        # The header (time, level, logger name) is masked by shape only, and what the
+        # record carries in full: masked as one line, a logger named like a key
+        # (`grants.reconciler.tokens: Revoked ...`) read as `tokens: <value>`, and the
+        # message lost its first word.
+        message, record.message = record.message, ""
+        try:
+            header = super().formatMessage(record)
+        finally:
+            record.message = message
         context = {
             key: value
             for key in ("request_id", "task_id")
             if (value := getattr(record, key, None))
         }
         context.update((key, _loggable(value)) for key, value in record_extras(record).items())
-        return f"{line} {json.dumps(context, default=str)}" if context else line
+        body = f"{message} {json.dumps(context, default=str)}" if context else message
+        return redact_tokens(header) + redact_text(body)
 
-    def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
+    def formatException(self, ei) -> str:
+        return redact_text(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact_text(super().formatStack(stack_info))
 
 
 def stdout_handler() -> logging.Handler:

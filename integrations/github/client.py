@@ -37,6 +37,7 @@ from integrations.github.errors import (
     TransientGitHubError,
     classify,
 )
+from integrations.github.installation_tokens import sending_with_heartbeat
 from integrations.github.remembered import Remembered, forget, recall, remember
 from integrations.github.retry import RetryPolicy
 
@@ -73,7 +74,8 @@ class GitHubClient:
             attempt += 1
             self.heartbeat()
             try:
-                answer = send()
+                with sending_with_heartbeat(self.heartbeat):
+                    answer = send()
             except GithubException as exc:
                 self._count(family, str(exc.status))
                 if exc.status == 401 and not refused and self._token_refused():

@@ -19,6 +19,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,9 +34,7 @@ from github import Auth
 from core.crypto import decrypt_value, encrypt_value
 from integrations.github.errors import TransientGitHubError
 
-# Not this module's name: the text log's redaction reads "..._tokens: Minted" as a key and
-# its value, and would mask the message's first word.
-logger = logging.getLogger("integrations.github.installation")
+logger = logging.getLogger(__name__)
 
 # GitHub's tokens last an hour: the next is minted this long before, while this one still works.
 REFRESH_BEFORE = timedelta(minutes=5)
@@ -44,6 +45,24 @@ MINT_CLAIM = timedelta(seconds=30)
 # How often a process waiting for another's mint looks again.
 WAIT_SECONDS = 0.05
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The heartbeat of the GitHub call being sent (GitHubClient._call). The token is asked for
+# as PyGithub sends, so a mint (retried for up to AIRLOCK_GITHUB_RETRY_MAX_SECONDS) and a wait
+# for another process's mint happen inside that call: they renew the caller's lease as the
+# call's own retries do, and stop when it is lost.
+_caller_heartbeat: ContextVar[Callable[[], None]] = ContextVar(
+    "airlock_github_call_heartbeat", default=lambda: None
+)
+
+
+@contextmanager
+def sending_with_heartbeat(heartbeat: Callable[[], None]) -> Iterator[None]:
+    """While a GitHub call is sent: the heartbeat a mint or a wait for one calls."""
+    reset = _caller_heartbeat.set(heartbeat)
+    try:
+        yield
+    finally:
+        _caller_heartbeat.reset(reset)
 
 
 @dataclass(frozen=True)
@@ -119,6 +138,7 @@ def _shared_token(installation_id: int) -> SharedToken:
                 "another process claimed the mint and did not store a token",
                 operation="installation token mint",
             )
+        _caller_heartbeat.get()()
         time.sleep(WAIT_SECONDS)
 
 
@@ -128,7 +148,7 @@ def _mint_and_share(row) -> SharedToken:
 
     mine = InstallationAccessToken.objects.filter(pk=row.pk, generation=row.generation)
     try:
-        minted = AppTokenClient().installation_token_mint_whole(
+        minted = AppTokenClient(heartbeat=_caller_heartbeat.get()).installation_token_mint_whole(
             installation_id=row.installation_id
         )
     except BaseException:

@@ -217,3 +217,49 @@ def test_processes_racing_for_a_new_token_mint_it_once(app_estate, github_app, o
     assert mint_calls(gh) - minted_before == 1
     assert len(set(tokens)) == 1 and len(tokens) == 6
     assert tokens[0] == gh.installation_tokens[-1].value
+
+
+class LeaseLost(Exception):
+    """What the reconciler's heartbeat raises once its lease is gone."""
+
+
+@pytest.mark.django_db
+def test_the_mint_behind_a_call_keeps_the_callers_lease_alive(app_estate, github_app):
+    # The mint runs inside the engine's call (PyGithub asks for the token as it sends): its
+    # own retries must renew the reconciler's lease as the call's would, or the lease (30 s)
+    # lapses while GitHub is slow to mint and another worker reconciles alongside.
+    gh = github_app.github
+    gh.state.revoke_installation_token(gh.installation_token(gh.installation_tokens[-1].value))
+    gh.faults.add("POST", "/app/installations/*/access_tokens", status=502, times=2)
+    beats = []
+
+    GitHubClient(heartbeat=lambda: beats.append(mint_calls(gh))).get_environment(
+        "acme/api", "production"
+    )
+
+    minted = [r for r in gh.requests if r.path.endswith("/access_tokens")]
+    assert [r.status for r in minted[-3:]] == [502, 502, 201]
+    # Before the call's two attempts (401, then with the new token) and each of the three
+    # mint attempts between them.
+    assert len(beats) >= 5, beats
+
+
+@pytest.mark.django_db
+def test_waiting_for_another_process_mint_keeps_asking_the_callers_lease(
+    app_estate, github_app
+):
+    # Another process claimed the mint and went silent: the wait (up to a minute) renews the
+    # lease, and stops at once when the lease is lost instead of running on without it.
+    gh = github_app.github
+    gh.state.revoke_installation_token(gh.installation_token(gh.installation_tokens[-1].value))
+    InstallationAccessToken.objects.update(minting_until=timezone.now() + timedelta(hours=1))
+    beats = []
+
+    def heartbeat():
+        beats.append(1)
+        if len(beats) > 3:
+            raise LeaseLost("lost the lease")
+
+    with pytest.raises(LeaseLost):
+        GitHubClient(heartbeat=heartbeat).get_environment("acme/api", "production")
+    assert len(beats) == 4

@@ -217,6 +217,27 @@ def test_the_text_format_is_masked_too(capture_logs):
     assert_no_secret(output)
 
 
+def test_a_logger_named_like_a_key_keeps_its_message_whole_in_the_text_format(capture_logs):
+    # The text line is "time LEVEL logger: message": masking it whole read a logger whose
+    # name ends in a sensitive word as a key and the message's first word as its value.
+    logs = capture_logs(log_format="text")
+    logging.getLogger("grants.reconciler.tokens").warning("Revoked %d minted tokens", 3)
+    logging.getLogger("integrations.github.installation_tokens").info(
+        "token=%s sent", "opaque-api-token-value"
+    )
+    output = logs.text
+    assert "grants.reconciler.tokens: Revoked 3 minted tokens" in output
+    assert "integrations.github.installation_tokens: token=[REDACTED] sent" in output
+    assert_no_secret(output)
+
+
+def test_a_token_in_a_logger_name_is_masked_in_the_text_format(capture_logs):
+    logs = capture_logs(log_format="text")
+    logging.getLogger(f"webhooks.{GITHUB_TOKEN}").info("received")
+    assert "webhooks.[REDACTED]: received" in logs.text
+    assert_no_secret(logs.text)
+
+
 def test_the_current_request_id_is_on_every_line_logged_during_the_request(capture_logs):
     logs = capture_logs()
     token = request_id_var.set("req-1234")

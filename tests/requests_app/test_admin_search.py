@@ -247,3 +247,17 @@ def test_a_searched_request_list_is_served_by_the_trigram_indexes(on_postgres, c
                 assert "requester_id" in shown, (term, name, shown)
             if term == "12345":
                 assert "accessrequest_pkey" in shown, (term, name, shown)
+
+
+def test_a_term_repeated_in_the_search_is_looked_up_once(searchable, django_assert_max_num_queries):
+    # Each term costs a query for the requesters it names and a condition in the list's
+    # statement: "Bob " pasted 3000 times held a request for 47 s on PostgreSQL.
+    made, root = searchable
+    admin_request = RequestFactory().get(CHANGELIST)
+    admin_request.user = root
+    once = searched(admin_request, "Bob")
+
+    with django_assert_max_num_queries(2):  # the requesters named, then the list
+        repeated = searched(admin_request, "Bob " * 500 + '"Bob"')
+
+    assert repeated == once and made["secret"].pk in once
