@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import F
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Now
 from django.utils import timezone
 from github import Auth
 
@@ -125,9 +126,13 @@ def _shared_token(installation_id: int) -> SharedToken:
             return held
         # Due: whoever moves minting_until first while the generation is still the one read
         # mints; a process that read an older generation reads again.
+        # On the database's clock, as every lease here: a process whose clock runs ahead
+        # would otherwise take a claim still held, one running behind wait on a lapsed one.
         claimed = InstallationAccessToken.objects.filter(
-            pk=row.pk, generation=row.generation, minting_until__lte=now
-        ).update(minting_until=now + MINT_CLAIM)
+            pk=row.pk, generation=row.generation, minting_until__lte=Now()
+        ).update(
+            minting_until=ExpressionWrapper(Now() + MINT_CLAIM, output_field=DateTimeField())
+        )
         if claimed:
             return _mint_and_share(row)
         if held is not None and held.expires_at - EXPIRY_MARGIN > now:

@@ -69,10 +69,27 @@ def create_indexes(apps, schema_editor):
         return
     create_trigram_extension(schema_editor.connection)
     for name, column in INDEXES.items():
+        # An interrupted CONCURRENTLY build leaves an INVALID index of that name behind,
+        # which IF NOT EXISTS would keep: it serves no query. Dropped and built again.
+        if _invalid_index(schema_editor.connection, name):
+            schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+        # CONCURRENTLY: filing, approving and the reconciler's updates go on while the index
+        # is built over the whole history (a plain CREATE INDEX blocks every write to the
+        # table until it is done: seconds per 100k requests).
         schema_editor.execute(
-            f'CREATE INDEX IF NOT EXISTS "{name}" ON "{TABLE}" '
+            f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{name}" ON "{TABLE}" '
             f'USING gin ((UPPER("{column}"::text)) gin_trgm_ops)'
         )
+
+
+def _invalid_index(connection, name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_index JOIN pg_class ON pg_class.oid = pg_index.indexrelid "
+            "WHERE pg_class.relname = %s AND NOT pg_index.indisvalid",
+            [name],
+        )
+        return cursor.fetchone() is not None
 
 
 def drop_indexes(apps, schema_editor):
@@ -80,10 +97,14 @@ def drop_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     for name in INDEXES:
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
+        schema_editor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
 
 
 class Migration(migrations.Migration):
+    # CREATE INDEX CONCURRENTLY cannot run inside a transaction: each statement commits on
+    # its own, and a migration stopped halfway is run again safely (IF NOT EXISTS, and an
+    # invalid leftover is rebuilt).
+    atomic = False
 
     dependencies = [
         ("requests_app", "0019_slack_card_sweep_claim"),

@@ -190,6 +190,37 @@ def test_a_role_that_may_create_pg_trgm_creates_it(on_postgres):
         assert cursor.fetchone() is not None
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_invalid_index_left_by_an_interrupted_build_is_built_again(on_postgres):
+    # CREATE INDEX CONCURRENTLY stopped halfway leaves an INVALID index, which serves no
+    # query and which IF NOT EXISTS alone would keep. Marked invalid as such a build
+    # leaves it (the test database's role is a superuser), then the migration runs again,
+    # outside any transaction as CONCURRENTLY needs.
+    def valid(name):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_index.indisvalid FROM pg_index JOIN pg_class "
+                "ON pg_class.oid = pg_index.indexrelid WHERE pg_class.relname = %s",
+                [name],
+            )
+            row = cursor.fetchone()
+        return None if row is None else row[0]
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false FROM pg_class WHERE "
+            "pg_class.oid = pg_index.indexrelid AND pg_class.relname = 'request_reason_trgm'"
+        )
+    assert valid("request_reason_trgm") is False
+    assert MIGRATION.Migration.atomic is False
+    with connection.schema_editor(atomic=False) as editor:
+        MIGRATION.create_indexes(None, editor)
+    assert {name: valid(name) for name in MIGRATION.INDEXES} == dict.fromkeys(
+        MIGRATION.INDEXES, True
+    )
+
+
 # --- PostgreSQL's plan ----------------------------------------------------------------------------
 
 
