@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache as memoize
 
 import github  # noqa: F401  (its import adds a handler that the config below replaces)
+from celery import current_task
 from celery.signals import after_setup_task_logger
 from django.core.exceptions import ImproperlyConfigured
 
@@ -204,10 +205,11 @@ class ContextFilter(logging.Filter):
 
 
 def _current_task() -> tuple[str | None, str | None]:
-    from celery import current_task  # a proxy: falsy outside a running task
-
-    task_id = getattr(current_task.request, "id", None) if current_task else None
-    return (task_id, current_task.name) if task_id else (None, None)
+    # current_task is a proxy, falsy outside a running task. Resolved once: each use of
+    # the proxy looks the task up again, and this runs for every log line.
+    task = current_task._get_current_object()
+    task_id = getattr(task.request, "id", None) if task else None
+    return (task_id, task.name) if task_id else (None, None)
 
 
 class RedactSecretsFilter(logging.Filter):

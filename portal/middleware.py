@@ -16,6 +16,7 @@ from portal.logging import request_id_var
 access_log = logging.getLogger("portal.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_META = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 # A caller's id is kept only when it cannot garble a log line or a header: a proxy's or
 # load balancer's id (UUIDs, hex, AWS's "Root=1-..." trace ids) fits easily.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")
@@ -35,7 +36,9 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        offered = request.headers.get(REQUEST_ID_HEADER, "")
+        # Read from META, as request.headers would: building request.headers copies every
+        # header, a twentieth of the grant check's CPU, for one value.
+        offered = request.META.get(REQUEST_ID_META, "")
         request_id = offered if SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
         request.request_id = request_id
         request_id_var.set(request_id)

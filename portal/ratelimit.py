@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import cache as memoize
+from functools import lru_cache
 
 from django.conf import settings
 from django.core.cache import cache
@@ -44,8 +45,11 @@ def client_address(request) -> str:
 # --- counting ---------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def _key(*parts) -> str:
-    # Hashed: usernames and addresses may hold anything, cache keys may not.
+    # Hashed: usernames and addresses may hold anything, cache keys may not. Remembered:
+    # every API call counts under the same key for a whole window (and an API token's
+    # call reads two more), each a SHA-256 of the same text.
     return KEY_PREFIX + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from functools import cache as memoize
 
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -142,26 +142,28 @@ def _token_and_user_sql(vendor: str):
         f"ON u.{q(User._meta.pk.column)} = t.{q(ApiToken._meta.get_field('user').column)} "
         f"WHERE t.{q(ApiToken._meta.get_field('digest').column)} = %s"
     )
-    return sql, token_fields, user_fields, readers
+    # Read once here rather than per call: the attribute names from_db is given, and the
+    # user model.
+    token_names = [f.attname for f in token_fields]
+    user_names = [f.attname for f in user_fields]
+    return sql, token_names, user_names, readers, User
 
 
 def _token_with_user(digest: str) -> ApiToken | None:
     """The token with this digest, its user loaded (as select_related would), or None."""
-    statement = _token_and_user_sql(connection.vendor)
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once, not through the proxy each time
+    statement = _token_and_user_sql(db.vendor)
     if statement is None:
         return ApiToken.objects.select_related("user").filter(digest=digest).first()
-    sql, token_fields, user_fields, readers = statement
+    sql, token_names, user_names, readers, User = statement
     rows = fetch_all(sql, [digest])  # also the connection's health check (core.statement)
     if not rows:
         return None
     values = [v if read is None else read(v) for read, v in zip(readers, rows[0], strict=True)]
-    split = len(token_fields)
+    split = len(token_names)
     # Model.from_db: how the ORM itself makes an instance from a row.
-    token = ApiToken.from_db(connection.alias, [f.attname for f in token_fields], values[:split])
-    user = get_user_model().from_db(
-        connection.alias, [f.attname for f in user_fields], values[split:]
-    )
-    token.user = user
+    token = ApiToken.from_db(db.alias, token_names, values[:split])
+    token.user = User.from_db(db.alias, user_names, values[split:])
     return token
 
 

@@ -3,7 +3,7 @@ approvals, written as SQL from the models' documented metadata."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache as memoize
 
@@ -49,6 +49,8 @@ class CheckedGrant:
     other_github_account: bool = False
 
     def as_json(self) -> dict:
+        # The current time zone looked up once (a thread-local read), not once per time.
+        tz = timezone.get_current_timezone()
         return {
             "id": self.grant,
             "request": self.request,
@@ -58,10 +60,10 @@ class CheckedGrant:
             "access": self.access,
             "secret": self.secret,
             "break_glass": self.break_glass,
-            "granted_at": _iso(self.granted_at),
-            "expires_at": _iso(self.expires_at),
+            "granted_at": _iso(self.granted_at, tz),
+            "expires_at": _iso(self.expires_at, tz),
             "approvers": [
-                {"login": login, "approved_at": _iso(approved_at)}
+                {"login": login, "approved_at": _iso(approved_at, tz)}
                 for login, approved_at in self.approvers
             ],
             "workflow_ref_pattern": self.workflow_ref_pattern,
@@ -70,11 +72,11 @@ class CheckedGrant:
         }
 
 
-def _iso(value: datetime | None) -> str | None:
+def _iso(value: datetime | None, tz) -> str | None:
     # As DRF writes a DateTimeField (in the current time zone, UTC here).
     if value is None:
         return None
-    value = timezone.localtime(value).isoformat()
+    value = timezone.localtime(value, tz).isoformat()
     return value.removesuffix("+00:00") + "Z" if value.endswith("+00:00") else value
 
 
@@ -197,28 +199,33 @@ def in_force_grants(*, scope: CheckScope, now: datetime) -> list[CheckedGrant]:
         connection.vendor, bool(scope.access), bool(scope.secret), scope.github_id is not None
     )
     rows = fetch_all(sql, params)
-    found: dict[int, CheckedGrant] = {}
+    # One row per approval (or one without): a request's first row holds its values.
+    firsts: dict[int, tuple] = {}
     approvers: dict[int, list] = {}
     for row in rows:
         request_id = row[0]
-        if request_id not in found:
-            found[request_id] = CheckedGrant(
-                request=request_id,
-                grant=row[1],
-                user=row[2],
-                repository=row[3],
-                environment=row[4],
-                access=row[5],
-                secret=row[6],
-                break_glass=bool(row[7]),
-                granted_at=_aware(row[8]),
-                expires_at=_aware(row[9]),
-                workflow_ref_pattern=row[10],
-                ref_pattern=row[11],
-                other_github_account=bool(row[12]),
-                run_id=row[13],
-            )
+        if request_id not in firsts:
+            firsts[request_id] = row
             approvers[request_id] = []
         if row[14] is not None:
             approvers[request_id].append((row[14], _aware(row[15])))
-    return [replace(candidate, approvers=tuple(approvers[pk])) for pk, candidate in found.items()]
+    return [
+        CheckedGrant(
+            request=request_id,
+            grant=row[1],
+            user=row[2],
+            repository=row[3],
+            environment=row[4],
+            access=row[5],
+            secret=row[6],
+            break_glass=bool(row[7]),
+            granted_at=_aware(row[8]),
+            expires_at=_aware(row[9]),
+            workflow_ref_pattern=row[10],
+            ref_pattern=row[11],
+            other_github_account=bool(row[12]),
+            run_id=row[13],
+            approvers=tuple(approvers[request_id]),
+        )
+        for request_id, row in firsts.items()
+    ]

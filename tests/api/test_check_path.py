@@ -213,3 +213,36 @@ def test_a_browser_s_session_still_asks_through_the_full_stack(client, applicati
     status, headers, body = wsgi_get(airlock, CHECK, TARGET, headers={"HTTP_COOKIE": cookie})
     assert status.startswith("200"), body
     assert b'"allowed":true' in body
+
+
+def _match_of(handler, path=CHECK):
+    from django.core.handlers.wsgi import WSGIRequest
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "wsgi.input": BytesIO(b"")}
+    setup_testing_defaults(environ)
+    return handler.resolve_request(WSGIRequest(environ))
+
+
+def _as_fields(match):
+    return {k: v for k, v in vars(match).items() if k != "tried"} | {"repr": repr(match)}
+
+
+def test_the_lean_path_resolves_the_check_as_django_does_and_anew_for_a_new_urlconf(settings):
+    from django.urls import get_resolver
+
+    handler = AirlockApplication().check
+    first, second = _match_of(handler), _match_of(handler)
+    expected = get_resolver().resolve(CHECK)
+    assert _as_fields(first) == _as_fields(second) == _as_fields(expected)
+    assert first.func.view_class.__name__ == "GrantCheckApi"
+    # Each request its own match: what one request does to its kwargs is not the next's.
+    assert first is not second and first.kwargs is not second.kwargs
+    first.kwargs["changed"] = True
+    assert "changed" not in _match_of(handler).kwargs
+    # Another path through this handler is resolved as usual.
+    assert _match_of(handler, "/api/v1/grants/").url_name == get_resolver().resolve(
+        "/api/v1/grants/"
+    ).url_name
+    settings.ROOT_URLCONF = "benchmarks.bench_urls"
+    assert _match_of(handler, CHECK).route == get_resolver().resolve(CHECK).route
+    assert get_resolver().resolve(CHECK) is not expected
