@@ -100,23 +100,8 @@ class AppTokenClient(GitHubClient):
             ),
             family="installation_tokens",
         )
-        expires_at = parse_datetime(answer.get("expires_at") or "")
-        token = answer.get("token")
-        if not token or expires_at is None:
-            raise PermanentGitHubError(
-                "GitHub's answer to the token mint carries no token or expiry.",
-                operation="installation token mint",
-            )
-        minted = InstallationToken(
-            token=token,
-            expires_at=expires_at,
-            permissions=dict(answer.get("permissions") or {}),
-            repositories=tuple(
-                r.get("full_name", "")
-                for r in answer.get("repositories") or []
-                if isinstance(r, dict)
-            ),
-        )
+        minted = _minted(answer)
+        token = minted.token
         if [r.lower() for r in minted.repositories] != [repository.lower()]:
             try:  # it reaches something else than asked: it must not outlive this call
                 InstallationTokenClient(token=token, retry=self.retry).installation_token_revoke()
@@ -142,19 +127,7 @@ class AppTokenClient(GitHubClient):
             ),
             family="installation_tokens",
         )
-        expires_at = parse_datetime(answer.get("expires_at") or "")
-        token = answer.get("token")
-        if not token or expires_at is None:
-            raise PermanentGitHubError(
-                "GitHub's answer to the token mint carries no token or expiry.",
-                operation="installation token mint",
-            )
-        return InstallationToken(
-            token=token,
-            expires_at=expires_at,
-            permissions=dict(answer.get("permissions") or {}),
-            repositories=(),
-        )
+        return _minted(answer)
 
     def _token_refused(self) -> bool:
         return False  # the App's JWT is made afresh for each client: nothing shared to drop
@@ -197,3 +170,22 @@ class InstallationTokenClient(GitHubClient):
                 return False
             raise
         return True
+
+
+def _minted(answer: dict) -> InstallationToken:
+    """The token GitHub's answer to POST .../access_tokens carries, or PermanentGitHubError."""
+    expires_at = parse_datetime(answer.get("expires_at") or "")
+    token = answer.get("token")
+    if not token or expires_at is None:
+        raise PermanentGitHubError(
+            "GitHub's answer to the token mint carries no token or expiry.",
+            operation="installation token mint",
+        )
+    return InstallationToken(
+        token=token,
+        expires_at=expires_at,
+        permissions=dict(answer.get("permissions") or {}),
+        repositories=tuple(
+            r.get("full_name", "") for r in answer.get("repositories") or [] if isinstance(r, dict)
+        ),
+    )
