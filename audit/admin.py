@@ -133,7 +133,9 @@ class AuditEventAdmin(BoundedCountAdmin, DateHierarchyAdmin):
     def _export(self, request, queryset, what: dict):
         # Who took a copy of the audit log, and which part, is itself on the record. The
         # copy stops just before that record: it holds the log as it was when asked for.
-        exported = log_event(action=AuditAction.AUDIT_EXPORTED, actor=request.user, detail=what)
+        exported = log_event(
+            action=AuditAction.AUDIT_EXPORTED, actor=request.user, detail=what, sealed=True
+        )
         events = events_for_export(queryset.filter(seq__lt=exported.seq))
         response = StreamingHttpResponse(json_lines(events), content_type=JSON_LINES_CONTENT_TYPE)
         filename = f"audit-log-{timezone.now():%Y%m%dT%H%M%SZ}.jsonl"

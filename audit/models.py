@@ -151,6 +151,46 @@ class AuditChainHead(models.Model):
         return f"audit chain head at seq {self.seq}"
 
 
+class AuditPendingEvent(models.Model):
+    """An event committed while another transaction held the chain head, waiting for its
+    seal: the next holder of the head moves it into AuditEvent, linked, in id order, and
+    deletes it here in the same transaction (audit.services.audit_pending_seal).
+
+    Only PostgreSQL writers ever wait here; on SQLite every writer holds the head anyway.
+    The fields are AuditEvent's content, as log_event() made them; created_at is when the
+    event happened, not when it was sealed.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(editable=False)
+    actor_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    actor_label = models.CharField(max_length=150, editable=False)
+    action = models.CharField(max_length=100, editable=False)
+    target_type = models.CharField(max_length=100, blank=True, editable=False)
+    target_id = models.CharField(max_length=255, blank=True, editable=False)
+    target_repr = models.CharField(max_length=255, blank=True, editable=False)
+    reason = models.TextField(blank=True, editable=False)
+    detail = models.JSONField(default=dict, blank=True, editable=False)
+
+    CONTENT_FIELDS = (
+        "created_at",
+        "actor_id",
+        "actor_label",
+        "action",
+        "target_type",
+        "target_id",
+        "target_repr",
+        "reason",
+        "detail",
+    )
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"pending {self.action} {self.target_repr}".rstrip()
+
+
 class AuditSink(models.Model):
     """One place the audit log is forwarded to ("http", "syslog"), and how far it got.
 

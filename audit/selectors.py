@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from audit.forwarding.configuration import configured_sinks
-from audit.models import AuditEvent, AuditSink
+from audit.models import AuditEvent, AuditPendingEvent, AuditSink
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,15 @@ class SinkBacklog:
         if self.oldest_at is None:
             return 0.0
         return max(0.0, (now - self.oldest_at).total_seconds())
+
+
+def pending_seal_backlog() -> SinkBacklog:
+    """The events committed but not yet linked into the chain (audit.services), and when
+    the oldest of them happened: sealed within moments, or by beat's "airlock: audit
+    seal"; an old one means nothing is sealing."""
+    pending = AuditPendingEvent.objects.order_by("id")
+    oldest = pending.values_list("created_at", flat=True).first()
+    return SinkBacklog(events=pending.count() if oldest else 0, oldest_at=oldest)
 
 
 @dataclass(frozen=True)

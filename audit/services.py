@@ -4,12 +4,19 @@ unkeyed_events_seal() vouches for events chained before the chain had a key."""
 import json
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import router, transaction
+from django.db import connections, router, transaction
+from django.db.models import Exists
 from django.utils import timezone
 
 from audit.actions import AuditAction
-from audit.keys import audit_keyring
-from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, chain_hash
+from audit.keys import AuditKey, audit_keyring
+from audit.models import (
+    GENESIS_HASH,
+    AuditChainHead,
+    AuditEvent,
+    AuditPendingEvent,
+    chain_hash,
+)
 from core import metrics
 
 SYSTEM_ACTOR_LABEL = "system"
@@ -18,6 +25,9 @@ ANONYMOUS_ACTOR_LABEL = "anonymous"
 _ACTION_MAX = AuditEvent._meta.get_field("action").max_length
 _TARGET_REPR_MAX = AuditEvent._meta.get_field("target_repr").max_length
 _ACTOR_LABEL_MAX = AuditEvent._meta.get_field("actor_label").max_length
+_PENDING_CONTENT = AuditPendingEvent.CONTENT_FIELDS
+# Pending events sealed per statement (and per transaction of audit_pending_seal).
+SEAL_BATCH = 500
 
 
 def log_event(
@@ -31,12 +41,20 @@ def log_event(
     target_repr: str = "",
     reason: str = "",
     detail: dict | None = None,
+    sealed: bool = False,
 ) -> AuditEvent:
     """Append one event to the audit log and return it.
 
     Call it inside the transaction of the change it records, so both commit or neither
-    does; outside any transaction it opens its own. It holds the chain lock until that
-    transaction ends, so call it once the change's own rows are locked and written.
+    does; outside any transaction it opens its own.
+
+    The event is linked at once when this transaction can take the chain head: it then
+    holds the head until it ends, and first seals any events waiting for it. When another
+    transaction holds the head (PostgreSQL only), the event is written to
+    AuditPendingEvent instead, without waiting, and sealed as soon as the head is free
+    (docs/audit-log.md "Sealing"); the event returned then has no seq or hash yet.
+    sealed=True waits for the head instead, for a caller that needs the event's place in
+    the chain (an export stops just before its own record).
 
     actor is a User or None (the system). target is a saved model instance, or give
     target_type/target_id/target_repr yourself (those also override what target gives).
@@ -70,23 +88,72 @@ def log_event(
         reason=reason or "",
         detail=plain_json(detail or {}),
     )
+    # Before the transaction: a key that is not configured right must fail the caller
+    # cleanly (naming the variable), whether the event is sealed now or later.
     key = audit_keyring().signing
     using = router.db_for_write(AuditEvent)
     # No savepoint: if the audit write fails, the change it records must not commit alone.
     with transaction.atomic(using=using, savepoint=False):
-        head = _lock_chain_head(using)
-        event.seq = head.seq + 1
-        event.prev_hash = head.hash
-        # Taken under the lock, so created_at follows seq (as far as the clock allows).
-        event.created_at = timezone.now()
-        event.key_id = key.id
-        event.hash = chain_hash(event.chained_fields(), key)
-        event.save(using=using, force_insert=True)
-        AuditChainHead.objects.using(using).filter(pk=head.pk).update(
-            seq=event.seq, hash=event.hash
-        )
+        if sealed:
+            head = _lock_chain_head(using)
+            head.pending = _can_defer(using) and AuditPendingEvent.objects.using(using).exists()
+        else:
+            head = _try_lock_chain_head(using)
+        if head is None:
+            # Another transaction holds the head until it commits. Rather than queue behind
+            # it, this event waits for its seal in AuditPendingEvent, committed with the
+            # change it records; the next holder of the head links it.
+            event.created_at = timezone.now()
+            AuditPendingEvent.objects.using(using).create(**_content(event))
+            transaction.on_commit(lambda: audit_pending_seal(using=using), using=using,
+                                  robust=True)
+        else:
+            _seal_pending(head, key, using)
+            # Taken under the lock, so created_at follows seq (as far as the clock allows).
+            event.created_at = timezone.now()
+            _link([event], head, key)
+            event.save(using=using, force_insert=True)
+            _move_head(head, event, using)
+            if _can_defer(using):
+                # Events that went pending while this transaction held the head are sealed
+                # once it lets go of it.
+                transaction.on_commit(lambda: audit_pending_seal(using=using), using=using,
+                                      robust=True)
         metrics.audit_event_written(action=action, using=using)
     return event
+
+
+def audit_pending_seal(*, using: str | None = None, limit: int | None = None) -> int:
+    """Seal the events waiting in AuditPendingEvent, unless another transaction holds the
+    chain head (it seals them itself, or once it commits); return how many were sealed.
+
+    Called after every commit that left or saw pending events, and by beat's "airlock:
+    audit seal" for any a race left behind (one that committed just as the holder of the
+    head last looked). limit bounds one call's work, in batches of SEAL_BATCH.
+    """
+    using = using or router.db_for_write(AuditEvent)
+    if not _can_defer(using):
+        return 0  # on SQLite nothing ever waits: every writer holds the head
+    if not AuditPendingEvent.objects.using(using).exists():
+        return 0  # the usual answer, in one read and without taking the head
+    key = audit_keyring().signing
+    sealed = 0
+    # Until a pass finds nothing waiting: events committed while this call held the head
+    # (their own call found it held) are sealed by the next pass, not left behind.
+    while limit is None or sealed < limit:
+        with transaction.atomic(using=using):
+            head = _try_lock_chain_head(using)
+            if head is None or not head.pending:
+                break
+            batch = _seal_pending(head, key, using)
+            if batch:
+                AuditChainHead.objects.using(using).filter(pk=head.pk).update(
+                    seq=head.seq, hash=head.hash
+                )
+        if not batch:
+            break
+        sealed += batch
+    return sealed
 
 
 def unkeyed_events_seal() -> AuditEvent | None:
@@ -105,6 +172,7 @@ def unkeyed_events_seal() -> AuditEvent | None:
         action=AuditAction.AUDIT_UNKEYED_SEALED,
         reason="events chained before the audit log had a key are vouched for by this one",
         detail={"unkeyed_events": AuditEvent.objects.filter(key_id="").count()},
+        sealed=True,
     )
 
 
@@ -126,6 +194,83 @@ def _float_or_whole(text: str):
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _content(event: AuditEvent) -> dict:
+    return {name: getattr(event, name) for name in AuditPendingEvent.CONTENT_FIELDS}
+
+
+def _link(events: list[AuditEvent], head: AuditChainHead, key: AuditKey) -> None:
+    """Chain events after head, in list order, and move head (in memory) to the last."""
+    for event in events:
+        event.seq = head.seq + 1
+        event.prev_hash = head.hash
+        event.key_id = key.id
+        event.hash = chain_hash(event.chained_fields(), key)
+        head.seq, head.hash = event.seq, event.hash
+
+
+def _move_head(head: AuditChainHead, event: AuditEvent, using: str) -> None:
+    AuditChainHead.objects.using(using).filter(pk=head.pk).update(seq=event.seq, hash=event.hash)
+
+
+def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
+    """With head locked, move up to SEAL_BATCH pending events into the chain, oldest first, and
+    advance head past them in memory (the caller writes it). Returns how many moved.
+
+    Only the holder of the head seals, and it deletes what it sealed in the same
+    transaction, so no pending event is sealed twice; one committed after this read waits
+    for the next holder.
+    """
+    if not getattr(head, "pending", False):
+        return 0
+    pending = list(
+        AuditPendingEvent.objects.using(using).order_by("id").values("id", *_PENDING_CONTENT)[
+            :SEAL_BATCH
+        ]
+    )
+    if not pending:
+        return 0
+    events = [AuditEvent(**{name: row[name] for name in _PENDING_CONTENT}) for row in pending]
+    _link(events, head, key)
+    # One INSERT, in seq order: ids still rise with seq (verification checks it).
+    AuditEvent.objects.using(using).bulk_create(events)
+    AuditPendingEvent.objects.using(using).filter(
+        id__in=[row["id"] for row in pending]
+    ).delete()
+    return len(events)
+
+
+def _can_defer(using: str) -> bool:
+    # Only where a writer can pass over a locked head (PostgreSQL). On SQLite every
+    # transaction begins IMMEDIATE, so a writer holds the head as soon as it writes at all.
+    return connections[using].features.has_select_for_update_skip_locked
+
+
+def _try_lock_chain_head(using: str) -> AuditChainHead | None:
+    """The chain head, locked until this transaction ends, with .pending telling whether
+    events wait for their seal; None when another transaction holds it.
+
+    Creates the head on the first append, like _lock_chain_head.
+    """
+    if not _can_defer(using):
+        head = _lock_chain_head(using)
+        head.pending = False
+        return head
+    head = (
+        AuditChainHead.objects.using(using)
+        .select_for_update(skip_locked=True)
+        .annotate(pending=Exists(AuditPendingEvent.objects.using(using)))
+        .filter(pk=AuditChainHead.SINGLETON_ID)
+        .first()
+    )
+    if head is not None:
+        return head
+    if AuditChainHead.objects.using(using).filter(pk=AuditChainHead.SINGLETON_ID).exists():
+        return None  # held by another transaction
+    head = _lock_chain_head(using)
+    head.pending = AuditPendingEvent.objects.using(using).exists()
+    return head
 
 
 def _lock_chain_head(using: str) -> AuditChainHead:

@@ -1,5 +1,5 @@
 """Celery tasks of the audit app: the audit forwarding round, started by beat, and the
-check for sinks that fell behind after it."""
+check for sinks that fell behind after it; and the seal of events left waiting."""
 
 import logging
 
@@ -8,6 +8,7 @@ from django.conf import settings
 
 from audit.forwarding import audit_forward_all
 from audit.forwarding.alerts import audit_sink_alerts_update
+from audit.services import audit_pending_seal
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +49,12 @@ def forward_audit_log() -> None:
     # is still behind after its try is. Platform admins hear of it through
     # audit.signals.audit_sink_alert (requests_app sends the email).
     audit_sink_alerts_update()
+
+
+# Events are sealed as soon as the head is free (audit.services.log_event); this catches the
+# few a race leaves waiting, within one sweep interval.
+@shared_task(ignore_result=True, expires=max(2 * settings.AIRLOCK_SWEEP_SECONDS, 10))
+def seal_audit_log() -> None:
+    sealed = audit_pending_seal()
+    if sealed:
+        logger.info("Audit seal: %d waiting event(s) linked into the chain", sealed)

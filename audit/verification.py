@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from audit.export import KeptHead
 from audit.keys import AuditKeyring, UnknownAuditKeyError, audit_keyring
-from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditPendingEvent
 
 # Rows fetched per round trip; memory use stays flat however long the log is.
 CHUNK_SIZE = 2000
@@ -29,6 +29,9 @@ class VerificationResult:
     head_hash: str = ""
     # Events chained before the chain had a key: seq 1 to this one.
     unkeyed: int = 0
+    # Events committed but not sealed into the chain yet (audit.services), when the walk
+    # ended: the chain does not vouch for them until they are.
+    pending: int = 0
 
 
 def verify_chain(*, kept_head: KeptHead | None = None) -> VerificationResult:
@@ -106,7 +109,13 @@ def verify_chain(*, kept_head: KeptHead | None = None) -> VerificationResult:
         return VerificationResult(
             ok=False, checked=checked, problem=problem, failure=failure, unkeyed=unkeyed
         )
-    return VerificationResult(ok=True, checked=checked, head_hash=prev_hash, unkeyed=unkeyed)
+    return VerificationResult(
+        ok=True,
+        checked=checked,
+        head_hash=prev_hash,
+        unkeyed=unkeyed,
+        pending=AuditPendingEvent.objects.count(),
+    )
 
 
 def _link_problem(

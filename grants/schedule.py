@@ -59,6 +59,14 @@ def beat_schedule() -> dict[str, dict]:
             "description": "Sends the audit events each configured SIEM sink has not "
             "accepted yet, in seq order (nothing when no sink is configured).",
         },
+        "airlock: audit seal": {
+            "task": "audit.tasks.seal_audit_log",
+            "every": sweep,
+            "expire_seconds": max(2 * sweep, 10),
+            "description": "Links into the audit chain the events committed while another "
+            "transaction held its head, if none has yet (they are sealed at once as a "
+            "rule).",
+        },
         "airlock: approver team sync": {
             "task": "requests_app.tasks.sync_approver_groups",
             "every": settings.AIRLOCK_TEAM_SYNC_SECONDS,

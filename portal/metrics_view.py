@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from prometheus_client.core import GaugeMetricFamily
 
-from audit.selectors import sink_statuses
+from audit.selectors import pending_seal_backlog, sink_statuses
 from core import metrics
 from grants.selectors import grants_in_force_count_by_kind, grants_revocation_overdue
 from integrations.github import github_budgets
@@ -91,6 +91,21 @@ class ScrapeTimeFacts:
             logger.warning("/metrics: the database did not answer (%s)", type(exc).__name__)
         else:
             yield from audit_sink_families(sinks, now=timezone.now())
+        try:
+            pending = pending_seal_backlog()
+        except DatabaseError as exc:
+            logger.warning("/metrics: the database did not answer (%s)", type(exc).__name__)
+        else:
+            yield GaugeMetricFamily(
+                "airlock_audit_events_pending_seal",
+                "Audit events committed but not yet linked into the hash chain.",
+                value=pending.events,
+            )
+            yield GaugeMetricFamily(
+                "airlock_audit_events_pending_seal_age_seconds",
+                "How long the oldest audit event waiting for its seal has waited (0: none).",
+                value=pending.age_seconds(timezone.now()),
+            )
         depths = queue_depths()
         if depths is not None:
             family = GaugeMetricFamily(

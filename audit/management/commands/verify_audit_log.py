@@ -50,6 +50,11 @@ class Command(BaseCommand):
         if result.unkeyed:
             span = seq_span(1, result.unkeyed)
             summary += f"; unkeyed, from before the chain had a key: {span}"
+        if result.pending:
+            summary += (
+                f"; {result.pending} newer event(s) committed but not sealed into the chain "
+                "yet (not checked)"
+            )
         self.stdout.write(summary)
 
 
