@@ -5,7 +5,6 @@ import json
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, router, transaction
-from django.db.models import Exists
 from django.utils import timezone
 
 from audit.actions import AuditAction
@@ -94,31 +93,32 @@ def log_event(
     using = router.db_for_write(AuditEvent)
     # No savepoint: if the audit write fails, the change it records must not commit alone.
     with transaction.atomic(using=using, savepoint=False):
-        if sealed:
-            head = _lock_chain_head(using)
-            head.pending = _can_defer(using) and AuditPendingEvent.objects.using(using).exists()
-        else:
-            head = _try_lock_chain_head(using)
+        head = _lock_chain_head(using, skip_locked=not sealed)
         if head is None:
             # Another transaction holds the head until it commits. Rather than queue behind
             # it, this event waits for its seal in AuditPendingEvent, committed with the
             # change it records; the next holder of the head links it.
             event.created_at = timezone.now()
-            AuditPendingEvent.objects.using(using).create(**_content(event))
-            transaction.on_commit(lambda: audit_pending_seal(using=using), using=using,
-                                  robust=True)
+            _pending_insert(event, using)
+            transaction.on_commit(
+                lambda: audit_pending_seal(using=using), using=using, robust=True
+            )
         else:
             _seal_pending(head, key, using)
             # Taken under the lock, so created_at follows seq (as far as the clock allows).
             event.created_at = timezone.now()
             _link([event], head, key)
-            event.save(using=using, force_insert=True)
-            _move_head(head, event, using)
             if _can_defer(using):
+                _event_insert(event, using)
+                _head_move(event, using)
                 # Events that went pending while this transaction held the head are sealed
                 # once it lets go of it.
-                transaction.on_commit(lambda: audit_pending_seal(using=using), using=using,
-                                      robust=True)
+                transaction.on_commit(
+                    lambda: audit_pending_seal(using=using), using=using, robust=True
+                )
+            else:
+                event.save(using=using, force_insert=True)
+                _move_head(head, event, using)
         metrics.audit_event_written(action=action, using=using)
     return event
 
@@ -134,15 +134,18 @@ def audit_pending_seal(*, using: str | None = None, limit: int | None = None) ->
     using = using or router.db_for_write(AuditEvent)
     if not _can_defer(using):
         return 0  # on SQLite nothing ever waits: every writer holds the head
-    if not AuditPendingEvent.objects.using(using).exists():
-        return 0  # the usual answer, in one read and without taking the head
+    if not _seal_wanted(using):
+        # The usual answer, in one read and without a transaction: nothing waits, or the
+        # head's holder will seal it.
+        return 0
     key = audit_keyring().signing
     sealed = 0
     # Until a pass finds nothing waiting: events committed while this call held the head
     # (their own call found it held) are sealed by the next pass, not left behind.
     while limit is None or sealed < limit:
         with transaction.atomic(using=using):
-            head = _try_lock_chain_head(using)
+            # None: another transaction holds the head, and will seal what waits.
+            _, head = _head_locked(using, skip_locked=True)
             if head is None or not head.pending:
                 break
             batch = _seal_pending(head, key, using)
@@ -196,10 +199,6 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _content(event: AuditEvent) -> dict:
-    return {name: getattr(event, name) for name in AuditPendingEvent.CONTENT_FIELDS}
-
-
 def _link(events: list[AuditEvent], head: AuditChainHead, key: AuditKey) -> None:
     """Chain events after head, in list order, and move head (in memory) to the last."""
     for event in events:
@@ -247,55 +246,131 @@ def _can_defer(using: str) -> bool:
     return connections[using].features.has_select_for_update_skip_locked
 
 
-def _try_lock_chain_head(using: str) -> AuditChainHead | None:
-    """The chain head, locked until this transaction ends, with .pending telling whether
-    events wait for their seal; None when another transaction holds it.
+def _lock_chain_head(using: str, *, skip_locked: bool = False) -> AuditChainHead | None:
+    """Lock the chain head row until this transaction ends, creating it on the first
+    append; .pending tells whether events wait for their seal.
 
-    Creates the head on the first append, like _lock_chain_head.
+    On PostgreSQL the row lock makes every other transaction that wants the head wait
+    here until this one ends, or with skip_locked pass it by: None then means another
+    transaction holds it. On SQLite select_for_update() does nothing, but Airlock opens
+    every transaction with BEGIN IMMEDIATE, which already lets only one writer in at a
+    time, so there the head is always this transaction's and nothing is ever pending.
     """
-    if not _can_defer(using):
-        head = _lock_chain_head(using)
+    defer = _can_defer(using)
+    present, head = _head_locked(using, skip_locked=skip_locked) if defer else (False, None)
+    if head is None and present and skip_locked:
+        return None  # another transaction holds it
+    heads = AuditChainHead.objects.using(using).select_for_update()
+    if head is None and not defer:
+        head = heads.filter(pk=AuditChainHead.SINGLETON_ID).first()
+    if head is None:
+        # First event ever, or the tables were emptied (test flush). Start from whatever
+        # the log holds. ignore_conflicts: a concurrent first appender may insert the row
+        # too; this insert then waits for it and does nothing, and the locking read below
+        # (which waits, whatever skip_locked says) sees its row.
+        newest = AuditEvent.objects.using(using).order_by("-seq").first()
+        AuditChainHead.objects.using(using).bulk_create(
+            [
+                AuditChainHead(
+                    pk=AuditChainHead.SINGLETON_ID,
+                    seq=newest.seq if newest else 0,
+                    hash=newest.hash if newest else GENESIS_HASH,
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        head = heads.get(pk=AuditChainHead.SINGLETON_ID)
+        head.pending = defer and _pending_any(using)
+    elif not defer:
         head.pending = False
-        return head
-    head = (
-        AuditChainHead.objects.using(using)
-        .select_for_update(skip_locked=True)
-        .annotate(pending=Exists(AuditPendingEvent.objects.using(using)))
-        .filter(pk=AuditChainHead.SINGLETON_ID)
-        .first()
-    )
-    if head is not None:
-        return head
-    if AuditChainHead.objects.using(using).filter(pk=AuditChainHead.SINGLETON_ID).exists():
-        return None  # held by another transaction
-    head = _lock_chain_head(using)
-    head.pending = AuditPendingEvent.objects.using(using).exists()
     return head
 
 
-def _lock_chain_head(using: str) -> AuditChainHead:
-    """Lock the chain head row, creating it on the first append.
+# The statements of the path every audited transaction takes on PostgreSQL, written out once:
+# the ORM's own compilation of them cost more than the round trips (benchmark 8).
+_HEAD = AuditChainHead._meta.db_table
+_PENDING = AuditPendingEvent._meta.db_table
+# One statement: whether the head exists, the head itself if this transaction could lock it,
+# and whether events wait for their seal. The lock is taken in the WITH part, so an absent
+# head (first event) and one another transaction holds tell apart without a second read.
+_HEAD_LOCK_SQL = (
+    f"WITH locked AS (SELECT seq, hash FROM {_HEAD} WHERE id = %s FOR UPDATE{{skip}}) "
+    f"SELECT EXISTS (SELECT 1 FROM {_HEAD} WHERE id = %s), locked.seq, locked.hash, "
+    f"EXISTS (SELECT 1 FROM {_PENDING}) FROM (SELECT 1) AS one LEFT JOIN locked ON true"
+)
+_HEAD_LOCK_WAIT_SQL = _HEAD_LOCK_SQL.format(skip="")
+_HEAD_LOCK_SKIP_SQL = _HEAD_LOCK_SQL.format(skip=" SKIP LOCKED")
+# Outside a transaction: is the head free with events waiting? (The lock ends with the
+# statement: it only tells whether a sealing transaction would find work.)
+_SEAL_WANTED_SQL = (
+    f"WITH locked AS (SELECT 1 FROM {_HEAD} WHERE id = %s FOR UPDATE SKIP LOCKED) "
+    f"SELECT EXISTS (SELECT 1 FROM locked) AND EXISTS (SELECT 1 FROM {_PENDING})"
+)
+_PENDING_ANY_SQL = f"SELECT EXISTS (SELECT 1 FROM {_PENDING})"
+_PENDING_INSERT_SQL = (
+    f"INSERT INTO {_PENDING} ({', '.join(_PENDING_CONTENT)}) "
+    f"VALUES ({', '.join(['%s'] * (len(_PENDING_CONTENT) - 1))}, %s::jsonb)"
+)
+assert _PENDING_CONTENT[-1] == "detail"  # the one JSON column, last in the statement
 
-    On PostgreSQL the row lock makes every other appender wait here until this transaction
-    ends. On SQLite select_for_update() does nothing, but Airlock opens every transaction
-    with BEGIN IMMEDIATE, which already lets only one writer in at a time.
-    """
-    heads = AuditChainHead.objects.using(using).select_for_update()
-    head = heads.filter(pk=AuditChainHead.SINGLETON_ID).first()
-    if head is not None:
-        return head
-    # First event ever, or the tables were emptied (test flush). Start from whatever the
-    # log holds. ignore_conflicts: a concurrent first appender may insert the row too; this
-    # insert then waits for it and does nothing, and the locking read below sees its row.
-    newest = AuditEvent.objects.using(using).order_by("-seq").first()
-    AuditChainHead.objects.using(using).bulk_create(
-        [
-            AuditChainHead(
-                pk=AuditChainHead.SINGLETON_ID,
-                seq=newest.seq if newest else 0,
-                hash=newest.hash if newest else GENESIS_HASH,
-            )
-        ],
-        ignore_conflicts=True,
-    )
-    return heads.get(pk=AuditChainHead.SINGLETON_ID)
+
+def _head_locked(using: str, *, skip_locked: bool) -> tuple[bool, AuditChainHead | None]:
+    """PostgreSQL: whether the head exists, and the head, locked, with .pending; None when
+    absent or (with skip_locked) held by another transaction."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            _HEAD_LOCK_SKIP_SQL if skip_locked else _HEAD_LOCK_WAIT_SQL,
+            [AuditChainHead.SINGLETON_ID, AuditChainHead.SINGLETON_ID],
+        )
+        present, seq, hash_, pending = cursor.fetchone()
+    if seq is None:
+        return present, None
+    head = AuditChainHead(id=AuditChainHead.SINGLETON_ID, seq=seq, hash=hash_)
+    head.pending = pending
+    return present, head
+
+
+def _seal_wanted(using: str) -> bool:
+    with connections[using].cursor() as cursor:
+        cursor.execute(_SEAL_WANTED_SQL, [AuditChainHead.SINGLETON_ID])
+        return cursor.fetchone()[0]
+
+
+def _pending_any(using: str) -> bool:
+    with connections[using].cursor() as cursor:
+        cursor.execute(_PENDING_ANY_SQL)
+        return cursor.fetchone()[0]
+
+
+_EVENT_COLUMNS = ("seq", *_PENDING_CONTENT, "prev_hash", "key_id", "hash")
+_EVENT_INSERT_SQL = (
+    f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) VALUES "
+    f"({', '.join('%s::jsonb' if name == 'detail' else '%s' for name in _EVENT_COLUMNS)}) "
+    "RETURNING id"
+)
+_HEAD_MOVE_SQL = f"UPDATE {_HEAD} SET seq = %s, hash = %s WHERE id = %s"
+
+
+def _event_insert(event: AuditEvent, using: str) -> None:
+    """PostgreSQL: event.save(force_insert=True), written out (see above)."""
+    values = [
+        json.dumps(event.detail) if name == "detail" else getattr(event, name)
+        for name in _EVENT_COLUMNS
+    ]
+    with connections[using].cursor() as cursor:
+        cursor.execute(_EVENT_INSERT_SQL, values)
+        event.id = cursor.fetchone()[0]
+    event._state.adding = False
+    event._state.db = using
+
+
+def _head_move(event: AuditEvent, using: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute(_HEAD_MOVE_SQL, [event.seq, event.hash, AuditChainHead.SINGLETON_ID])
+
+
+def _pending_insert(event: AuditEvent, using: str) -> None:
+    values = [getattr(event, name) for name in _PENDING_CONTENT]
+    values[-1] = json.dumps(event.detail)  # plain JSON already (plain_json)
+    with connections[using].cursor() as cursor:
+        cursor.execute(_PENDING_INSERT_SQL, values)

@@ -101,6 +101,23 @@ METHOD = """\
    large size is then kept below the figures, as it is for a page within its budget whose
    slowest query more than doubled (and takes 20 ms or more).
 
+8. **Audit throughput.** On the benchmark's PostgreSQL database, 1 and then 4 writer
+   processes (forked, each with its own connection) append events through
+   `audit.log_event`, one event per transaction, for the line's seconds, started together.
+   *Waiting* is `log_event(sealed=True)`: every writer takes the chain head and holds it to
+   its commit, as every append did before events could wait for their seal (the issue's
+   ceiling of one). *Passing* is the default: a writer that finds the head held writes its
+   event to `AuditPendingEvent` and commits, and the head's holder seals it
+   (docs/audit-log.md "Sealing"). The lines run in rounds, A B C D ... A B C D; each figure
+   is the median over the rounds. Meanwhile the benchmark process samples, every 0.2 s,
+   how many events wait for their seal and how old the oldest is; after each line it runs
+   `audit_pending_seal()` as beat's "airlock: audit seal" would, for any a race left
+   waiting. *Unshared*: 4 passing writers while a connection of the benchmark holds the
+   head all along, so every event waits and is sealed only after the line: the writers'
+   own statements with no shared head, the most any way of chaining allows on the machine.
+   At the end `verify_chain()` checks the whole log, and every event written must be in it
+   exactly once.
+
 Invariants (2 to 5, and the CI versions in `tests/soak/`): every approved request got
 exactly one grant, applied at most once and revoked at most once (audit events per grant);
 no grant left open; no reviewer missing from an accepted PUT while their grant was in force;
@@ -254,7 +271,40 @@ def rows(report: dict) -> list[tuple]:
             out += _forwarding_rows(result)
         elif number == 7:
             out += _growth_rows(result)
+        elif number == 8:
+            out += _audit_throughput_rows(result)
     return out
+
+
+def _audit_throughput_rows(result: dict) -> list[tuple]:
+    rate, ratio = result["events_per_second"], result["ratios"]
+    one, four = "waiting, 1 writer", "passing, 4 writers"
+    passing = [r for name, runs in result["runs"].items() if name.startswith("passing")
+               for r in runs]
+    intact = (result["chain_ok"] and result["in_log"] == result["written"]
+              == result["distinct_in_log"] and result["pending_at_end"] == 0)
+    return [
+        (8, "Audit throughput",
+         "events/s, 4 writers passing a held head vs one writer (today's ceiling)",
+         f"{rate[four]:.0f} vs {rate[one]:.0f} (ratio {ratio[four]:.2f})", "ratio ≥ 3",
+         _verdict(ratio[four] >= 3)),
+        (8, "", "events/s: waiting 1 / 4 writers; passing 1 / 4 writers",
+         f"{rate[one]:.0f} / {rate['waiting, 4 writers']:.0f}; "
+         f"{rate['passing, 1 writer']:.0f} / {rate[four]:.0f}", "", "–"),
+        (8, "", "events/s, 4 writers with no shared head at all (every event left waiting "
+         "for its seal: the most any chaining allows here)",
+         f"{rate['unshared, 4 writers']:.0f} (ratio {ratio['unshared, 4 writers']:.2f}); passing "
+         f"reaches {rate[four] / rate['unshared, 4 writers']:.2f} of it", "", "–"),
+        (8, "", "events waiting for their seal while passing: most at once, oldest",
+         f"{max(r['waiting_max'] for r in passing)}; "
+         f"{max(r['waiting_age_max_seconds'] for r in passing):.2f} s; left for the sweep "
+         f"after the writers stopped: {max(r['left_waiting_after_the_writers'] for r in passing)}",
+         "", "–"),
+        (8, "", "chain after the run: verified; events written / in the log / distinct",
+         f"{'intact' if result['chain_ok'] else 'BROKEN: ' + result['chain_problem']} "
+         f"({result['chain_checked']} events); {result['written']} / {result['in_log']} / "
+         f"{result['distinct_in_log']}", "intact, all equal", _verdict(intact)),
+    ]
 
 
 def _growth_rows(result: dict) -> list[tuple]:

@@ -30,13 +30,14 @@ NAMES = {
     5: "Fault soak",
     6: "Audit forwarding",
     7: "Growth",
+    8: "Audit throughput",
 }
 ALL = sorted(NAMES)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split()))
-    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-7)")
+    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-8)")
     parser.add_argument("--quick", action="store_true", help="smaller, shorter runs")
     parser.add_argument("--output", help="write the results here (default: RESULTS.md on a "
                         "full run, nowhere otherwise)")
@@ -66,6 +67,7 @@ def sizes(quick: bool) -> dict:
             7: {"small": {"requests": 1_000, "events": 5_000},
                 "large": {"requests": 5_000, "events": 25_000},
                 "mine_requests": 100, "warmup": 1, "rounds": 3},
+            8: {"seconds": 3, "rounds": 1},
         }
     return {
         "sweep": 15,
@@ -81,6 +83,7 @@ def sizes(quick: bool) -> dict:
         7: {"small": {"requests": 10_000, "events": 50_000},
             "large": {"requests": 300_000, "events": 2_000_000},
             "mine_requests": 1_000, "warmup": 2, "rounds": 7},
+        8: {"seconds": 10, "rounds": 3},
     }
 
 
@@ -189,9 +192,11 @@ def main(argv=None) -> int:
 
 
 def run_one(number: int, harness, size: dict) -> dict:
-    from benchmarks import audit_forwarding, check_throughput, growth, scenarios
+    from benchmarks import audit_forwarding, audit_throughput, check_throughput, growth, scenarios
 
     params = size[number]
+    if number == 8:
+        return audit_throughput.run(harness, **params)
     if number == 7:
         return growth.run(harness, **params)
     if number == 6:

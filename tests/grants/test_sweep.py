@@ -160,6 +160,8 @@ def test_the_beat_schedule_is_installed_idempotently_from_code(settings):
         "updated airlock: deployment gates: interval, expire_seconds",
         # So does the Slack cards' sweep.
         "updated airlock: slack cards: interval, expire_seconds",
+        # And the seal of audit events a race left waiting.
+        "updated airlock: audit seal: interval, expire_seconds",
     ]
 
 

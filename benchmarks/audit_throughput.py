@@ -1,0 +1,163 @@
+"""Benchmark 8, audit throughput: events per second that concurrent writers append through
+`audit.log_event`, each event in its own transaction, on PostgreSQL.
+
+Two ways of appending, in the same run, both in today's code:
+- *waiting* (`log_event(sealed=True)`): every writer takes the chain head and holds it to
+  its commit, as every writer did before events could wait for their seal; the ceiling of
+  one writer that the issue measured.
+- *passing* (the default): a writer that finds the head held writes its event to
+  AuditPendingEvent and commits without waiting; the holder of the head seals it.
+- *unshared*: the same writers while a connection of this process holds the head all
+  along, so that every event is written to AuditPendingEvent and none is sealed until the
+  line ends: the writers' own statements with no shared head at all, the most any way of
+  chaining could let them reach on this machine (the issue's "same statements without the
+  shared head").
+
+Writers are separate processes (no shared GIL), each with its own connection. While they
+write, this process samples how many events wait for their seal and how long the oldest
+has waited. Afterwards the whole chain is verified, and every event written must be in it
+exactly once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import time
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent, AuditPendingEvent
+from audit.selectors import pending_seal_backlog
+from audit.services import audit_pending_seal, log_event
+from audit.verification import verify_chain
+
+LINES = (
+    ("waiting", 1),
+    ("waiting", 4),
+    ("passing", 1),
+    ("passing", 4),
+    ("unshared", 4),
+)
+
+
+def run(harness, *, seconds: float, rounds: int) -> dict:
+    say = harness.say
+    runs: dict[str, list[dict]] = {label(mode, n): [] for mode, n in LINES}
+    written = 0
+    for number in range(1, rounds + 1):
+        for mode, writers in LINES:
+            say(f"  round {number}: {label(mode, writers)}, {seconds:g}s")
+            result = one_line(mode=mode, writers=writers, seconds=seconds)
+            written += result["events"]
+            runs[label(mode, writers)].append(result)
+    rate = {name: statistics.median(r["events_per_second"] for r in line)
+            for name, line in runs.items()}
+    baseline = rate[label("waiting", 1)]
+    chain = verify_chain()
+    in_log = AuditEvent.objects.filter(target_type="bench.writer").count()
+    distinct = (AuditEvent.objects.filter(target_type="bench.writer")
+                .values("target_id", "detail").distinct().count())
+    return {
+        "seconds": seconds,
+        "rounds": rounds,
+        "events_per_second": rate,
+        "ratios": {name: value / baseline for name, value in rate.items()},
+        "runs": runs,
+        "written": written,
+        "in_log": in_log,
+        "distinct_in_log": distinct,
+        "pending_at_end": AuditPendingEvent.objects.count(),
+        "chain_ok": chain.ok,
+        "chain_checked": chain.checked,
+        "chain_problem": chain.problem,
+    }
+
+
+def label(mode: str, writers: int) -> str:
+    return f"{mode}, {writers} writer{'s' if writers > 1 else ''}"
+
+
+def one_line(*, mode: str, writers: int, seconds: float) -> dict:
+    connections.close_all()  # the writers are forked: they must not share this connection
+    context = multiprocessing.get_context("fork")
+    counts = context.Queue()
+    start_at = time.time() + 1.0
+    stop_at = start_at + seconds
+    processes = [
+        context.Process(target=_write, args=(mode, index, start_at, stop_at, counts))
+        for index in range(writers)
+    ]
+    holder = None
+    if mode == "unshared":
+        holder = _hold_the_head()
+    for process in processes:
+        process.start()
+    waiting_max, age_max = 0, 0.0
+    while time.time() < start_at:
+        time.sleep(0.05)
+    while any(process.is_alive() for process in processes):
+        backlog = pending_seal_backlog()
+        waiting_max = max(waiting_max, backlog.events)
+        if backlog.oldest_at is not None:
+            age_max = max(age_max, backlog.age_seconds(timezone.now()))
+        time.sleep(0.2)
+    for process in processes:
+        process.join()
+    if holder is not None:
+        holder.rollback()
+        holder.close()
+    per_writer = [counts.get(timeout=10) for _ in processes]
+    if any(isinstance(n, str) for n in per_writer):
+        raise RuntimeError(f"a writer failed: {per_writer}")
+    left = AuditPendingEvent.objects.count()
+    began = time.monotonic()
+    sealed_after = audit_pending_seal()  # what beat's "airlock: audit seal" would do
+    events = sum(per_writer)
+    return {
+        "writers": writers,
+        "events": events,
+        "events_per_second": events / seconds,
+        "per_writer": per_writer,
+        "waiting_max": waiting_max,
+        "waiting_age_max_seconds": round(age_max, 3),
+        "left_waiting_after_the_writers": left,
+        "sealed_by_the_sweep": sealed_after,
+        "sweep_seconds": round(time.monotonic() - began, 3),
+    }
+
+
+def _hold_the_head():
+    """A connection of its own whose open transaction holds the chain head."""
+    import psycopg
+
+    settings = connections["default"].get_connection_params()
+    settings.pop("cursor_factory", None)
+    settings.pop("context", None)
+    holder = psycopg.connect(**settings)
+    holder.execute("SELECT 1 FROM audit_auditchainhead WHERE id = 1 FOR UPDATE")
+    return holder
+
+
+def _write(mode: str, index: int, start_at: float, stop_at: float, counts) -> None:
+    try:
+        connections.close_all()
+        written = 0
+        while time.time() < start_at:
+            time.sleep(0.005)
+        while time.time() < stop_at:
+            with transaction.atomic():
+                log_event(
+                    action="request.created",
+                    target_type="bench.writer",
+                    target_id=f"{mode}-{index}-{start_at:.3f}",
+                    detail={"n": written},
+                    sealed=mode == "waiting",
+                )
+            written += 1
+        counts.put(written)
+    except Exception as problem:  # reported by the parent
+        counts.put(f"{type(problem).__name__}: {problem}")
+    finally:
+        connections.close_all()
