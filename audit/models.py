@@ -130,9 +130,11 @@ class AuditEvent(models.Model):
 class AuditChainHead(models.Model):
     """The newest event's seq and hash, in a single row.
 
-    log_event() locks this row (SELECT ... FOR UPDATE) to append one event at a time, so
-    concurrent writers queue instead of forking the chain. It also remembers how far the
-    chain reached, so deleting the newest events cannot pass as a shorter, intact chain.
+    Whoever appends to the chain holds this row (SELECT ... FOR UPDATE) until its
+    transaction ends, so the chain never forks; a writer that finds it held leaves its
+    event in AuditPendingEvent instead of queueing (audit.services). It also remembers how
+    far the chain reached, so deleting the newest events cannot pass as a shorter, intact
+    chain.
     """
 
     SINGLETON_ID = 1
