@@ -28,7 +28,7 @@ import time
 from django.db import connections, transaction
 from django.utils import timezone
 
-from audit.models import AuditEvent, AuditPendingEvent
+from audit.models import GENESIS_HASH, AuditChainHead, AuditEvent, AuditPendingEvent
 from audit.selectors import pending_seal_backlog
 from audit.services import audit_pending_seal, log_event
 from audit.verification import verify_chain
@@ -54,7 +54,16 @@ def run(harness, *, seconds: float, rounds: int) -> dict:
             runs[label(mode, writers)].append(result)
     rate = {name: statistics.median(r["events_per_second"] for r in line)
             for name, line in runs.items()}
-    baseline = rate[label("waiting", 1)]
+    # Each line against the baseline of its own round, then the median over the rounds: the
+    # machine's speed drifts over minutes (it is shared), and a round's lines run together.
+    baseline_runs = runs[label("waiting", 1)]
+    ratios = {
+        name: statistics.median(
+            r["events_per_second"] / base["events_per_second"]
+            for r, base in zip(line, baseline_runs, strict=True)
+        )
+        for name, line in runs.items()
+    }
     chain = verify_chain()
     in_log = AuditEvent.objects.filter(target_type="bench.writer").count()
     distinct = (AuditEvent.objects.filter(target_type="bench.writer")
@@ -63,7 +72,11 @@ def run(harness, *, seconds: float, rounds: int) -> dict:
         "seconds": seconds,
         "rounds": rounds,
         "events_per_second": rate,
-        "ratios": {name: value / baseline for name, value in rate.items()},
+        "ratios": ratios,
+        "passing_4_vs_waiting_4": statistics.median(
+            p["events_per_second"] / w["events_per_second"]
+            for p, w in zip(runs[label("passing", 4)], runs[label("waiting", 4)], strict=True)
+        ),
         "runs": runs,
         "written": written,
         "in_log": in_log,
@@ -80,6 +93,7 @@ def label(mode: str, writers: int) -> str:
 
 
 def one_line(*, mode: str, writers: int, seconds: float) -> dict:
+    holder = _hold_the_head() if mode == "unshared" else None
     connections.close_all()  # the writers are forked: they must not share this connection
     context = multiprocessing.get_context("fork")
     counts = context.Queue()
@@ -89,9 +103,6 @@ def one_line(*, mode: str, writers: int, seconds: float) -> dict:
         context.Process(target=_write, args=(mode, index, start_at, stop_at, counts))
         for index in range(writers)
     ]
-    holder = None
-    if mode == "unshared":
-        holder = _hold_the_head()
     for process in processes:
         process.start()
     waiting_max, age_max = 0, 0.0
@@ -129,8 +140,16 @@ def one_line(*, mode: str, writers: int, seconds: float) -> dict:
 
 
 def _hold_the_head():
-    """A connection of its own whose open transaction holds the chain head."""
+    """A connection of its own whose open transaction holds the chain head (made first,
+    as the first append would, when the log is empty)."""
     import psycopg
+
+    newest = AuditEvent.objects.order_by("-seq").first()
+    AuditChainHead.objects.get_or_create(
+        pk=AuditChainHead.SINGLETON_ID,
+        defaults={"seq": newest.seq if newest else 0,
+                  "hash": newest.hash if newest else GENESIS_HASH},
+    )
 
     settings = connections["default"].get_connection_params()
     settings.pop("cursor_factory", None)

@@ -83,7 +83,7 @@ def sizes(quick: bool) -> dict:
         7: {"small": {"requests": 10_000, "events": 50_000},
             "large": {"requests": 300_000, "events": 2_000_000},
             "mine_requests": 1_000, "warmup": 2, "rounds": 7},
-        8: {"seconds": 10, "rounds": 3},
+        8: {"seconds": 10, "rounds": 5},
     }
 
 
