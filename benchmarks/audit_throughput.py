@@ -9,9 +9,9 @@ Two ways of appending, in the same run, both in today's code:
   AuditPendingEvent and commits without waiting; the holder of the head seals it.
 - *unshared*: the same writers while a connection of this process holds the head all
   along, so that every event is written to AuditPendingEvent and none is sealed until the
-  line ends: the writers' own statements with no shared head at all, the most any way of
-  chaining could let them reach on this machine (the issue's "same statements without the
-  shared head").
+  line ends: the writers' own statements with no shared head at all (the issue's "same
+  statements without the shared head"), and without the chain's inserts, which every way
+  of chaining must make: an upper bound.
 
 Writers are separate processes (no shared GIL), each with its own connection. While they
 write, this process samples how many events wait for their seal and how long the oldest

@@ -114,7 +114,8 @@ METHOD = """\
    `audit_pending_seal()` as beat's "airlock: audit seal" would, for any a race left
    waiting. *Unshared*: 4 passing writers while a connection of the benchmark holds the
    head all along, so every event waits and is sealed only after the line: the writers'
-   own statements with no shared head, the most any way of chaining allows on the machine.
+   own statements with no shared head, and without the chain's own inserts (an upper
+   bound no way of chaining reaches, since every event must enter the chain).
    At the end `verify_chain()` checks the whole log, and every event written must be in it
    exactly once.
 
@@ -294,8 +295,8 @@ def _audit_throughput_rows(result: dict) -> list[tuple]:
         (8, "", "events/s: waiting 1 / 4 writers; passing 1 / 4 writers",
          f"{rate[one]:.0f} / {rate['waiting, 4 writers']:.0f}; "
          f"{rate['passing, 1 writer']:.0f} / {rate[four]:.0f}", "", "–"),
-        (8, "", "events/s, 4 writers with no shared head at all (every event left waiting "
-         "for its seal: the most any chaining allows here)",
+        (8, "", "events/s, 4 writers with no shared head at all (every event left waiting, "
+         "sealed after the line: their own statements, without the chain's)",
          f"{rate['unshared, 4 writers']:.0f} (ratio {ratio['unshared, 4 writers']:.2f}); passing "
          f"reaches {rate[four] / rate['unshared, 4 writers']:.2f} of it", "", "–"),
         (8, "", "events waiting for their seal while passing: most at once, oldest",
