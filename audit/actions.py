@@ -83,6 +83,9 @@ class AuditAction(models.TextChoices):
     # The log itself (audit).
     AUDIT_EXPORTED = "audit.exported"
     AUDIT_UNKEYED_SEALED = "audit.unkeyed_sealed"
+    # A row in the pending table that log_event() did not write (its MAC does not verify):
+    # refused, never signed into the chain, and recorded in its place.
+    AUDIT_PENDING_REFUSED = "audit.pending_refused"
     # A forwarding sink's cursor set back or forward by hand (forward_audit_log --from-seq).
     AUDIT_FORWARDING_REWOUND = "audit.forwarding_rewound"
 

@@ -24,7 +24,7 @@ from audit.export import (
 from audit.forwarding import configured_sink_names
 from audit.models import AuditEvent, AuditSink
 from audit.selectors import SinkBacklog, sink_backlog
-from audit.services import log_event
+from audit.services import audit_pending_seal, log_event
 from portal.admin_base import BoundedCountAdmin, DateHierarchyAdmin, IndexedValuesFilter
 
 
@@ -133,6 +133,9 @@ class AuditEventAdmin(BoundedCountAdmin, DateHierarchyAdmin):
     def _export(self, request, queryset, what: dict):
         # Who took a copy of the audit log, and which part, is itself on the record. The
         # copy stops just before that record: it holds the log as it was when asked for.
+        # Events committed before the export was asked for, still waiting for their seal,
+        # are sealed first, so that the copy holds them.
+        audit_pending_seal()
         exported = log_event(
             action=AuditAction.AUDIT_EXPORTED, actor=request.user, detail=what, sealed=True
         )

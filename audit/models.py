@@ -173,6 +173,10 @@ class AuditPendingEvent(models.Model):
     target_repr = models.CharField(max_length=255, blank=True, editable=False)
     reason = models.TextField(blank=True, editable=False)
     detail = models.JSONField(default=dict, blank=True, editable=False)
+    # log_event()'s HMAC over the content, under the key key_id names: the sealer signs
+    # into the chain only what the holder of the key wrote, never a row someone put here.
+    key_id = models.CharField(max_length=16, editable=False)
+    mac = models.CharField(max_length=64, editable=False)
 
     CONTENT_FIELDS = (
         "created_at",
@@ -191,6 +195,14 @@ class AuditPendingEvent(models.Model):
 
     def __str__(self):
         return f"pending {self.action} {self.target_repr}".rstrip()
+
+
+def pending_mac(event: "AuditEvent", key: AuditKey) -> str:
+    """The MAC a waiting event carries: over what the chain's hash will cover but its place
+    (seq, prev_hash), with its own label so that it can never pass for a chain link."""
+    fields = event.chained_fields()
+    del fields["seq"], fields["prev_hash"]
+    return chain_hash({"pending": fields}, key)
 
 
 class AuditSink(models.Model):

@@ -1,22 +1,27 @@
 """Writing to the audit log: log_event() appends one event to the keyed hash chain, and
 unkeyed_events_seal() vouches for events chained before the chain had a key."""
 
+import hmac
 import json
+import logging
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connections, router, transaction
+from django.db import DatabaseError, connections, router, transaction
 from django.utils import timezone
 
 from audit.actions import AuditAction
-from audit.keys import AuditKey, audit_keyring
+from audit.keys import AuditKey, UnknownAuditKeyError, audit_keyring
 from audit.models import (
     GENESIS_HASH,
     AuditChainHead,
     AuditEvent,
     AuditPendingEvent,
     chain_hash,
+    pending_mac,
 )
 from core import metrics
+
+logger = logging.getLogger(__name__)
 
 SYSTEM_ACTOR_LABEL = "system"
 ANONYMOUS_ACTOR_LABEL = "anonymous"
@@ -104,12 +109,13 @@ def log_event(
             # it, this event waits for its seal in AuditPendingEvent, committed with the
             # change it records; the next holder of the head links it.
             event.created_at = timezone.now()
-            _pending_insert(event, using)
+            _pending_insert(event, key, using)
             transaction.on_commit(
                 _seal_after_commit, using=using, robust=True
             )
         else:
-            _seal_pending(head, key, using)
+            if head.pending:
+                _seal_pending_within(head, key, using)
             # Taken under the lock, so created_at follows seq (as far as the clock allows).
             event.created_at = timezone.now()
             _link([event], head, key)
@@ -236,12 +242,7 @@ def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
         rows = cursor.fetchall()
         if not rows:
             return 0
-        events = []
-        for row in rows:
-            fields = dict(zip(_PENDING_CONTENT, row[1:], strict=True))
-            if isinstance(fields["detail"], str):
-                fields["detail"] = json.loads(fields["detail"])
-            events.append(AuditEvent(**fields))
+        events = [_pending_event(row) for row in rows]
         _link(events, head, key)
         values = []
         for event in events:
@@ -255,6 +256,60 @@ def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
             [[row[0] for row in rows], *values],
         )
     return len(events)
+
+
+def _pending_event(row) -> AuditEvent:
+    """The event a pending row holds, once its MAC shows log_event() wrote it; otherwise
+    an audit.pending_refused event in its place, so that nothing anyone put in the table
+    is ever signed into the chain, and the attempt is on the record."""
+    pending_id, *content = row[: 1 + len(_PENDING_CONTENT)]
+    key_id, mac = row[1 + len(_PENDING_CONTENT) :]
+    fields = dict(zip(_PENDING_CONTENT, content, strict=True))
+    problem = ""
+    try:
+        if isinstance(fields["detail"], str):
+            fields["detail"] = json.loads(fields["detail"])
+        event = AuditEvent(**fields)
+        expected = pending_mac(event, audit_keyring().get(key_id))
+        if not hmac.compare_digest(expected, mac or ""):
+            problem = "its MAC does not match its content: log_event() did not write it so"
+    except UnknownAuditKeyError:
+        problem = f"its MAC is under audit key {key_id!r}, which AIRLOCK_AUDIT_KEYS does not hold"
+    except (TypeError, ValueError) as exc:
+        problem = f"it cannot be read ({type(exc).__name__})"
+    if not problem:
+        return event
+    logger.error("Audit seal: pending event %s refused: %s", pending_id, problem)
+    return AuditEvent(
+        created_at=timezone.now(),
+        actor_label=SYSTEM_ACTOR_LABEL,
+        action=AuditAction.AUDIT_PENDING_REFUSED,
+        target_type=AuditPendingEvent._meta.label_lower,
+        target_id=str(pending_id),
+        target_repr=f"pending event {pending_id}",
+        reason=f"not sealed into the chain: {problem}",
+        detail=plain_json(
+            {
+                "claimed": {
+                    name: str(fields.get(name, ""))[:200]
+                    for name in ("created_at", "actor_label", "action", "target_type",
+                                 "target_id")
+                }
+            }
+        ),
+    )
+
+
+def _seal_pending_within(head: AuditChainHead, key: AuditKey, using: str) -> None:
+    """Seal what waits inside the caller's transaction, in a savepoint: should it fail, the
+    caller's own change and event still commit, and the events stay waiting."""
+    seq, hash_ = head.seq, head.hash
+    try:
+        with transaction.atomic(using=using):
+            _seal_pending(head, key, using)
+    except DatabaseError:
+        logger.exception("Audit seal: waiting events could not be sealed; they keep waiting")
+        head.seq, head.hash = seq, hash_
 
 
 def _can_defer(using: str) -> bool:
@@ -319,16 +374,19 @@ _HEAD_LOCK_WAIT_SQL = _HEAD_LOCK_SQL.format(skip="")
 _HEAD_LOCK_SKIP_SQL = _HEAD_LOCK_SQL.format(skip=" SKIP LOCKED")
 # Outside a transaction: is the head free with events waiting? (The lock ends with the
 # statement: it only tells whether a sealing transaction would find work.)
+# The pending table is asked first (CASE decides the order): when nothing waits, the head
+# is not even tried, so the probe locks nothing and needs no transaction id.
 _SEAL_WANTED_SQL = (
     f"WITH locked AS (SELECT 1 FROM {_HEAD} WHERE id = %s FOR UPDATE SKIP LOCKED) "
-    f"SELECT EXISTS (SELECT 1 FROM locked) AND EXISTS (SELECT 1 FROM {_PENDING})"
+    f"SELECT CASE WHEN EXISTS (SELECT 1 FROM {_PENDING}) "
+    "THEN EXISTS (SELECT 1 FROM locked) ELSE false END"
 )
 _PENDING_ANY_SQL = f"SELECT EXISTS (SELECT 1 FROM {_PENDING})"
 _PENDING_INSERT_SQL = (
-    f"INSERT INTO {_PENDING} ({', '.join(_PENDING_CONTENT)}) "
-    f"VALUES ({', '.join(['%s'] * (len(_PENDING_CONTENT) - 1))}, %s::jsonb)"
+    f"INSERT INTO {_PENDING} ({', '.join(_PENDING_CONTENT)}, key_id, mac) VALUES "
+    f"({', '.join('%s::jsonb' if name == 'detail' else '%s' for name in _PENDING_CONTENT)}, "
+    "%s, %s)"
 )
-assert _PENDING_CONTENT[-1] == "detail"  # the one JSON column, last in the statement
 
 
 def _head_locked(using: str, *, skip_locked: bool) -> tuple[bool, AuditChainHead | None]:
@@ -367,7 +425,8 @@ _EVENT_INSERT_SQL = (
 )
 _HEAD_MOVE_SQL = f"UPDATE {_HEAD} SET seq = %s, hash = %s WHERE id = %s"
 _PENDING_OLDEST_SQL = (
-    f"SELECT id, {', '.join(_PENDING_CONTENT)} FROM {_PENDING} ORDER BY id LIMIT %s"
+    f"SELECT id, {', '.join(_PENDING_CONTENT)}, key_id, mac FROM {_PENDING} "
+    "ORDER BY id LIMIT %s"
 )
 _SEAL_MOVE_SQL = (
     f"WITH sealed AS (DELETE FROM {_PENDING} WHERE id = ANY(%s)) "
@@ -393,8 +452,10 @@ def _head_move(event: AuditEvent, using: str) -> None:
         cursor.execute(_HEAD_MOVE_SQL, [event.seq, event.hash, AuditChainHead.SINGLETON_ID])
 
 
-def _pending_insert(event: AuditEvent, using: str) -> None:
-    values = [getattr(event, name) for name in _PENDING_CONTENT]
-    values[-1] = json.dumps(event.detail)  # plain JSON already (plain_json)
+def _pending_insert(event: AuditEvent, key: AuditKey, using: str) -> None:
+    values = [
+        json.dumps(event.detail) if name == "detail" else getattr(event, name)  # plain JSON
+        for name in _PENDING_CONTENT
+    ]
     with connections[using].cursor() as cursor:
-        cursor.execute(_PENDING_INSERT_SQL, values)
+        cursor.execute(_PENDING_INSERT_SQL, [*values, key.id, pending_mac(event, key)])

@@ -52,6 +52,8 @@ class Migration(migrations.Migration):
                 ('target_repr', models.CharField(blank=True, editable=False, max_length=255)),
                 ('reason', models.TextField(blank=True, editable=False)),
                 ('detail', models.JSONField(blank=True, default=dict, editable=False)),
+                ('key_id', models.CharField(editable=False, max_length=16)),
+                ('mac', models.CharField(editable=False, max_length=64)),
             ],
             options={
                 'ordering': ['id'],

@@ -212,3 +212,92 @@ def test_a_lone_writer_is_sealed_at_once_and_leaves_nothing_waiting():
     assert audit_pending_seal() == 0
     assert not AuditPendingEvent.objects.exists()
     assert chain() == [("a", 1), ("b", 2)]
+
+
+# --- rows nobody but log_event() wrote (the review's findings) -------------------------------
+
+
+def forge_pending(**overrides):
+    """A row put in the pending table by someone with database access, not by log_event."""
+    row = {
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "actor_label": "alice",
+        "action": "request.approved",
+        "target_type": "requests_app.accessrequest",
+        "target_id": "7",
+        "target_repr": "request #7",
+        "reason": "looks legitimate",
+        "detail": "{}",
+        "key_id": "",
+        "mac": "0" * 64,
+    }
+    row.update(overrides)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_auditpendingevent (created_at, actor_id, actor_label, action, "
+            "target_type, target_id, target_repr, reason, detail, key_id, mac) VALUES "
+            "(%s, NULL, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s) RETURNING id",
+            [row[name] for name in ("created_at", "actor_label", "action", "target_type",
+                                    "target_id", "target_repr", "reason", "detail",
+                                    "key_id", "mac")],
+        )
+        return cursor.fetchone()[0]
+
+
+def test_a_row_put_in_the_pending_table_is_never_signed_into_the_chain(on_postgres):
+    log_event(action="request.created", target_id="before")
+    forged = forge_pending()
+
+    assert audit_pending_seal() == 1
+
+    assert not AuditEvent.objects.filter(action="request.approved").exists()
+    refusal = AuditEvent.objects.get(action="audit.pending_refused")
+    assert refusal.target_id == str(forged) and "AIRLOCK_AUDIT_KEYS does not hold" in refusal.reason
+    assert refusal.detail["claimed"]["action"] == "request.approved"
+    assert not AuditPendingEvent.objects.exists()
+    assert verify_chain().ok
+
+
+def test_a_waiting_event_rewritten_in_the_pending_table_is_refused(on_postgres):
+    log_event(action="request.created", target_id="before")
+    with head_held_elsewhere(commit=False):
+        with transaction.atomic():
+            log_event(action="request.approved", target_id="9", reason="as written")
+    row = AuditPendingEvent.objects.values("key_id", "mac").get()
+    # Its MAC, copied onto other content (UPDATE is refused, so: delete and insert again).
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM audit_auditpendingevent")
+    forge_pending(target_id="9", reason="rewritten", key_id=row["key_id"], mac=row["mac"])
+
+    audit_pending_seal()
+
+    assert list(AuditEvent.objects.values_list("action", flat=True)) == [
+        "request.created",
+        "audit.pending_refused",
+    ]
+
+
+def test_an_unreadable_pending_row_is_refused_and_writing_goes_on(on_postgres):
+    log_event(action="request.created", target_id="before")
+    forge_pending(detail='{"n": 1e5000}')  # reads back as an integer of 5,001 digits
+
+    with transaction.atomic():
+        event = log_event(action="request.created", target_id="after")
+
+    assert event.seq == 3  # sealed at once, after the refusal
+    assert list(AuditEvent.objects.values_list("action", "target_id")) == [
+        ("request.created", "before"),
+        ("audit.pending_refused", AuditEvent.objects.get(seq=2).target_id),
+        ("request.created", "after"),
+    ]
+    assert "cannot be read" in AuditEvent.objects.get(seq=2).reason
+    assert verify_chain().ok
+
+
+def test_the_after_commit_probe_takes_no_lock_when_nothing_waits(on_postgres):
+    log_event(action="request.created", target_id="before")
+    with connection.cursor() as cursor:
+        cursor.execute(services._SEAL_WANTED_SQL + ", pg_current_xact_id_if_assigned()",
+                       [1])
+        wanted, xid = cursor.fetchone()
+    assert wanted is False and xid is None
