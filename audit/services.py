@@ -96,12 +96,12 @@ def log_event(
     # cleanly (naming the variable), whether the event is sealed now or later.
     key = audit_keyring().signing
     using = router.db_for_write(AuditEvent)
-    # No savepoint: if the audit write fails, the change it records must not commit alone.
     def _seal_after_commit():
         # Bounded: a request that commits into a long backlog seals a batch, not all of it
         # (beat's "airlock: audit seal" takes what is left).
         audit_pending_seal(using=using, limit=SEAL_BATCH)
 
+    # No savepoint: if the audit write fails, the change it records must not commit alone.
     with transaction.atomic(using=using, savepoint=False):
         head = _lock_chain_head(using, skip_locked=not sealed)
         if head is None:
@@ -110,9 +110,7 @@ def log_event(
             # change it records; the next holder of the head links it.
             event.created_at = timezone.now()
             _pending_insert(event, key, using)
-            transaction.on_commit(
-                _seal_after_commit, using=using, robust=True
-            )
+            transaction.on_commit(_seal_after_commit, using=using, robust=True)
         else:
             if head.pending:
                 _seal_pending_within(head, key, using)
@@ -124,9 +122,7 @@ def log_event(
                 _head_move(event, using)
                 # Events that went pending while this transaction held the head are sealed
                 # once it lets go of it.
-                transaction.on_commit(
-                    _seal_after_commit, using=using, robust=True
-                )
+                transaction.on_commit(_seal_after_commit, using=using, robust=True)
             else:
                 event.save(using=using, force_insert=True)
                 _move_head(head, event, using)
