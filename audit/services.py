@@ -119,13 +119,12 @@ def log_event(
             _link([event], head, key)
             if _can_defer(using):
                 _event_insert(event, using)
-                _head_move(event, using)
                 # Events that went pending while this transaction held the head are sealed
                 # once it lets go of it.
                 transaction.on_commit(_seal_after_commit, using=using, robust=True)
             else:
                 event.save(using=using, force_insert=True)
-                _move_head(head, event, using)
+            _head_move(head, using)
         metrics.audit_event_written(action=action, using=using)
     return event
 
@@ -157,9 +156,7 @@ def audit_pending_seal(*, using: str | None = None, limit: int | None = None) ->
                 break
             batch = _seal_pending(head, key, using)
             if batch:
-                AuditChainHead.objects.using(using).filter(pk=head.pk).update(
-                    seq=head.seq, hash=head.hash
-                )
+                _head_move(head, using)
         if not batch:
             break
         sealed += batch
@@ -216,10 +213,6 @@ def _link(events: list[AuditEvent], head: AuditChainHead, key: AuditKey) -> None
         head.seq, head.hash = event.seq, event.hash
 
 
-def _move_head(head: AuditChainHead, event: AuditEvent, using: str) -> None:
-    AuditChainHead.objects.using(using).filter(pk=head.pk).update(seq=event.seq, hash=event.hash)
-
-
 def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
     """With head locked, move up to SEAL_BATCH pending events into the chain, oldest first, and
     advance head past them in memory (the caller writes it). Returns how many moved.
@@ -228,8 +221,6 @@ def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
     transaction, so no pending event is sealed twice; one committed after this read waits
     for the next holder.
     """
-    if not getattr(head, "pending", False):
-        return 0
     # Only on PostgreSQL: nothing waits anywhere else. Written out, like the statements
     # below, and the move itself is one statement: delete from the pending table, insert
     # into the chain.
@@ -443,9 +434,10 @@ def _event_insert(event: AuditEvent, using: str) -> None:
     event._state.db = using
 
 
-def _head_move(event: AuditEvent, using: str) -> None:
+def _head_move(head: AuditChainHead, using: str) -> None:
+    """Write head (moved in memory by _link) back to its row: the one way it moves."""
     with connections[using].cursor() as cursor:
-        cursor.execute(_HEAD_MOVE_SQL, [event.seq, event.hash, AuditChainHead.SINGLETON_ID])
+        cursor.execute(_HEAD_MOVE_SQL, [head.seq, head.hash, AuditChainHead.SINGLETON_ID])
 
 
 def _pending_insert(event: AuditEvent, key: AuditKey, using: str) -> None:
