@@ -57,7 +57,9 @@ class AuditEvent(models.Model):
     # on_delete would have to UPDATE or DELETE it. actor_label keeps the name as it was.
     actor_id = models.BigIntegerField(null=True, blank=True, db_index=True, editable=False)
     actor_label = models.CharField(max_length=150, editable=False)
-    action = models.CharField(max_length=100, db_index=True, editable=False)
+    # No index of its own: audit_event_action_seq_idx (action, -seq) serves every lookup by
+    # action, and each index on this table is one more write per event in the chain.
+    action = models.CharField(max_length=100, editable=False)
     target_type = models.CharField(max_length=100, blank=True, editable=False)
     target_id = models.CharField(max_length=255, blank=True, editable=False)
     target_repr = models.CharField(max_length=255, blank=True, editable=False)
@@ -67,7 +69,7 @@ class AuditEvent(models.Model):
     # The id of the key the hash is keyed with (audit/keys.py); empty for events chained
     # before the chain had a key. Not itself hashed: a wrong id only fails verification.
     key_id = models.CharField(max_length=16, blank=True, default="", editable=False)
-    hash = models.CharField(max_length=64, unique=True, editable=False)
+    hash = models.CharField(max_length=64, editable=False)  # unique: audit_event_hash_unique
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -84,6 +86,9 @@ class AuditEvent(models.Model):
         constraints = [
             # verify_chain() reads seq 1, 2, 3...; log_event() starts at 1.
             models.CheckConstraint(condition=models.Q(seq__gte=1), name="audit_event_seq_from_1"),
+            # A constraint rather than unique=True, which on PostgreSQL also builds a
+            # pattern-matching (LIKE) index that nothing asks of a hash.
+            models.UniqueConstraint(fields=["hash"], name="audit_event_hash_unique"),
         ]
 
     def __str__(self):

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from audit.forwarding import audit_forward_all
 from audit.forwarding.alerts import audit_sink_alerts_update
-from audit.services import audit_pending_seal
+from audit.services import audit_pending_seal, audit_tables_vacuum
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +58,5 @@ def seal_audit_log() -> None:
     sealed = audit_pending_seal()
     if sealed:
         logger.info("Audit seal: %d waiting event(s) linked into the chain", sealed)
+    # Whatever the writers left since their own last vacuum (audit_tables_vacuum).
+    audit_tables_vacuum(force=True)

@@ -83,7 +83,9 @@ def sizes(quick: bool) -> dict:
         7: {"small": {"requests": 10_000, "events": 50_000},
             "large": {"requests": 300_000, "events": 2_000_000},
             "mine_requests": 1_000, "warmup": 2, "rounds": 7},
-        8: {"seconds": 10, "rounds": 5},
+        # Many short rounds: one writer's rate swings by 2x from round to round on a shared
+        # machine, and the ratio is the median of the rounds' own.
+        8: {"seconds": 6, "rounds": 9},
     }
 
 
