@@ -112,8 +112,9 @@ METHOD = """\
    is the median over the rounds. Meanwhile the benchmark process samples, every 0.2 s,
    how many events wait for their seal and how old the oldest is; after each line it does
    what beat's "airlock: audit seal" does every sweep: `audit_pending_seal()`, for any a
-   race left waiting, and `audit_tables_vacuum(force=True)`. *Unshared*: 4 passing writers while a connection of the benchmark holds the
-   head all along, so every event waits and is sealed only after the line: the writers'
+   race left waiting, and `audit_tables_vacuum(force=True)`. *Unshared*: 4 passing
+   writers while a connection of the benchmark holds the head all along, so every event
+   waits and is sealed only after the line: the writers'
    own statements with no shared head, and without the chain's own inserts (an upper
    bound no way of chaining reaches, since every event must enter the chain).
    At the end `verify_chain()` checks the whole log, and every event written must be in it
