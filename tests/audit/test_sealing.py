@@ -304,27 +304,10 @@ def test_the_after_commit_probe_takes_no_lock_when_nothing_waits(on_postgres):
     assert wanted is False and xid is None
 
 
-def test_an_event_that_waits_costs_one_statement_before_its_commit(
-    on_postgres, django_assert_num_queries
-):
-    log_event(action="request.created", target_id="before")
-    with head_held_elsewhere(commit=False):
-        with transaction.atomic():
-            # The head found held and the event written to wait: one statement, not two.
-            with django_assert_num_queries(1):
-                event = log_event(action="request.created", target_id="waiting")
-        assert event.seq is None
-        waiting = AuditPendingEvent.objects.get()
-    assert (waiting.target_id, waiting.created_at) == ("waiting", event.created_at)
-    assert audit_pending_seal() == 1
-    assert chain() == [("before", 1), ("waiting", 2)]
-    assert verify_chain().ok
-
-
 def test_a_value_too_long_for_its_column_is_refused_when_the_event_would_wait(on_postgres):
     log_event(action="request.created", target_id="before")
     with head_held_elsewhere(commit=False):
-        # As an inline event's INSERT refuses it: never cut short (its MAC covers it whole).
+        # Refused, as an inline event's INSERT refuses it: never cut short.
         with pytest.raises(DatabaseError), transaction.atomic():
             log_event(action="request.created", target_id="x" * 256)
     assert not AuditPendingEvent.objects.exists()
