@@ -13,6 +13,11 @@ Two ways of appending, in the same run, both in today's code:
   statements without the shared head"), and without the chain's inserts, which every way
   of chaining must make: an upper bound.
 
+- *bare*: no audit at all: each transaction inserts one row into a plain table of the
+  benchmark's own (no index but its key) and commits, through the same Django connection.
+  1 and 4 writers: how far this machine itself lets 4 writers go beyond one, for any work
+  that is a transaction per event and shares nothing.
+
 Writers are separate processes (no shared GIL), each with its own connection. While they
 write, this process samples how many events wait for their seal and how long the oldest
 has waited. Afterwards the whole chain is verified, and every event written must be in it
@@ -39,12 +44,17 @@ LINES = (
     ("passing", 1),
     ("passing", 4),
     ("unshared", 4),
+    ("bare", 1),
+    ("bare", 4),
 )
+# bare's table: created for the run, dropped after it.
+BARE_TABLE = "bench_bare_writes"
 
 
 def run(harness, *, seconds: float, rounds: int) -> dict:
     say = harness.say
     runs: dict[str, list[dict]] = {label(mode, n): [] for mode, n in LINES}
+    bare_table(create=True)
     written = 0
     for number in range(1, rounds + 1):
         for mode, writers in LINES:
@@ -64,6 +74,7 @@ def run(harness, *, seconds: float, rounds: int) -> dict:
         )
         for name, line in runs.items()
     }
+    bare_table(create=False)
     chain = verify_chain()
     in_log = AuditEvent.objects.filter(target_type="bench.writer").count()
     distinct = (AuditEvent.objects.filter(target_type="bench.writer")
@@ -73,6 +84,10 @@ def run(harness, *, seconds: float, rounds: int) -> dict:
         "rounds": rounds,
         "events_per_second": rate,
         "ratios": ratios,
+        "bare_4_vs_1": statistics.median(
+            f["events_per_second"] / o["events_per_second"]
+            for f, o in zip(runs[label("bare", 4)], runs[label("bare", 1)], strict=True)
+        ),
         "passing_4_vs_waiting_4": statistics.median(
             p["events_per_second"] / w["events_per_second"]
             for p, w in zip(runs[label("passing", 4)], runs[label("waiting", 4)], strict=True)
@@ -141,6 +156,16 @@ def one_line(*, mode: str, writers: int, seconds: float) -> dict:
     }
 
 
+def bare_table(*, create: bool) -> None:
+    """The bare lines' table, made before the run and dropped after it."""
+    with connections["default"].cursor() as cursor:
+        if create:
+            cursor.execute(f"CREATE TABLE IF NOT EXISTS {BARE_TABLE} "
+                           "(id bigserial PRIMARY KEY, n integer NOT NULL, body text NOT NULL)")
+        else:
+            cursor.execute(f"DROP TABLE IF EXISTS {BARE_TABLE}")
+
+
 def _hold_the_head():
     """A connection of its own whose open transaction holds the chain head (made first,
     as the first append would, when the log is empty)."""
@@ -167,15 +192,21 @@ def _write(mode: str, index: int, start_at: float, stop_at: float, counts) -> No
         written = 0
         while time.time() < start_at:
             time.sleep(0.005)
+        name = f"{mode}-{index}-{start_at:.3f}"
         while time.time() < stop_at:
             with transaction.atomic():
-                log_event(
-                    action="request.created",
-                    target_type="bench.writer",
-                    target_id=f"{mode}-{index}-{start_at:.3f}",
-                    detail={"n": written},
-                    sealed=mode == "waiting",
-                )
+                if mode == "bare":
+                    with connections["default"].cursor() as cursor:
+                        cursor.execute(f"INSERT INTO {BARE_TABLE} (n, body) VALUES (%s, %s)",
+                                       [written, name])
+                else:
+                    log_event(
+                        action="request.created",
+                        target_type="bench.writer",
+                        target_id=name,
+                        detail={"n": written},
+                        sealed=mode == "waiting",
+                    )
             written += 1
         counts.put(written)
     except Exception as problem:  # reported by the parent

@@ -116,7 +116,9 @@ METHOD = """\
    writers while a connection of the benchmark holds the head all along, so every event
    waits and is sealed only after the line: the writers'
    own statements with no shared head, and without the chain's own inserts (an upper
-   bound no way of chaining reaches, since every event must enter the chain).
+   bound no way of chaining reaches, since every event must enter the chain). *Bare*:
+   no audit at all, each transaction one INSERT into a plain table of the benchmark's own,
+   1 and 4 writers: the machine's own ratio for a transaction per event.
    At the end `verify_chain()` checks the whole log, and every event written must be in it
    exactly once.
 
@@ -300,6 +302,10 @@ def _audit_throughput_rows(result: dict) -> list[tuple]:
          "sealed after the line: their own statements, without the chain's)",
          f"{rate['unshared, 4 writers']:.0f} (ratio {ratio['unshared, 4 writers']:.2f}); passing "
          f"reaches {rate[four] / rate['unshared, 4 writers']:.2f} of it", "", "–"),
+        (8, "", "events/s, no audit at all: a transaction per row into a plain table, 1 / 4 "
+         "writers (how far this machine lets 4 writers go beyond one)",
+         f"{rate['bare, 1 writer']:.0f} / {rate['bare, 4 writers']:.0f} (ratio "
+         f"{result['bare_4_vs_1']:.2f})", "", "–"),
         (8, "", "events waiting for their seal while passing: most at once, oldest",
          f"{max(r['waiting_max'] for r in passing)}; "
          f"{max(r['waiting_age_max_seconds'] for r in passing):.2f} s; left for the sweep "

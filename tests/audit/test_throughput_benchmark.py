@@ -3,10 +3,11 @@ does not break silently: its writers really write, every event ends up sealed in
 chain, and the report renders. No timing is asserted."""
 
 import pytest
+from django.db import connection
 
 from audit.models import AuditEvent, AuditPendingEvent
 from audit.verification import verify_chain
-from benchmarks.audit_throughput import one_line
+from benchmarks.audit_throughput import BARE_TABLE, bare_table, one_line
 from benchmarks.report import _audit_throughput_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,6 +29,18 @@ def test_each_line_writes_events_that_all_end_up_sealed_in_one_intact_chain(
     assert result.ok and result.checked == figures["events"]
 
 
+def test_the_bare_line_writes_its_own_rows_and_no_audit_event(on_postgres):
+    bare_table(create=True)
+    try:
+        figures = one_line(mode="bare", writers=2, seconds=0.5)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {BARE_TABLE}")
+            assert cursor.fetchone()[0] == figures["events"] > 0
+    finally:
+        bare_table(create=False)
+    assert not AuditEvent.objects.filter(target_type="bench.writer").exists()
+
+
 def test_the_report_says_missed_below_three_and_met_at_it():
     def run(rate):
         return {"events_per_second": rate}
@@ -35,9 +48,11 @@ def test_the_report_says_missed_below_three_and_met_at_it():
     result = {
         "events_per_second": {"waiting, 1 writer": 100, "waiting, 4 writers": 110,
                               "passing, 1 writer": 100, "passing, 4 writers": 290,
-                              "unshared, 4 writers": 400},
+                              "unshared, 4 writers": 400, "bare, 1 writer": 300,
+                              "bare, 4 writers": 900},
         "ratios": {"passing, 4 writers": 2.9, "unshared, 4 writers": 4.0},
         "passing_4_vs_waiting_4": 2.6,
+        "bare_4_vs_1": 3.0,
         "runs": {"passing, 4 writers": [{"waiting_max": 3, "waiting_age_max_seconds": 0.1,
                                          "left_waiting_after_the_writers": 0}]},
         "chain_ok": True, "chain_checked": 10, "chain_problem": "",
