@@ -53,6 +53,7 @@ def test_the_report_says_missed_below_three_and_met_at_it():
         "ratios": {"passing, 4 writers": 2.9, "unshared, 4 writers": 4.0},
         "passing_4_vs_waiting_4": 2.6,
         "bare_4_vs_1": 3.0,
+        "ideal_sealer_vs_waiting_1": 3.5,
         "runs": {"passing, 4 writers": [{"waiting_max": 3, "waiting_age_max_seconds": 0.1,
                                          "left_waiting_after_the_writers": 0}]},
         "chain_ok": True, "chain_checked": 10, "chain_problem": "",
