@@ -181,17 +181,23 @@ def audit_tables_vacuum(*, using: str | None = None, force: bool = False) -> boo
     events with autovacuum off, one "does anything wait?" took 1.4 ms, against 0.005 ms
     vacuumed, and every line ran slower than the one before. Autovacuum, when it is on,
     looks at a database once a minute, in which a busy portal leaves tens of thousands.
-    SKIP_LOCKED: a vacuum already running does the work; this one does not queue behind it.
-    Never inside a transaction, where VACUUM cannot run.
+    SKIP_LOCKED: while a vacuum already runs, this one does not queue for the table.
+    TRUNCATE false: VACUUM would otherwise try, for up to 5 seconds, to take the table's
+    exclusive lock to cut empty pages off its end, and every audited transaction holds a
+    lock on the pending table until it commits: the caller waited those 5 seconds, and
+    writers queued behind it (migration 0008 sets the same for autovacuum). Never inside a
+    transaction, where VACUUM cannot run.
     """
     global _dead_rows_left
     using = using or router.db_for_write(AuditEvent)
-    if not _can_defer(using) or connections[using].in_atomic_block:
+    connection = connections[using]
+    # Not in a transaction: neither an atomic block nor autocommit turned off by hand.
+    if not _can_defer(using) or connection.in_atomic_block or not connection.get_autocommit():
         return False
     if not force and _dead_rows_left < VACUUM_AFTER:
         return False
     _dead_rows_left = 0
-    with connections[using].cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(_VACUUM_SQL)
     return True
 
@@ -251,9 +257,12 @@ def _link(events: list[AuditEvent], head: AuditChainHead, key: AuditKey) -> None
         head.seq, head.hash = event.seq, event.hash
 
 
-def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
+def _seal_pending(
+    head: AuditChainHead, key: AuditKey, using: str, *, head_row: bool = True
+) -> int:
     """With head locked, move up to SEAL_BATCH pending events into the chain, oldest first, and
-    advance head past them (its row too, in the same statement). Returns how many moved.
+    advance head past them; with head_row, its row too, in the same statement (a caller
+    that writes the head itself afterwards passes False). Returns how many moved.
 
     Only the holder of the head seals, and it deletes what it sealed in the same
     transaction, so no pending event is sealed twice; one committed after this read waits
@@ -276,11 +285,15 @@ def _seal_pending(head: AuditChainHead, key: AuditKey, using: str) -> int:
                 for name in _EVENT_COLUMNS
             ]
         # One INSERT, in seq order: ids still rise with seq (verification checks it).
+        moved = [head.seq, head.hash, AuditChainHead.SINGLETON_ID] if head_row else []
         cursor.execute(
-            _SEAL_MOVE_SQL.format(rows=", ".join([_EVENT_ROW] * len(events))),
-            [[row[0] for row in rows], head.seq, head.hash, AuditChainHead.SINGLETON_ID, *values],
+            (_SEAL_MOVE_SQL if head_row else _SEAL_SQL).format(
+                rows=", ".join([_EVENT_ROW] * len(events))
+            ),
+            [[row[0] for row in rows], *moved, *values],
         )
-    _left_dead(1)  # the head's old version (the deleted rows were counted when written)
+    if head_row:
+        _left_dead(1)  # the head's old version (the deleted rows were counted when written)
     return len(events)
 
 
@@ -328,11 +341,12 @@ def _pending_event(row) -> AuditEvent:
 
 def _seal_pending_within(head: AuditChainHead, key: AuditKey, using: str) -> None:
     """Seal what waits inside the caller's transaction, in a savepoint: should it fail, the
-    caller's own change and event still commit, and the events stay waiting."""
+    caller's own change and event still commit, and the events stay waiting. The head's
+    row is left to the caller, which writes it once, after its own event."""
     seq, hash_ = head.seq, head.hash
     try:
         with transaction.atomic(using=using):
-            _seal_pending(head, key, using)
+            _seal_pending(head, key, using, head_row=False)
     except DatabaseError:
         logger.exception("Audit seal: waiting events could not be sealed; they keep waiting")
         head.seq, head.hash = seq, hash_
@@ -408,7 +422,7 @@ _SEAL_WANTED_SQL = (
     "THEN EXISTS (SELECT 1 FROM locked) ELSE false END"
 )
 _PENDING_ANY_SQL = f"SELECT EXISTS (SELECT 1 FROM {_PENDING})"
-_VACUUM_SQL = f"VACUUM (SKIP_LOCKED) {_PENDING}, {_HEAD}"
+_VACUUM_SQL = f"VACUUM (SKIP_LOCKED, TRUNCATE false) {_PENDING}, {_HEAD}"
 _PENDING_INSERT_SQL = (
     f"INSERT INTO {_PENDING} ({', '.join(_PENDING_CONTENT)}, key_id, mac) VALUES "
     f"({', '.join('%s::jsonb' if name == 'detail' else '%s' for name in _PENDING_CONTENT)}, "
@@ -455,6 +469,11 @@ _PENDING_OLDEST_SQL = (
     f"SELECT id, {', '.join(_PENDING_CONTENT)}, key_id, mac FROM {_PENDING} "
     "ORDER BY id LIMIT %s"
 )
+_SEAL_SQL = (
+    f"WITH sealed AS (DELETE FROM {_PENDING} WHERE id = ANY(%s)) "
+    f"INSERT INTO {AuditEvent._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) VALUES {{rows}}"
+)
+# The same, moving the head in the same statement.
 _SEAL_MOVE_SQL = (
     f"WITH sealed AS (DELETE FROM {_PENDING} WHERE id = ANY(%s)), "
     f"moved AS ({_HEAD_MOVE_SQL}) "

@@ -57,13 +57,16 @@ def run(harness, *, seconds: float, rounds: int) -> dict:
     runs: dict[str, list[dict]] = {label(mode, n): [] for mode, n in LINES}
     bare_table(create=True)
     written = 0
-    for number in range(1, rounds + 1):
-        for mode, writers in LINES:
-            say(f"  round {number}: {label(mode, writers)}, {seconds:g}s")
-            result = one_line(mode=mode, writers=writers, seconds=seconds)
-            if mode != "bare":  # rows of its own table, not audit events
-                written += result["events"]
-            runs[label(mode, writers)].append(result)
+    try:
+        for number in range(1, rounds + 1):
+            for mode, writers in LINES:
+                say(f"  round {number}: {label(mode, writers)}, {seconds:g}s")
+                result = one_line(mode=mode, writers=writers, seconds=seconds)
+                if mode != "bare":  # rows of its own table, not audit events
+                    written += result["events"]
+                runs[label(mode, writers)].append(result)
+    finally:
+        bare_table(create=False)
     rate = {name: statistics.median(r["events_per_second"] for r in line)
             for name, line in runs.items()}
     # Each line against the baseline of its own round, then the median over the rounds: the
@@ -76,7 +79,6 @@ def run(harness, *, seconds: float, rounds: int) -> dict:
         )
         for name, line in runs.items()
     }
-    bare_table(create=False)
     chain = verify_chain()
     in_log = AuditEvent.objects.filter(target_type="bench.writer").count()
     distinct = (AuditEvent.objects.filter(target_type="bench.writer")
@@ -113,11 +115,13 @@ def _ideal_sealer(unshared: dict) -> float:
     """Events/s 4 writers would reach with a sealer that costs no more than the cheapest
     chain insert there is: the unshared line's writers, plus the sweep after it, which
     sealed that line's events in batches of SEAL_BATCH from one process (its seconds per
-    event), that work shared across the machine's cores, all of them busy (a CPU-bound
-    estimate: what the machine has left for sealing while the writers run)."""
-    seal_seconds = unshared["sweep_seconds"] / max(unshared["sealed_by_the_sweep"], 1)
+    event, its vacuum left out), that work shared across the machine's cores, all of them
+    busy (a CPU-bound estimate: what the machine has left for sealing while the writers
+    run). Never above what one sealer can seal, one batch after another."""
+    seal_seconds = unshared["seal_seconds"] / max(unshared["sealed_by_the_sweep"], 1)
     cores = os.cpu_count() or 1
-    return 1 / (1 / unshared["events_per_second"] + seal_seconds / cores)
+    shared = 1 / (1 / unshared["events_per_second"] + seal_seconds / cores)
+    return min(shared, 1 / seal_seconds) if seal_seconds else shared
 
 
 def label(mode: str, writers: int) -> str:
@@ -158,6 +162,7 @@ def one_line(*, mode: str, writers: int, seconds: float) -> dict:
     began = time.monotonic()
     # What beat's "airlock: audit seal" does every sweep interval (shorter than a line).
     sealed_after = audit_pending_seal()
+    sealed_in = time.monotonic() - began
     audit_tables_vacuum(force=True)
     events = sum(per_writer)
     return {
@@ -170,6 +175,7 @@ def one_line(*, mode: str, writers: int, seconds: float) -> dict:
         "left_waiting_after_the_writers": left,
         "sealed_by_the_sweep": sealed_after,
         "sweep_seconds": round(time.monotonic() - began, 3),
+        "seal_seconds": round(sealed_in, 3),  # the sweep without its vacuum
     }
 
 

@@ -121,8 +121,9 @@ METHOD = """\
    1 and 4 writers: the machine's own ratio for a transaction per event. *The ideal
    sealer* is an estimate from the unshared line: its writers' time per event plus the
    time per event of the sweep that sealed their events after the line (batches of 500,
-   one process), that time shared across the machine's cores; against one waiting writer
-   of the same round, the median over the rounds.
+   one process, its vacuum left out), that time shared across the machine's cores, and
+   never above that one sealer's own rate; against one waiting writer of the same round,
+   the median over the rounds.
    At the end `verify_chain()` checks the whole log, and every event written must be in it
    exactly once.
 

@@ -4,6 +4,12 @@
 #   serves every lookup by action;
 # - the LIKE twin of hash's unique index: nothing matches a hash by pattern. The unique
 #   index itself stays, as the constraint audit_event_hash_unique.
+# On SQLite, dropping action's index makes Django rebuild the table (a copy of the log).
+#
+# And the seal's two tables are never truncated by a vacuum (vacuum_truncate): to cut
+# empty pages off a table's end, VACUUM waits up to 5 seconds for its exclusive lock,
+# which every audited transaction's read of the pending table holds off; writers then
+# queue behind it (audit.services.audit_tables_vacuum says the same to its own VACUUM).
 
 from django.db import migrations, models
 
@@ -42,6 +48,24 @@ def _hash_unique_as_field(apps, schema_editor):
     )
 
 
+NO_TRUNCATE = """
+ALTER TABLE audit_auditpendingevent SET (vacuum_truncate = false);
+ALTER TABLE audit_auditchainhead SET (vacuum_truncate = false);
+"""
+TRUNCATE_AGAIN = """
+ALTER TABLE audit_auditpendingevent RESET (vacuum_truncate);
+ALTER TABLE audit_auditchainhead RESET (vacuum_truncate);
+"""
+
+
+def _on_postgresql(sql):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(sql, params=None)
+
+    return run
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -72,4 +96,5 @@ class Migration(migrations.Migration):
                 migrations.RunPython(_hash_unique_as_constraint, _hash_unique_as_field),
             ],
         ),
+        migrations.RunPython(_on_postgresql(NO_TRUNCATE), _on_postgresql(TRUNCATE_AGAIN)),
     ]

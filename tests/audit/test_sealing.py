@@ -319,7 +319,10 @@ def _vacuums(captured) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if q["sql"].startswith("VACUUM")]
 
 
-VACUUM_BOTH = f"VACUUM (SKIP_LOCKED) {AuditPendingEvent._meta.db_table}, {services._HEAD}"
+VACUUM_BOTH = (
+    f"VACUUM (SKIP_LOCKED, TRUNCATE false) {AuditPendingEvent._meta.db_table}, "
+    f"{services._HEAD}"
+)
 
 
 def test_writers_vacuum_the_seal_tables_after_so_many_dead_rows(on_postgres, monkeypatch):
@@ -352,6 +355,61 @@ def test_beat_vacuums_the_seal_tables_every_sweep(on_postgres, monkeypatch):
         seal_audit_log()
     assert _vacuums(captured) == [VACUUM_BOTH]
     assert services._dead_rows_left == 0
+
+
+def test_no_vacuum_ever_cuts_the_seal_tables_end(on_postgres):
+    # Cutting a table's end waits up to 5 s for its exclusive lock, which every audited
+    # transaction's read of the pending table holds off: the vacuum's caller waited, and
+    # writers queued behind it. Neither Airlock's vacuum nor autovacuum does it here.
+    assert "TRUNCATE false" in services._VACUUM_SQL
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN (%s, %s)",
+            [AuditPendingEvent._meta.db_table, services._HEAD],
+        )
+        options = dict(cursor.fetchall())
+    assert len(options) == 2
+    assert all("vacuum_truncate=false" in (found or []) for found in options.values())
+
+
+def test_nothing_is_vacuumed_with_autocommit_turned_off_by_hand(on_postgres, monkeypatch):
+    monkeypatch.setattr(services, "_dead_rows_left", 10**6)
+    transaction.set_autocommit(False)
+    try:
+        assert services.audit_tables_vacuum(force=True) is False
+    finally:
+        transaction.rollback()
+        transaction.set_autocommit(True)
+
+
+def test_the_head_row_follows_every_seal(on_postgres):
+    from audit.models import AuditChainHead
+
+    log_event(action="request.created", target_id="before")
+    with head_held_elsewhere(commit=False):
+        for index in range(3):
+            log_event(action="request.created", target_id=f"w{index}")
+    assert audit_pending_seal() == 3
+    newest = AuditEvent.objects.order_by("-seq").first()
+    head = AuditChainHead.objects.get()
+    assert (head.seq, head.hash) == (newest.seq, newest.hash) == (4, newest.hash)
+
+
+def test_a_writer_that_seals_what_waits_writes_the_head_once(on_postgres):
+    from audit.models import AuditChainHead
+
+    log_event(action="request.created", target_id="before")
+    with head_held_elsewhere(commit=False):
+        log_event(action="request.created", target_id="waiting")
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        event = log_event(action="request.created", target_id="sealer")
+    head_writes = [q for q in captured.captured_queries
+                   if q["sql"].startswith(f"UPDATE {services._HEAD}") or "moved AS" in q["sql"]]
+    assert len(head_writes) == 1
+    assert chain() == [("before", 1), ("waiting", 2), ("sealer", 3)] and event.seq == 3
+    head = AuditChainHead.objects.get()
+    assert (head.seq, head.hash) == (3, event.hash)
+    assert verify_chain().ok
 
 
 def test_nothing_is_vacuumed_inside_a_transaction_nor_on_sqlite(monkeypatch):
