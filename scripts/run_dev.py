@@ -44,6 +44,18 @@ def write_development_env(path: Path) -> bool:
     return True
 
 
+BROKER_READY = """
+import django
+django.setup()
+from portal.celery import app
+with app.connection_for_write() as connection:
+    connection.ensure_connection(max_retries=3)
+    connection.default_channel.queue_declare(
+        queue=app.conf.task_default_queue, durable=True, auto_delete=False
+    )
+"""
+
+
 def main() -> int:
     os.chdir(ROOT)
     env = dict(os.environ)
@@ -72,6 +84,10 @@ def main() -> int:
         subprocess.run([sys.executable, "manage.py", *args], env=env, check=True)
 
     manage("migrate", "--no-input", "-v", "0")
+    # The broker's own tables, made once before the worker and beat start: on a new SQLite
+    # broker file both made them at once, and the one that lost (beat, seen in CI) kept a
+    # dead channel and sent no task again ("channel disconnected").
+    subprocess.run([sys.executable, "-c", BROKER_READY], env=env, check=True)
     manage("install_beat_schedule")
     manage("apply_policies", "demo/policies.yml")
     manage("load_demo")
